@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sixgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sixgatectl", targets: ["sixgatectl"]),
+        .executable(name: "sixgated", targets: ["sixgated"]),
+        .executable(name: "6bed4peer", targets: ["SixBedFourPeer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // libmnl and libnftnl install their headers in /usr/include; libnl's live in
+        // /usr/include/libnl3, which pkg-config supplies. module.modulemap links all four.
+        .systemLibrary(
+            name: "CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libmnl-dev", "libnftnl-dev", "libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        .target(name: "Packet"),
+        .target(name: "Translator", dependencies: ["Packet"]),
+        .target(name: "DNS64", dependencies: ["Packet"]),
+        .target(name: "SixBedFour", dependencies: ["Packet"]),
+        .target(
+            name: "Controller",
+            dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
+        ),
+        .executableTarget(
+            name: "sixgatectl",
+            dependencies: ["Controller", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "sixgated",
+            dependencies: ["Controller", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "SixBedFourPeer",
+            dependencies: ["SixBedFour", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/6bed4peer"
+        ),
+
+        // Test support: builds the DESIGN.md namespace topology for integration tests.
+        .target(name: "NetnsRig", path: "Tests/NetnsRig"),
+        .testTarget(name: "PacketTests", dependencies: ["Packet"]),
+        .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
+        .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller"]),
+    ]
+)

@@ -1,0 +1,3 @@
+import Packet
+import TOMLKit
+import CNetlink

@@ -1,0 +1,130 @@
+/// An IPv6 address as two host-order 64-bit halves: comparisons, masks and the
+/// RFC 6052 bit shuffling become integer operations instead of byte loops.
+public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    public init(bytes: some Collection<UInt8>) {
+        precondition(bytes.count == 16, "an IPv6 address has 16 bytes")
+        var h: UInt64 = 0, l: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { h = h << 8 | UInt64(b) } else { l = l << 8 | UInt64(b) }
+        }
+        high = h
+        low = l
+    }
+
+    public var bytes: [UInt8] {
+        (0..<16).map { i in
+            let word = i < 8 ? high : low
+            return UInt8(truncatingIfNeeded: word >> (56 - 8 * UInt64(i % 8)))
+        }
+    }
+
+    /// The eight 16-bit groups of the text form.
+    public var groups: [UInt16] {
+        (0..<8).map { i in
+            let word = i < 4 ? high : low
+            return UInt16(truncatingIfNeeded: word >> (48 - 16 * UInt64(i % 4)))
+        }
+    }
+
+    public init(groups: [UInt16]) {
+        precondition(groups.count == 8, "an IPv6 address has 8 groups")
+        high = groups[0..<4].reduce(0) { $0 << 16 | UInt64($1) }
+        low = groups[4..<8].reduce(0) { $0 << 16 | UInt64($1) }
+    }
+
+    /// Parses RFC 4291 §2.2 text: hex groups, at most one "::", and an optional
+    /// dotted-quad tail. Zone indices ("%eth0") are refused: a configured address
+    /// must mean the same thing on every interface.
+    public init?(_ text: some StringProtocol) {
+        let s = Substring(text)
+        guard !s.isEmpty, s.count <= 45 else { return nil }
+        guard let gap = Self.doubleColon(in: s) else {
+            guard let groups = Self.parseGroups(s, allowIPv4Tail: true), groups.count == 8 else { return nil }
+            self.init(groups: groups)
+            return
+        }
+        let before = s[..<gap], after = s[s.index(gap, offsetBy: 2)...]
+        guard Self.doubleColon(in: after) == nil,
+              let head = Self.parseGroups(before, allowIPv4Tail: false),
+              let tail = Self.parseGroups(after, allowIPv4Tail: true),
+              head.count + tail.count <= 7 else { return nil }
+        self.init(groups: head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail)
+    }
+
+    private static func doubleColon(in s: Substring) -> Substring.Index? {
+        var i = s.startIndex
+        while i < s.endIndex {
+            let next = s.index(after: i)
+            if s[i] == ":", next < s.endIndex, s[next] == ":" { return i }
+            i = next
+        }
+        return nil
+    }
+
+    private static func parseGroups(_ s: Substring, allowIPv4Tail: Bool) -> [UInt16]? {
+        if s.isEmpty { return [] }
+        var groups: [UInt16] = []
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+        for (i, part) in parts.enumerated() {
+            if i == parts.count - 1, allowIPv4Tail, part.contains(".") {
+                guard let v4 = IPv4Address(part) else { return nil }
+                groups.append(UInt16(v4.rawValue >> 16))
+                groups.append(UInt16(truncatingIfNeeded: v4.rawValue))
+                continue
+            }
+            guard (1...4).contains(part.count), part.allSatisfy(\.isASCIIHexDigit),
+                  let g = UInt16(part, radix: 16) else { return nil }
+            groups.append(g)
+        }
+        return groups
+    }
+
+    /// RFC 5952 canonical text: lower case, no leading zeros, the longest run of two
+    /// or more zero groups (the first on a tie) as "::". Mixed notation only where
+    /// RFC 5952 §5 asks for it: IPv4-mapped addresses and the RFC 6052 well-known
+    /// prefix, whose last 32 bits are known to be an IPv4 address.
+    public var description: String {
+        let g = groups
+        let mixed = IPv6Prefix.ipv4Mapped.contains(self) || IPv6Prefix.wellKnownNAT64.contains(self)
+        let hexCount = mixed ? 6 : 8
+        var bestStart = -1, bestLen = 0, runStart = -1
+        for i in 0...hexCount {
+            if i < hexCount, g[i] == 0 {
+                if runStart < 0 { runStart = i }
+            } else if runStart >= 0 {
+                if i - runStart > bestLen { bestStart = runStart; bestLen = i - runStart }
+                runStart = -1
+            }
+        }
+        if bestLen < 2 { bestStart = -1 }
+        var out = ""
+        var i = 0
+        while i < hexCount {
+            if i == bestStart {
+                out += "::"
+                i += bestLen
+                continue
+            }
+            if !out.isEmpty, !out.hasSuffix(":") { out += ":" }
+            out += String(g[i], radix: 16)
+            i += 1
+        }
+        if mixed {
+            if !out.hasSuffix(":") { out += ":" }
+            out += IPv4Address(rawValue: UInt32(truncatingIfNeeded: low)).description
+        }
+        return out
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        (lhs.high, lhs.low) < (rhs.high, rhs.low)
+    }
+}
