@@ -92,8 +92,13 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
     /// RFC 5952 §5 asks for it: IPv4-mapped addresses and the RFC 6052 well-known
     /// prefix, whose last 32 bits are known to be an IPv4 address.
     public var description: String {
+        formatted(mixed: IPv6Prefix.ipv4Mapped.contains(self) || IPv6Prefix.wellKnownNAT64.contains(self))
+    }
+
+    /// Prefixes are written without mixed notation ("64:ff9b::/96", not
+    /// "64:ff9b::0.0.0.0/96"), so the choice is the caller's.
+    func formatted(mixed: Bool) -> String {
         let g = groups
-        let mixed = IPv6Prefix.ipv4Mapped.contains(self) || IPv6Prefix.wellKnownNAT64.contains(self)
         let hexCount = mixed ? 6 : 8
         var bestStart = -1, bestLen = 0, runStart = -1
         for i in 0...hexCount {

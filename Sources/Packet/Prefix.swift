@@ -108,7 +108,7 @@ public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
     public func contains(_ p: IPv6Prefix) -> Bool { p.length >= length && contains(p.address) }
     public func overlaps(_ p: IPv6Prefix) -> Bool { contains(p.address) || p.contains(address) }
 
-    public var description: String { "\(address)/\(length)" }
+    public var description: String { "\(address.formatted(mixed: false))/\(length)" }
 }
 
 /// Splits "addr/len". Without "/", the address stands for a single host.

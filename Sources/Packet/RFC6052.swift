@@ -77,6 +77,11 @@ public struct NAT64Prefix: Hashable, Sendable, CustomStringConvertible {
     public func canRepresent(_ v4: IPv4Address) -> Bool {
         !isWellKnown || v4.isGlobal
     }
+
+    /// The same rule for a whole range, as configured in a mapping.
+    public func canRepresent(_ range: IPv4Prefix) -> Bool {
+        !isWellKnown || !IPv4Address.nonGlobalBlocks.contains { $0.overlaps(range) }
+    }
 }
 
 extension IPv4Address {

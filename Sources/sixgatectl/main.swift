@@ -1,1 +1,47 @@
-print("x")
+import ArgumentParser
+import Controller
+import Foundation
+
+struct SixgateCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sixgatectl",
+        abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
+        version: SixgateVersion.string,
+        subcommands: [Check.self, Reference.self]
+    )
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a config file and say what it means.",
+        discussion: "Exits 0 and prints a summary when the config is valid; prints every problem with file:line, key and what to change, and exits 1, when it is not."
+    )
+
+    @Argument(help: "The config file.") var config: String
+
+    func run() throws {
+        do {
+            let c = try ConfigLoader.load(path: config)
+            print("\(config): valid\n")
+            print(c.summary)
+        } catch {
+            var stderr = StandardError()
+            for d in error.diagnostics { print(d, to: &stderr) }
+            let n = error.diagnostics.count
+            print("\(config): \(n) problem\(n == 1 ? "" : "s"); nothing was changed.", to: &stderr)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Reference: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the config file reference (Markdown).")
+
+    func run() { print(Schema.markdownReference(), terminator: "") }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+}
+
+SixgateCtl.main()

@@ -1,0 +1,163 @@
+import Foundation
+import Packet
+import TOMLKit
+
+/// Reads typed values out of the parsed TOML while collecting every problem, so
+/// that one run reports all of them. A failed read returns nil and the caller
+/// carries on with the default; the load fails at the end if anything was reported.
+final class Reader {
+    let source: String
+    let locator: SourceLocator
+    private(set) var diagnostics: [ConfigDiagnostic] = []
+
+    init(source: String, text: String) {
+        self.source = source
+        self.locator = SourceLocator(text: text)
+    }
+
+    func report(_ path: KeyPath, _ problem: String, fix: String) {
+        diagnostics.append(ConfigDiagnostic(file: source, line: locator.line(of: path), key: path.description, problem: problem, fix: fix))
+    }
+
+    /// A sub-table, or nil when absent (defaults apply) or of the wrong type.
+    func table(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> TOMLTable? {
+        guard let v = t[key] else { return nil }
+        guard let sub = v.table else {
+            report(path.appending(key), "is a \(v.type), not a table", fix: "Write it as a section: [\(path.appending(key))]")
+            return nil
+        }
+        return sub
+    }
+
+    /// Reports keys the schema does not know, with the nearest known key, or the
+    /// section where a key of that name does belong.
+    func checkKeys(_ t: TOMLTable, _ path: KeyPath) {
+        let allowed = Schema.allowedKeys(in: path.tableName)
+        for key in t.keys where !allowed.contains(key) {
+            var fix = "Remove it"
+            if let best = allowed.min(by: { levenshtein($0, key) < levenshtein($1, key) }),
+               levenshtein(best, key) <= max(2, key.count / 3) {
+                fix = "Did you mean `\(best)`?"
+            } else if let home = Schema.tables.first(where: { $0.keys.contains { $0.name == key } }) {
+                fix = "It belongs in [\(home.name)]; move it there, or remove it"
+            }
+            let where_ = path.description.isEmpty ? "at the top level" : "in [\(path.tableName)]"
+            report(path.appending(key), "unknown key \(where_)", fix: fix)
+        }
+    }
+
+    func string(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> String? {
+        guard let v = t[key] else { return nil }
+        guard let s = v.string else {
+            report(path.appending(key), "is a \(v.type), not a string", fix: "Put the value in double quotes")
+            return nil
+        }
+        return s
+    }
+
+    func bool(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> Bool? {
+        guard let v = t[key] else { return nil }
+        guard let b = v.bool else {
+            report(path.appending(key), "is a \(v.type), not a boolean", fix: "Write true or false, without quotes")
+            return nil
+        }
+        return b
+    }
+
+    func int(_ t: TOMLTable, _ key: String, _ path: KeyPath, in range: ClosedRange<Int>) -> Int? {
+        guard let v = t[key] else { return nil }
+        guard let i = v.int else {
+            report(path.appending(key), "is a \(v.type), not an integer", fix: "Write a whole number without quotes, in \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        guard range.contains(i) else {
+            report(path.appending(key), "\(i) is out of range", fix: "Use a value in \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return i
+    }
+
+    /// A string value turned into `T` by `parse`, which returns why it failed.
+    func value<T>(_ t: TOMLTable, _ key: String, _ path: KeyPath, example: String,
+                  _ parse: (String) -> Result<T, AddressParseError>) -> T? {
+        guard let s = string(t, key, path) else { return nil }
+        return convert(s, at: path.appending(key), example: example, parse)
+    }
+
+    /// An array of strings, each turned into `T`; a bad element is reported at its
+    /// own index and line, and the others are still checked.
+    func values<T>(_ t: TOMLTable, _ key: String, _ path: KeyPath, example: String,
+                   _ parse: (String) -> Result<T, AddressParseError>) -> [T]? {
+        guard let v = t[key] else { return nil }
+        let p = path.appending(key)
+        guard let array = v.array else {
+            report(p, "is a \(v.type), not an array", fix: "Write a list in brackets, e.g. [\"\(example)\"]")
+            return nil
+        }
+        var out: [T] = []
+        var ok = true
+        for (i, element) in array.enumerated() {
+            guard let s = element.string else {
+                report(p.appending(i), "is a \(element.type), not a string", fix: "Put each element in double quotes, e.g. \"\(example)\"")
+                ok = false
+                continue
+            }
+            if let x = convert(s, at: p.appending(i), example: example, parse) { out.append(x) } else { ok = false }
+        }
+        return ok ? out : nil
+    }
+
+    private func convert<T>(_ s: String, at p: KeyPath, example: String,
+                            _ parse: (String) -> Result<T, AddressParseError>) -> T? {
+        switch parse(s) {
+        case .success(let x): return x
+        case .failure(let e):
+            let fix: String
+            switch e {
+            case .hostBitsSet(_, let masked): fix = "Write the network address \(masked), or correct the length"
+            case .malformedPort: fix = "Use a port in 1...65535, e.g. \(example)"
+            default: fix = "Write it like \(example)"
+            }
+            report(p, e.description, fix: fix)
+            return nil
+        }
+    }
+
+    func choice<E: RawRepresentable & CaseIterable>(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> E? where E.RawValue == String {
+        guard let s = string(t, key, path) else { return nil }
+        guard let e = E(rawValue: s) else {
+            let names = E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            report(path.appending(key), "\"\(s)\" is not a known value", fix: "Use one of \(names)")
+            return nil
+        }
+        return e
+    }
+
+    /// "90s", "30m", "2h", "1500ms", "1d".
+    func duration(_ t: TOMLTable, _ key: String, _ path: KeyPath, max: Duration = .seconds(86400 * 365)) -> Duration? {
+        guard let s = string(t, key, path) else { return nil }
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        for (suffix, ms) in units.sorted(by: { $0.0.count > $1.0.count }) where s.hasSuffix(suffix) {
+            if let n = Int64(s.dropLast(suffix.count)), n >= 0 {
+                let d = Duration.milliseconds(n * ms)
+                if d <= max { return d }
+                report(path.appending(key), "\"\(s)\" is longer than allowed", fix: "Use at most \(max)")
+                return nil
+            }
+        }
+        report(path.appending(key), "\"\(s)\" is not a duration", fix: "Write a number and a unit, e.g. \"90s\", \"30m\", \"2h\" or \"1500ms\"")
+        return nil
+    }
+
+    /// Linux interface names: 1 to 15 bytes, no "/", ":" or white space.
+    func interface(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> String? {
+        guard let s = string(t, key, path) else { return nil }
+        let valid = (1...15).contains(s.utf8.count) && s != "." && s != ".."
+            && !s.contains { $0 == "/" || $0 == ":" || $0.isWhitespace }
+        guard valid else {
+            report(path.appending(key), "\"\(s)\" is not a valid interface name", fix: "Use 1 to 15 characters without '/', ':' or spaces, e.g. \"eth0\"")
+            return nil
+        }
+        return s
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+
+/// Every key the config file may hold, with its type, default and meaning. The
+/// loader refuses keys not listed here, suggests the nearest listed one, and the
+/// README's config reference is printed from this table (`sixgatectl reference`),
+/// so the three cannot drift apart.
+public enum Schema {
+    public struct Key: Sendable {
+        public let name: String
+        public let type: String
+        public let defaultValue: String
+        public let doc: String
+    }
+
+    public struct Table: Sendable {
+        /// Dotted name; "" is the top level. `isArray` tables are written [[name]].
+        public let name: String
+        public let isArray: Bool
+        public let doc: String
+        public let keys: [Key]
+    }
+
+    public static let tables: [Table] = [
+        Table(name: "", isArray: false, doc: "Top level.", keys: [
+            Key(name: "prefix", type: "IPv6 prefix", defaultValue: "64:ff9b::/96",
+                doc: "The one NAT64 prefix (RFC 6052: /32, /40, /48, /56, /64 or /96). The translator, DNS64 and the PREF64 of 6bed4 router advertisements all use it."),
+        ]),
+        Table(name: "gateway", isArray: false, doc: "The machine's interfaces and the networks it serves.", keys: [
+            Key(name: "uplink4", type: "interface", defaultValue: "required", doc: "The IPv4 uplink: masquerade target of the dynamic pool, and where 6bed4 peers arrive."),
+            Key(name: "inside6", type: "interface", defaultValue: "required", doc: "The IPv6-only side, where the clients are."),
+            Key(name: "clients", type: "IPv6 prefixes", defaultValue: "required", doc: "The client prefixes this gateway serves: forwarding rules and the default DNS64 access list."),
+        ]),
+        Table(name: "nat64", isArray: false, doc: "The translator.", keys: [
+            Key(name: "enabled", type: "bool", defaultValue: "true", doc: "Run the translator."),
+            Key(name: "datapath", type: "auto|kernel|tun", defaultValue: "auto", doc: "The kernel path where the kernel offers one, else the userspace TUN translator."),
+            Key(name: "device", type: "interface", defaultValue: "sg-nat64", doc: "TUN device of the translator; both families unless `device4` is set."),
+            Key(name: "device4", type: "interface", defaultValue: "none", doc: "A separate TUN device for the IPv4 side."),
+            Key(name: "mtu", type: "integer", defaultValue: "1500", doc: "MTU of the TUN device(s), 1280 to 65535."),
+            Key(name: "lowest_ipv6_mtu", type: "integer", defaultValue: "1280", doc: "The smallest MTU assumed on the IPv6 side (RFC 7915), 1280 to `mtu`."),
+            Key(name: "address4", type: "IPv4 address", defaultValue: "none", doc: "The translator's own IPv4 address, source of the errors it sends."),
+            Key(name: "address6", type: "IPv6 address", defaultValue: "prefix + address4", doc: "The translator's own IPv6 address."),
+            Key(name: "pool4", type: "IPv4 prefix", defaultValue: "none", doc: "Dynamic pool: IPv6 hosts get an address from it, masqueraded to the uplink. Without it, only `eam` translates."),
+            Key(name: "pool_idle_timeout", type: "duration", defaultValue: "2h", doc: "A pool address idle this long returns to the pool."),
+            Key(name: "queues", type: "integer", defaultValue: "0", doc: "TUN queues (one reader each); 0 is one per CPU."),
+            Key(name: "udp_zero_checksum", type: "drop|compute", defaultValue: "drop", doc: "IPv4 UDP with a zero checksum: drop it, or compute one (never for fragments)."),
+            Key(name: "rfc6791_pool", type: "IPv4 prefix", defaultValue: "address4, else 192.0.0.8", doc: "Sources for ICMP errors whose IPv6 source cannot be translated (RFC 6791)."),
+            Key(name: "icmp_errors_per_second", type: "integer", defaultValue: "100", doc: "Rate limit of the ICMP errors the translator sends."),
+        ]),
+        Table(name: "nat64.eam", isArray: true, doc: "Explicit address mappings (RFC 7757), one [[nat64.eam]] per mapping; longest prefix wins.", keys: [
+            Key(name: "ipv4", type: "IPv4 prefix", defaultValue: "required", doc: "The IPv4 side, e.g. a public address of an IPv6-only server."),
+            Key(name: "ipv6", type: "IPv6 prefix", defaultValue: "required", doc: "The IPv6 side; it must hold as many addresses as `ipv4`."),
+        ]),
+        Table(name: "dns64", isArray: false, doc: "The DNS64 server (RFC 6147).", keys: [
+            Key(name: "enabled", type: "bool", defaultValue: "true", doc: "Run the DNS64 server."),
+            Key(name: "listen", type: "endpoints", defaultValue: "[\"[::]:53\"]", doc: "Addresses to answer on, `address` or `address:port` (`[v6]:port`)."),
+            Key(name: "upstreams", type: "endpoints", defaultValue: "required if enabled", doc: "Recursive resolvers to ask, tried in order."),
+            Key(name: "allow", type: "prefixes", defaultValue: "gateway.clients + 6bed4 prefix", doc: "Clients that get answers; others get REFUSED. Never open by default."),
+            Key(name: "exclude", type: "IPv6 prefixes", defaultValue: "[\"::ffff:0:0/96\"]", doc: "AAAA records in these ranges count as absent (RFC 6147 §5.1.4)."),
+            Key(name: "timeout", type: "duration", defaultValue: "2s", doc: "Time for one upstream attempt."),
+            Key(name: "attempts", type: "integer", defaultValue: "3", doc: "Attempts over all upstreams before SERVFAIL."),
+            Key(name: "cache_size_mb", type: "integer", defaultValue: "32", doc: "Memory bound of the answer cache; 0 disables it."),
+            Key(name: "tcp_idle_timeout", type: "duration", defaultValue: "10s", doc: "Idle TCP connections are closed after this (RFC 7766)."),
+            Key(name: "edns_udp_size", type: "integer", defaultValue: "1232", doc: "EDNS0 UDP payload size, 512 to 4096."),
+            Key(name: "ptr", type: "bool", defaultValue: "true", doc: "Answer PTR queries under the prefix's ip6.arpa zone from the IPv4 PTR (RFC 6147 §5.3.1)."),
+        ]),
+        Table(name: "sixbedfour", isArray: false, doc: "The 6bed4 router (IPv6 over UDP/IPv4).", keys: [
+            Key(name: "enabled", type: "bool", defaultValue: "false", doc: "Run the 6bed4 router."),
+            Key(name: "address4", type: "IPv4 address", defaultValue: "required if enabled", doc: "The router's public IPv4 address; peers' addresses embed it."),
+            Key(name: "port", type: "port", defaultValue: "25790", doc: "UDP port of the router."),
+            Key(name: "prefix", type: "IPv6 prefix", defaultValue: "required if enabled", doc: "6bed4 prefix, /16, /32, /48 or /64, completed to a /64 as the reference router does."),
+            Key(name: "netid", type: "integer", defaultValue: "0x0bed", doc: "16-bit filler for completing /16 and /48 prefixes."),
+            Key(name: "device", type: "interface", defaultValue: "sg-6bed4", doc: "TUN device of the router."),
+            Key(name: "routes", type: "IPv6 prefixes", defaultValue: "[]", doc: "Extra prefixes announced as routes in router advertisements (at most 10)."),
+            Key(name: "pref64_lifetime", type: "duration", defaultValue: "30m", doc: "Lifetime of the PREF64 option (RFC 8781), at most 65528s."),
+            Key(name: "rs_per_second", type: "integer", defaultValue: "2", doc: "Router solicitations answered per second and source."),
+        ]),
+        Table(name: "controller", isArray: false, doc: "sixgatectl and sixgated.", keys: [
+            Key(name: "route_protocol", type: "integer", defaultValue: "164", doc: "Routing protocol number that marks the routes sixgate owns (5 to 254)."),
+            Key(name: "manage_forwarding", type: "bool", defaultValue: "true", doc: "Set the forwarding sysctls of the gateway's interfaces."),
+            Key(name: "state_dir", type: "path", defaultValue: "/var/lib/sixgate", doc: "Persistent state, such as dynamic pool mappings."),
+            Key(name: "control_socket", type: "path", defaultValue: "/run/sixgate/control.sock", doc: "Unix socket between sixgatectl and sixgated."),
+            Key(name: "metrics", type: "endpoint", defaultValue: "off", doc: "Prometheus endpoint, e.g. `[::1]:9164`."),
+            Key(name: "log_level", type: "debug|info|notice|warning|error", defaultValue: "info", doc: "Least severe log level written."),
+        ]),
+    ]
+
+    public static func table(_ name: String) -> Table? { tables.first { $0.name == name } }
+
+    /// Keys allowed directly in `table`: its own keys and its sub-tables.
+    static func allowedKeys(in table: String) -> [String] {
+        let own = self.table(table)?.keys.map(\.name) ?? []
+        let prefix = table.isEmpty ? "" : table + "."
+        let subtables = tables.compactMap { t -> String? in
+            guard t.name.hasPrefix(prefix), !t.name.isEmpty, t.name != table else { return nil }
+            let rest = t.name.dropFirst(prefix.count)
+            return rest.contains(".") ? nil : String(rest)
+        }
+        return own + subtables
+    }
+
+    /// The config reference as Markdown, for the README.
+    public static func markdownReference() -> String {
+        var out = ""
+        for t in tables {
+            out += t.name.isEmpty ? "#### Top level\n\n" : (t.isArray ? "#### `[[\(t.name)]]`\n\n" : "#### `[\(t.name)]`\n\n")
+            out += t.doc + "\n\n| key | type | default | meaning |\n|---|---|---|---|\n"
+            for k in t.keys {
+                out += "| `\(k.name)` | \(k.type.replacingOccurrences(of: "|", with: "\\|")) | `\(k.defaultValue)` | \(k.doc) |\n"
+            }
+            out += "\n"
+        }
+        out += "Durations are written like `90s`, `30m`, `2h`, `1500ms`.\n"
+        return out
+    }
+}

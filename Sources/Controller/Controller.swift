@@ -1,3 +1,0 @@
-import Packet
-import TOMLKit
-import CNetlink
