@@ -39,7 +39,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "SixBedFourPeer",
-            dependencies: ["SixBedFour", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SixBedFour", "Packet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/6bed4peer"
         ),
 
@@ -49,6 +49,7 @@ let package = Package(
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller"]),
+        .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller"], exclude: ["Fixtures"]),
     ]
 )

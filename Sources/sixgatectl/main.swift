@@ -1,5 +1,6 @@
 import ArgumentParser
 import Controller
+import Packet
 import Foundation
 
 struct SixgateCtl: ParsableCommand {

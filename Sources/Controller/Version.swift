@@ -1,3 +1,0 @@
-public enum SixgateVersion {
-    public static let string = "0.1.0"
-}

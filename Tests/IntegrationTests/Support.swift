@@ -1,0 +1,34 @@
+import Foundation
+import Glibc
+import NetnsRig
+
+/// The directory holding the built executables (next to the test bundle).
+let binDir: String = {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+}()
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+struct MissingBinary: Error, CustomStringConvertible {
+    let path: String
+    var description: String { "\(path) is not built: run `swift build` first (make test does)" }
+}
+
+/// Runs one of our executables on this host (not in a namespace).
+func runProduct(_ name: String, _ args: [String], timeout: Duration = .seconds(30)) throws -> CommandResult {
+    let path = binDir + "/" + name
+    guard access(path, X_OK) == 0 else { throw MissingBinary(path: path) }
+    return try Spawn.run([path] + args, timeout: timeout, scratch: NSTemporaryDirectory())
+}
+
+func isAlive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno != ESRCH }
+
+/// Links of the root namespace, read only, to prove that a test changed none.
+func rootLinks() throws -> [String] {
+    let r = try Spawn.run(["ip", "-o", "link", "show"], timeout: .seconds(10), scratch: NSTemporaryDirectory())
+    return r.stdout.split(separator: "\n").map { line in
+        // "3: eth0@if4: <…> …" -> "eth0@if4"; the rest (counters, state) may change.
+        String(line.split(separator: ":", maxSplits: 2).dropFirst().first ?? "").trimmingCharacters(in: .whitespaces)
+    }.sorted()
+}

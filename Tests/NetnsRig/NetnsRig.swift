@@ -1,0 +1,235 @@
+import Dispatch
+import Foundation
+import Glibc
+import Synchronization
+
+/// A network of namespaces for one integration test, in the DESIGN.md topology:
+///
+///     c6 (2001:db8:1::2) ──┐                  ┌── s6 (2001:db8:2::2)
+///                          ├── gw (routes) ───┤
+///     c4 (198.51.100.2) ───┘                  └── s4 (203.0.113.2)
+///
+/// Namespaces are named `sgt-<pid>-<random>-<host>`, so parallel runs never
+/// collide and a later run can tell the leftovers of a dead one. Everything lives
+/// inside these namespaces: veth pairs are created in gw with the peer moved
+/// straight into its host, so the root namespace is never touched.
+///
+/// `teardown()` stops every process started here and deletes the namespaces. It
+/// runs on every exit path the process survives: the test's `defer`, SIGINT,
+/// SIGTERM and SIGHUP. A SIGKILLed runner leaves namespaces behind; the next rig
+/// (or `make test`) removes those of dead runners.
+public final class NetnsRig: Sendable {
+    public struct Link: Sendable {
+        public let host: String
+        /// Interface name on the gateway side; the host side is always `eth0`.
+        public let gatewayInterface: String
+        public let hostAddresses: [String]
+        public let gatewayAddresses: [String]
+    }
+
+    public static let namePrefix = "sgt-"
+
+    public let id: String
+    public let hosts: [String]
+    public let links: [Link]
+    /// Where logs of background processes go; removed by teardown.
+    public let scratch: String
+
+    private struct State {
+        var namespaces: [String] = []
+        var processes: [pid_t] = []
+        var tornDown = false
+    }
+
+    private let state = Mutex(State())
+
+    /// The DESIGN.md topology.
+    public static func standard() throws -> NetnsRig {
+        try NetnsRig(links: [
+            Link(host: "c6", gatewayInterface: "c6", hostAddresses: ["2001:db8:1::2/64"], gatewayAddresses: ["2001:db8:1::1/64"]),
+            Link(host: "c4", gatewayInterface: "c4", hostAddresses: ["198.51.100.2/24"], gatewayAddresses: ["198.51.100.1/24"]),
+            Link(host: "s6", gatewayInterface: "s6", hostAddresses: ["2001:db8:2::2/64"], gatewayAddresses: ["2001:db8:2::1/64"]),
+            Link(host: "s4", gatewayInterface: "s4", hostAddresses: ["203.0.113.2/24"], gatewayAddresses: ["203.0.113.1/24"]),
+        ])
+    }
+
+    /// Builds gw plus one host per link. Hosts route everything through gw; only
+    /// gw forwards.
+    public init(links: [Link]) throws {
+        try Self.requireRootAndTools()
+        Self.reapStale()
+        self.id = "\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        self.links = links
+        self.hosts = ["gw"] + links.map(\.host)
+        self.scratch = NSTemporaryDirectory() + "sixgate-rig-\(id)"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        RigRegistry.shared.add(self)
+        do {
+            try build()
+        } catch {
+            teardown()
+            throw error
+        }
+    }
+
+    deinit { teardown() }
+
+    /// The real namespace name of `host`, for tools that take one.
+    public func ns(_ host: String) -> String { "\(Self.namePrefix)\(id)-\(host)" }
+
+    private func build() throws {
+        for host in hosts {
+            try ip(["netns", "add", ns(host)])
+            state.withLock { $0.namespaces.append(ns(host)) }
+            // No DAD: addresses are usable at once, and the namespaces are ours alone.
+            let forward = host == "gw" ? "1" : "0"
+            try checked(host, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+                               "net.ipv4.ip_forward=\(forward)", "net.ipv6.conf.all.forwarding=\(forward)"])
+            try ip(["-n", ns(host), "link", "set", "lo", "up"])
+        }
+        for link in links {
+            try ip(["-n", ns("gw"), "link", "add", link.gatewayInterface, "type", "veth", "peer", "name", "eth0", "netns", ns(link.host)])
+            for a in link.gatewayAddresses { try ip(["-n", ns("gw"), "addr", "add", a, "dev", link.gatewayInterface] + (a.contains(":") ? ["nodad"] : [])) }
+            for a in link.hostAddresses { try ip(["-n", ns(link.host), "addr", "add", a, "dev", "eth0"] + (a.contains(":") ? ["nodad"] : [])) }
+            try ip(["-n", ns("gw"), "link", "set", link.gatewayInterface, "up"])
+            try ip(["-n", ns(link.host), "link", "set", "eth0", "up"])
+            for a in link.gatewayAddresses {
+                let gateway = String(a.split(separator: "/")[0])
+                try ip(["-n", ns(link.host)] + (a.contains(":") ? ["-6"] : ["-4"]) + ["route", "add", "default", "via", gateway])
+            }
+        }
+    }
+
+    /// Runs `argv` inside `host` and returns its output, whatever its exit status.
+    @discardableResult
+    public func run(_ host: String, _ argv: [String], timeout: Duration = .seconds(30)) throws -> CommandResult {
+        try Spawn.run(["ip", "netns", "exec", ns(host)] + argv, timeout: timeout, scratch: scratch)
+    }
+
+    /// Runs `argv` inside `host` and throws unless it exits 0.
+    @discardableResult
+    public func checked(_ host: String, _ argv: [String], timeout: Duration = .seconds(30)) throws -> CommandResult {
+        let r = try run(host, argv, timeout: timeout)
+        guard r.succeeded else { throw RigError.commandFailed(r) }
+        return r
+    }
+
+    /// A long-running process inside a namespace.
+    public struct Process: Sendable {
+        public let pid: pid_t
+        public let stdoutPath: String
+        public let stderrPath: String
+        public var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+        public var errors: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    }
+
+    /// Starts `argv` in `host` and returns at once. `ip netns exec` execs the
+    /// command, so the PID is the command's own.
+    public func start(_ host: String, _ argv: [String], name: String) throws -> Process {
+        let out = "\(scratch)/\(name).out", err = "\(scratch)/\(name).err"
+        let pid = try Spawn.start(["ip", "netns", "exec", ns(host)] + argv, stdout: out, stderr: err)
+        state.withLock { $0.processes.append(pid) }
+        return Process(pid: pid, stdoutPath: out, stderrPath: err)
+    }
+
+    /// Stops a process started with `start`: SIGTERM, then SIGKILL after a grace period.
+    public func stop(_ p: Process) {
+        Spawn.stop(p.pid)
+        state.withLock { $0.processes.removeAll { $0 == p.pid } }
+    }
+
+    /// Stops every process, deletes every namespace (and with them their links).
+    /// Safe to call more than once and from a signal handler's queue.
+    public func teardown() {
+        let (processes, namespaces) = state.withLock { s -> ([pid_t], [String]) in
+            if s.tornDown { return ([], []) }
+            s.tornDown = true
+            return (s.processes, s.namespaces)
+        }
+        for pid in processes { Spawn.stop(pid, grace: .milliseconds(500)) }
+        for name in namespaces.reversed() { Self.deleteNamespace(name) }
+        try? FileManager.default.removeItem(atPath: scratch)
+        RigRegistry.shared.remove(self)
+    }
+
+    /// Namespaces this rig created that still exist.
+    public func remainingNamespaces() -> [String] {
+        Self.listNamespaces().filter { $0.hasPrefix(Self.namePrefix + id + "-") }
+    }
+
+    private func ip(_ args: [String]) throws {
+        let r = try Spawn.run(["ip"] + args, timeout: .seconds(10), scratch: scratch)
+        guard r.succeeded else { throw RigError.commandFailed(r) }
+    }
+
+    // MARK: - Host-wide helpers
+
+    static func requireRootAndTools() throws {
+        guard geteuid() == 0 else { throw RigError.notRoot }
+        for tool in ["ip", "ping", "sysctl"] {
+            let found = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":")
+                .contains { access("\($0)/\(tool)", X_OK) == 0 }
+            guard found else { throw RigError.missingTool(tool) }
+        }
+    }
+
+    public static func listNamespaces() -> [String] {
+        guard let r = try? Spawn.run(["ip", "netns", "list"], timeout: .seconds(10), scratch: NSTemporaryDirectory()) else { return [] }
+        return r.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+    }
+
+    /// Kills what runs inside, then deletes: a namespace with live processes would
+    /// otherwise outlive its name.
+    static func deleteNamespace(_ name: String) {
+        let tmp = NSTemporaryDirectory()
+        if let pids = try? Spawn.run(["ip", "netns", "pids", name], timeout: .seconds(10), scratch: tmp) {
+            for p in pids.stdout.split(separator: "\n").compactMap({ pid_t($0) }) { kill(p, SIGKILL) }
+        }
+        _ = try? Spawn.run(["ip", "netns", "del", name], timeout: .seconds(10), scratch: tmp)
+    }
+
+    /// Removes namespaces left by runners that no longer exist (e.g. SIGKILLed).
+    /// Only names of our own pattern whose runner PID is gone are touched.
+    public static func reapStale() {
+        for name in listNamespaces() where name.hasPrefix(namePrefix) {
+            let parts = name.dropFirst(namePrefix.count).split(separator: "-")
+            guard let pid = parts.first.flatMap({ pid_t($0) }) else { continue }
+            if kill(pid, 0) != 0, errno == ESRCH { deleteNamespace(name) }
+        }
+    }
+}
+
+/// Live rigs, so that a signal can tear them all down before the runner dies.
+final class RigRegistry: Sendable {
+    static let shared = RigRegistry()
+
+    private let rigs = Mutex<[ObjectIdentifier: NetnsRig]>([:])
+    /// Written once in init; kept only so that the sources stay alive.
+    private nonisolated(unsafe) let sources: [any DispatchSourceSignal]
+    private let queue = DispatchQueue(label: "sixgate.netns-rig.signals")
+
+    private init() {
+        var installed: [any DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler {
+                RigRegistry.shared.tearDownAll()
+                // Dispatch threads block signals, so re-raising would not end the
+                // process; exit with the status a shell reports for the signal.
+                _exit(128 + sig)
+            }
+            source.resume()
+            installed.append(source)
+        }
+        sources = installed
+    }
+
+    func add(_ rig: NetnsRig) { rigs.withLock { $0[ObjectIdentifier(rig)] = rig } }
+    func remove(_ rig: NetnsRig) { _ = rigs.withLock { $0.removeValue(forKey: ObjectIdentifier(rig)) } }
+
+    func tearDownAll() {
+        let all = rigs.withLock { Array($0.values) }
+        for rig in all { rig.teardown() }
+    }
+}
