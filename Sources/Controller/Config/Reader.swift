@@ -46,32 +46,30 @@ final class Reader {
         }
     }
 
-    func string(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> String? {
+    /// The value at `key` if it has the TOML type `get` accepts; nil and a report otherwise.
+    private func typed<T>(_ t: TOMLTable, _ key: String, _ path: KeyPath, _ get: (any TOMLValueConvertible) -> T?,
+                          expected: String, fix: String) -> T? {
         guard let v = t[key] else { return nil }
-        guard let s = v.string else {
-            report(path.appending(key), "is a \(v.type), not a string", fix: "Put the value in double quotes")
+        guard let x = get(v) else {
+            report(path.appending(key), "is a \(v.type), not \(expected)", fix: fix)
             return nil
         }
-        return s
+        return x
+    }
+
+    func string(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> String? {
+        typed(t, key, path, { $0.string }, expected: "a string", fix: "Put the value in double quotes")
     }
 
     func bool(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> Bool? {
-        guard let v = t[key] else { return nil }
-        guard let b = v.bool else {
-            report(path.appending(key), "is a \(v.type), not a boolean", fix: "Write true or false, without quotes")
-            return nil
-        }
-        return b
+        typed(t, key, path, { $0.bool }, expected: "a boolean", fix: "Write true or false, without quotes")
     }
 
     func int(_ t: TOMLTable, _ key: String, _ path: KeyPath, in range: ClosedRange<Int>) -> Int? {
-        guard let v = t[key] else { return nil }
-        guard let i = v.int else {
-            report(path.appending(key), "is a \(v.type), not an integer", fix: "Write a whole number without quotes, in \(range.lowerBound)...\(range.upperBound)")
-            return nil
-        }
+        let bounds = "\(range.lowerBound)...\(range.upperBound)"
+        guard let i = typed(t, key, path, { $0.int }, expected: "an integer", fix: "Write a whole number without quotes, in \(bounds)") else { return nil }
         guard range.contains(i) else {
-            report(path.appending(key), "\(i) is out of range", fix: "Use a value in \(range.lowerBound)...\(range.upperBound)")
+            report(path.appending(key), "\(i) is out of range", fix: "Use a value in \(bounds)")
             return nil
         }
         return i

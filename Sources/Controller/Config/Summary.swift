@@ -5,7 +5,7 @@ extension Config {
     public var summary: String {
         var lines: [String] = []
         func row(_ label: String, _ text: String) {
-            lines.append(label.padding(12) + text)
+            lines.append(label.padded(to: 12) + text)
         }
         func more(_ text: String) { row("", text) }
 
@@ -60,7 +60,7 @@ extension Config {
 }
 
 extension String {
-    func padding(_ width: Int) -> String {
+    func padded(to width: Int) -> String {
         count >= width ? self + " " : self + String(repeating: " ", count: width - count)
     }
 }
