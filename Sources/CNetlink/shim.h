@@ -29,4 +29,18 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/if_tun.h>
+
+/* setns(2) is declared only under _GNU_SOURCE, which Swift's Glibc module does
+   not set; the raw system call needs no feature macro. */
+#define SIXGATE_CLONE_NEWNET 0x40000000
+static inline int sixgate_setns_net(int fd) { return (int)syscall(SYS_setns, fd, SIXGATE_CLONE_NEWNET); }
+
+/* ioctl(2) is variadic, which Swift cannot call. */
+static inline int sixgate_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
+static inline int sixgate_ioctl_int(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
+
 #endif
