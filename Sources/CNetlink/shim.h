@@ -19,6 +19,8 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
+#include <libnftnl/udata.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -42,5 +44,10 @@ static inline int sixgate_setns_net(int fd) { return (int)syscall(SYS_setns, fd,
 /* ioctl(2) is variadic, which Swift cannot call. */
 static inline int sixgate_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 static inline int sixgate_ioctl_int(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
+
+/* TUNSETIFF and TUNSETPERSIST expand through the function-like _IOW(), which
+   Swift does not import; their encoding differs between architectures. */
+static inline unsigned long sixgate_tunsetiff(void) { return TUNSETIFF; }
+static inline unsigned long sixgate_tunsetpersist(void) { return TUNSETPERSIST; }
 
 #endif

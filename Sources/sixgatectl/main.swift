@@ -8,7 +8,7 @@ struct SixgateCtl: ParsableCommand {
         commandName: "sixgatectl",
         abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
         version: SixgateVersion.string,
-        subcommands: [Check.self, Reference.self]
+        subcommands: [Check.self, Render.self, Reference.self]
     )
 }
 
@@ -21,17 +21,35 @@ struct Check: ParsableCommand {
     @Argument(help: "The config file.") var config: String
 
     func run() throws {
-        do {
-            let c = try ConfigLoader.load(path: config)
-            print("\(config): valid\n")
-            print(c.summary)
-        } catch {
-            var stderr = StandardError()
-            for d in error.diagnostics { print(d, to: &stderr) }
-            let n = error.diagnostics.count
-            print("\(config): \(n) problem\(n == 1 ? "" : "s"); nothing was changed.", to: &stderr)
-            throw ExitCode(1)
-        }
+        let c = try loadOrExit(config)
+        print("\(config): valid\n")
+        print(c.summary)
+    }
+}
+
+struct Render: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the nftables table a config implies, in nft syntax. Needs no root and reads nothing from the system."
+    )
+
+    @Argument(help: "The config file.") var config: String
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        print(DesiredTable.table(for: c).nftText, terminator: "")
+    }
+}
+
+/// Loads a config, or prints every problem and exits 1 before anything is touched.
+func loadOrExit(_ path: String) throws -> Config {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        var stderr = StandardError()
+        for d in error.diagnostics { print(d, to: &stderr) }
+        let n = error.diagnostics.count
+        print("\(path): \(n) problem\(n == 1 ? "" : "s"); nothing was changed.", to: &stderr)
+        throw ExitCode(1)
     }
 }
 

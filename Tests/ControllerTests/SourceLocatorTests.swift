@@ -3,8 +3,8 @@ import Testing
 
 @Suite struct SourceLocatorTests {
     func line(_ text: String, _ path: String) -> Int? {
-        // Build the KeyPath from "a.b[1].c".
-        var p = KeyPath.root
+        // Build the ConfigPath from "a.b[1].c".
+        var p = ConfigPath.root
         for part in path.split(separator: ".") {
             if let open = part.firstIndex(of: "[") {
                 p = p.appending(String(part[..<open]))

@@ -38,7 +38,7 @@ public enum ConfigLoader {
     /// Reads each section with its defaults. Problems are recorded in `r`; the
     /// returned value is only meaningful when there were none.
     static func decode(_ root: TOMLTable, _ r: Reader) -> Config {
-        let top = KeyPath.root
+        let top = ConfigPath.root
         r.checkKeys(root, top)
         var prefix = NAT64Prefix.wellKnown
         if let p = r.value(root, "prefix", top, example: "\"64:ff9b::/96\" or \"2001:db8:64::/96\"", { s in Result { () throws(AddressParseError) in try IPv6Prefix.parse(s) } }) {
@@ -59,7 +59,7 @@ public enum ConfigLoader {
     }
 
     static func decodeGateway(_ root: TOMLTable, _ r: Reader) -> Config.Gateway {
-        let path = KeyPath.root.appending("gateway")
+        let path = ConfigPath.root.appending("gateway")
         var g = Config.Gateway(uplink4: "", inside6: "", clients: [])
         guard let t = r.table(root, "gateway", .root) else {
             if root["gateway"] == nil {
@@ -82,7 +82,7 @@ public enum ConfigLoader {
 
     static func decodeNAT64(_ root: TOMLTable, _ r: Reader) -> Config.NAT64 {
         var n = Config.NAT64()
-        let path = KeyPath.root.appending("nat64")
+        let path = ConfigPath.root.appending("nat64")
         guard let t = r.table(root, "nat64", .root) else { return n }
         r.checkKeys(t, path)
         n.enabled = r.bool(t, "enabled", path) ?? n.enabled
@@ -125,7 +125,7 @@ public enum ConfigLoader {
 
     static func decodeDNS64(_ root: TOMLTable, _ r: Reader) -> Config.DNS64 {
         var d = Config.DNS64()
-        let path = KeyPath.root.appending("dns64")
+        let path = ConfigPath.root.appending("dns64")
         guard let t = r.table(root, "dns64", .root) else {
             if d.enabled { r.report(path, "DNS64 is enabled by default but has no upstreams", fix: "Add [dns64] with upstreams = [\"…\"], or enabled = false") }
             return d
@@ -151,7 +151,7 @@ public enum ConfigLoader {
 
     static func decodeSixBedFour(_ root: TOMLTable, _ r: Reader) -> Config.SixBedFour {
         var s = Config.SixBedFour()
-        let path = KeyPath.root.appending("sixbedfour")
+        let path = ConfigPath.root.appending("sixbedfour")
         guard let t = r.table(root, "sixbedfour", .root) else { return s }
         r.checkKeys(t, path)
         s.enabled = r.bool(t, "enabled", path) ?? s.enabled
@@ -180,7 +180,7 @@ public enum ConfigLoader {
 
     static func decodeController(_ root: TOMLTable, _ r: Reader) -> Config.Controller {
         var c = Config.Controller()
-        let path = KeyPath.root.appending("controller")
+        let path = ConfigPath.root.appending("controller")
         guard let t = r.table(root, "controller", .root) else { return c }
         r.checkKeys(t, path)
         // 0-4 are the kernel's own (unspec, redirect, kernel, boot, static); 255 is reserved.

@@ -24,7 +24,7 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 }
 
 /// A path to a value in the TOML document, e.g. `nat64.eam[1].ipv4`.
-struct KeyPath: Sendable, Hashable, CustomStringConvertible {
+struct ConfigPath: Sendable, Hashable, CustomStringConvertible {
     enum Component: Sendable, Hashable {
         case key(String)
         case index(Int)
@@ -32,11 +32,11 @@ struct KeyPath: Sendable, Hashable, CustomStringConvertible {
 
     var components: [Component] = []
 
-    static let root = KeyPath()
+    static let root = ConfigPath()
 
-    func appending(_ key: String) -> KeyPath { KeyPath(components: components + [.key(key)]) }
-    func appending(_ index: Int) -> KeyPath { KeyPath(components: components + [.index(index)]) }
-    var parent: KeyPath? { components.isEmpty ? nil : KeyPath(components: Array(components.dropLast())) }
+    func appending(_ key: String) -> ConfigPath { ConfigPath(components: components + [.key(key)]) }
+    func appending(_ index: Int) -> ConfigPath { ConfigPath(components: components + [.index(index)]) }
+    var parent: ConfigPath? { components.isEmpty ? nil : ConfigPath(components: Array(components.dropLast())) }
 
     var description: String {
         var out = ""

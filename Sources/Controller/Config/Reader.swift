@@ -15,12 +15,12 @@ final class Reader {
         self.locator = SourceLocator(text: text)
     }
 
-    func report(_ path: KeyPath, _ problem: String, fix: String) {
+    func report(_ path: ConfigPath, _ problem: String, fix: String) {
         diagnostics.append(ConfigDiagnostic(file: source, line: locator.line(of: path), key: path.description, problem: problem, fix: fix))
     }
 
     /// A sub-table, or nil when absent (defaults apply) or of the wrong type.
-    func table(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> TOMLTable? {
+    func table(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> TOMLTable? {
         guard let v = t[key] else { return nil }
         guard let sub = v.table else {
             report(path.appending(key), "is a \(v.type), not a table", fix: "Write it as a section: [\(path.appending(key))]")
@@ -31,7 +31,7 @@ final class Reader {
 
     /// Reports keys the schema does not know, with the nearest known key, or the
     /// section where a key of that name does belong.
-    func checkKeys(_ t: TOMLTable, _ path: KeyPath) {
+    func checkKeys(_ t: TOMLTable, _ path: ConfigPath) {
         let allowed = Schema.allowedKeys(in: path.tableName)
         for key in t.keys where !allowed.contains(key) {
             var fix = "Remove it"
@@ -47,7 +47,7 @@ final class Reader {
     }
 
     /// The value at `key` if it has the TOML type `get` accepts; nil and a report otherwise.
-    private func typed<T>(_ t: TOMLTable, _ key: String, _ path: KeyPath, _ get: (any TOMLValueConvertible) -> T?,
+    private func typed<T>(_ t: TOMLTable, _ key: String, _ path: ConfigPath, _ get: (any TOMLValueConvertible) -> T?,
                           expected: String, fix: String) -> T? {
         guard let v = t[key] else { return nil }
         guard let x = get(v) else {
@@ -57,15 +57,15 @@ final class Reader {
         return x
     }
 
-    func string(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> String? {
+    func string(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> String? {
         typed(t, key, path, { $0.string }, expected: "a string", fix: "Put the value in double quotes")
     }
 
-    func bool(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> Bool? {
+    func bool(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> Bool? {
         typed(t, key, path, { $0.bool }, expected: "a boolean", fix: "Write true or false, without quotes")
     }
 
-    func int(_ t: TOMLTable, _ key: String, _ path: KeyPath, in range: ClosedRange<Int>) -> Int? {
+    func int(_ t: TOMLTable, _ key: String, _ path: ConfigPath, in range: ClosedRange<Int>) -> Int? {
         let bounds = "\(range.lowerBound)...\(range.upperBound)"
         guard let i = typed(t, key, path, { $0.int }, expected: "an integer", fix: "Write a whole number without quotes, in \(bounds)") else { return nil }
         guard range.contains(i) else {
@@ -76,7 +76,7 @@ final class Reader {
     }
 
     /// A string value turned into `T` by `parse`, which returns why it failed.
-    func value<T>(_ t: TOMLTable, _ key: String, _ path: KeyPath, example: String,
+    func value<T>(_ t: TOMLTable, _ key: String, _ path: ConfigPath, example: String,
                   _ parse: (String) -> Result<T, AddressParseError>) -> T? {
         guard let s = string(t, key, path) else { return nil }
         return convert(s, at: path.appending(key), example: example, parse)
@@ -84,7 +84,7 @@ final class Reader {
 
     /// An array of strings, each turned into `T`; a bad element is reported at its
     /// own index and line, and the others are still checked.
-    func values<T>(_ t: TOMLTable, _ key: String, _ path: KeyPath, example: String,
+    func values<T>(_ t: TOMLTable, _ key: String, _ path: ConfigPath, example: String,
                    _ parse: (String) -> Result<T, AddressParseError>) -> [T]? {
         guard let v = t[key] else { return nil }
         let p = path.appending(key)
@@ -105,7 +105,7 @@ final class Reader {
         return ok ? out : nil
     }
 
-    private func convert<T>(_ s: String, at p: KeyPath, example: String,
+    private func convert<T>(_ s: String, at p: ConfigPath, example: String,
                             _ parse: (String) -> Result<T, AddressParseError>) -> T? {
         switch parse(s) {
         case .success(let x): return x
@@ -121,7 +121,7 @@ final class Reader {
         }
     }
 
-    func choice<E: RawRepresentable & CaseIterable>(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> E? where E.RawValue == String {
+    func choice<E: RawRepresentable & CaseIterable>(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> E? where E.RawValue == String {
         guard let s = string(t, key, path) else { return nil }
         guard let e = E(rawValue: s) else {
             let names = E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
@@ -132,7 +132,7 @@ final class Reader {
     }
 
     /// "90s", "30m", "2h", "1500ms", "1d".
-    func duration(_ t: TOMLTable, _ key: String, _ path: KeyPath, max: Duration = .seconds(86400 * 365)) -> Duration? {
+    func duration(_ t: TOMLTable, _ key: String, _ path: ConfigPath, max: Duration = .seconds(86400 * 365)) -> Duration? {
         guard let s = string(t, key, path) else { return nil }
         let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for (suffix, ms) in units.sorted(by: { $0.0.count > $1.0.count }) where s.hasSuffix(suffix) {
@@ -148,7 +148,7 @@ final class Reader {
     }
 
     /// Linux interface names: 1 to 15 bytes, no "/", ":" or white space.
-    func interface(_ t: TOMLTable, _ key: String, _ path: KeyPath) -> String? {
+    func interface(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> String? {
         guard let s = string(t, key, path) else { return nil }
         let valid = (1...15).contains(s.utf8.count) && s != "." && s != ".."
             && !s.contains { $0 == "/" || $0 == ":" || $0.isWhitespace }

@@ -39,8 +39,8 @@ struct SourceLocator {
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
-    func line(of path: KeyPath) -> Int? {
-        var p: KeyPath? = path
+    func line(of path: ConfigPath) -> Int? {
+        var p: ConfigPath? = path
         while let cur = p {
             if let l = lines[cur.description] { return l }
             p = cur.parent

@@ -7,8 +7,8 @@ struct Validation {
     let config: Config
     let reader: Reader
 
-    private let nat64 = KeyPath.root.appending("nat64")
-    private var eamPath: KeyPath { nat64.appending("eam") }
+    private let nat64 = ConfigPath.root.appending("nat64")
+    private var eamPath: ConfigPath { nat64.appending("eam") }
 
     func run() {
         checkEAMs()
@@ -35,16 +35,16 @@ struct Validation {
     }
 
     private func checkIPv4Overlaps() {
-        var ranges: [(KeyPath, IPv4Prefix)] = []
+        var ranges: [(ConfigPath, IPv4Prefix)] = []
         if let p = config.nat64.pool4 { ranges.append((nat64.appending("pool4"), p)) }
         if let p = config.nat64.rfc6791Pool { ranges.append((nat64.appending("rfc6791_pool"), p)) }
         for (i, e) in config.nat64.eam.enumerated() { ranges.append((eamPath.appending(i).appending("ipv4"), e.ipv4)) }
         reportOverlaps(ranges, fix: "Change one of them so that no IPv4 address belongs to both")
 
         // The gateway's own addresses must not be handed out by the pool or a mapping.
-        var own: [(KeyPath, IPv4Address)] = []
+        var own: [(ConfigPath, IPv4Address)] = []
         if let a = config.nat64.address4 { own.append((nat64.appending("address4"), a)) }
-        if config.sixbedfour.enabled, let a = config.sixbedfour.address4 { own.append((KeyPath.root.appending("sixbedfour").appending("address4"), a)) }
+        if config.sixbedfour.enabled, let a = config.sixbedfour.address4 { own.append((ConfigPath.root.appending("sixbedfour").appending("address4"), a)) }
         for (path, a) in own {
             for (other, range) in ranges where other.description != "nat64.rfc6791_pool" && range.contains(a) {
                 reader.report(path, "\(a) lies inside \(other) (\(range))",
@@ -54,9 +54,9 @@ struct Validation {
     }
 
     private func checkIPv6Overlaps() {
-        var ranges: [(KeyPath, IPv6Prefix)] = [(KeyPath.root.appending("prefix"), config.prefix.prefix)]
+        var ranges: [(ConfigPath, IPv6Prefix)] = [(ConfigPath.root.appending("prefix"), config.prefix.prefix)]
         for (i, e) in config.nat64.eam.enumerated() { ranges.append((eamPath.appending(i).appending("ipv6"), e.ipv6)) }
-        let clients = KeyPath.root.appending("gateway").appending("clients")
+        let clients = ConfigPath.root.appending("gateway").appending("clients")
         for (i, c) in config.gateway.clients.enumerated() {
             if c.overlaps(config.prefix.prefix) {
                 reader.report(clients.appending(i), "\(c) overlaps the NAT64 prefix \(config.prefix)",
@@ -65,7 +65,7 @@ struct Validation {
         }
         let sbf = config.sixbedfour
         if sbf.enabled, let p = sbf.routerPrefix {
-            let path = KeyPath.root.appending("sixbedfour").appending("prefix")
+            let path = ConfigPath.root.appending("sixbedfour").appending("prefix")
             ranges.append((path, p))
             for c in config.gateway.clients where c.overlaps(p) {
                 reader.report(path, "completes to \(p), which overlaps the client prefix \(c)",
@@ -75,7 +75,7 @@ struct Validation {
         reportOverlaps(ranges, fix: "Change one of them so that no IPv6 address belongs to both")
     }
 
-    private func reportOverlaps<P: Overlapping>(_ ranges: [(KeyPath, P)], fix: String) {
+    private func reportOverlaps<P: Overlapping>(_ ranges: [(ConfigPath, P)], fix: String) {
         for (j, (path, range)) in ranges.enumerated() {
             for (other, otherRange) in ranges[..<j] where range.overlaps(otherRange) {
                 reader.report(path, "\(range) overlaps \(other) (\(otherRange))", fix: fix)
@@ -85,15 +85,15 @@ struct Validation {
 
     /// A translator device named like an uplink would take the uplink over.
     private func checkDevices() {
-        var names: [(KeyPath, String)] = [
-            (KeyPath.root.appending("gateway").appending("uplink4"), config.gateway.uplink4),
-            (KeyPath.root.appending("gateway").appending("inside6"), config.gateway.inside6),
+        var names: [(ConfigPath, String)] = [
+            (ConfigPath.root.appending("gateway").appending("uplink4"), config.gateway.uplink4),
+            (ConfigPath.root.appending("gateway").appending("inside6"), config.gateway.inside6),
         ]
         if config.nat64.enabled {
             names.append((nat64.appending("device"), config.nat64.device))
             if let d = config.nat64.device4 { names.append((nat64.appending("device4"), d)) }
         }
-        if config.sixbedfour.enabled { names.append((KeyPath.root.appending("sixbedfour").appending("device"), config.sixbedfour.device)) }
+        if config.sixbedfour.enabled { names.append((ConfigPath.root.appending("sixbedfour").appending("device"), config.sixbedfour.device)) }
         for (j, (path, name)) in names.enumerated() where !name.isEmpty {
             // uplink4 and inside6 may be one interface (a one-armed gateway).
             for (other, otherName) in names[..<j] where otherName == name && j >= 2 {
@@ -108,11 +108,11 @@ struct Validation {
                           fix: "Lower lowest_ipv6_mtu to at most mtu")
         }
         if let allow = config.dns64.allow, allow.isEmpty, config.dns64.enabled {
-            reader.report(KeyPath.root.appending("dns64").appending("allow"), "is empty, so every client would be refused",
+            reader.report(ConfigPath.root.appending("dns64").appending("allow"), "is empty, so every client would be refused",
                           fix: "List the client prefixes, or remove the key to allow gateway.clients")
         }
         if config.sixbedfour.routes.count > 10 {
-            reader.report(KeyPath.root.appending("sixbedfour").appending("routes"), "has \(config.sixbedfour.routes.count) prefixes",
+            reader.report(ConfigPath.root.appending("sixbedfour").appending("routes"), "has \(config.sixbedfour.routes.count) prefixes",
                           fix: "Announce at most 10 routes, as reference peers accept no more")
         }
     }

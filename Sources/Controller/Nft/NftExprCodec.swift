@@ -1,0 +1,96 @@
+import CNetlink
+
+/// NftExpr <-> libnftnl expressions. Decoding accepts exactly the shapes that
+/// encoding produces; anything else becomes `.foreign`, so that a rule edited by
+/// hand can never compare equal to one of ours.
+enum NftExprCodec {
+    static func encode(_ e: NftExpr) -> OpaquePointer? {
+        switch e {
+        case .meta(let key, let dreg):
+            let x = nftnl_expr_alloc("meta")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_KEY), key)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_DREG), dreg)
+            return x
+        case .payload(let base, let offset, let length, let dreg):
+            let x = nftnl_expr_alloc("payload")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_BASE), base)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_OFFSET), offset)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_LEN), length)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_DREG), dreg)
+            return x
+        case .cmp(let op, let sreg, let data):
+            let x = nftnl_expr_alloc("cmp")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CMP_OP), op)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CMP_SREG), sreg)
+            data.withUnsafeBytes { _ = nftnl_expr_set(x, attr(NFTNL_EXPR_CMP_DATA), $0.baseAddress, UInt32($0.count)) }
+            return x
+        case .bitwise(let sreg, let dreg, let length, let mask, let xor):
+            let x = nftnl_expr_alloc("bitwise")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_BITWISE_SREG), sreg)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_BITWISE_DREG), dreg)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_BITWISE_LEN), length)
+            mask.withUnsafeBytes { _ = nftnl_expr_set(x, attr(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, UInt32($0.count)) }
+            xor.withUnsafeBytes { _ = nftnl_expr_set(x, attr(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, UInt32($0.count)) }
+            return x
+        case .lookup(let set, let sreg):
+            let x = nftnl_expr_alloc("lookup")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_LOOKUP_SREG), sreg)
+            nftnl_expr_set_str(x, attr(NFTNL_EXPR_LOOKUP_SET), set)
+            return x
+        case .ct(let key, let dreg):
+            let x = nftnl_expr_alloc("ct")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CT_KEY), key)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CT_DREG), dreg)
+            return x
+        case .objref(let type, let name):
+            let x = nftnl_expr_alloc("objref")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_OBJREF_IMM_TYPE), type)
+            nftnl_expr_set_str(x, attr(NFTNL_EXPR_OBJREF_IMM_NAME), name)
+            return x
+        case .verdict(let v):
+            let x = nftnl_expr_alloc("immediate")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_IMM_DREG), 0)  // NFT_REG_VERDICT
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_IMM_VERDICT), UInt32(bitPattern: v))
+            return x
+        case .masq:
+            return nftnl_expr_alloc("masq")
+        case .foreign:
+            return nil
+        }
+    }
+
+    static func decode(_ x: OpaquePointer) -> NftExpr {
+        let name = String(cString: nftnl_expr_get_str(x, attr(NFTNL_EXPR_NAME)))
+        func u32(_ a: UInt16) -> UInt32 { nftnl_expr_get_u32(x, a) }
+        func has(_ a: UInt16) -> Bool { nftnl_expr_is_set(x, a) }
+        func data(_ a: UInt16) -> [UInt8] {
+            var len: UInt32 = 0
+            guard let p = nftnl_expr_get(x, a, &len) else { return [] }
+            return Array(UnsafeRawBufferPointer(start: p, count: Int(len)))
+        }
+        switch name {
+        case "meta" where has(attr(NFTNL_EXPR_META_DREG)):
+            return .meta(key: u32(attr(NFTNL_EXPR_META_KEY)), dreg: u32(attr(NFTNL_EXPR_META_DREG)))
+        case "payload" where has(attr(NFTNL_EXPR_PAYLOAD_DREG)):
+            return .payload(base: u32(attr(NFTNL_EXPR_PAYLOAD_BASE)), offset: u32(attr(NFTNL_EXPR_PAYLOAD_OFFSET)),
+                            length: u32(attr(NFTNL_EXPR_PAYLOAD_LEN)), dreg: u32(attr(NFTNL_EXPR_PAYLOAD_DREG)))
+        case "cmp":
+            return .cmp(op: u32(attr(NFTNL_EXPR_CMP_OP)), sreg: u32(attr(NFTNL_EXPR_CMP_SREG)), data: data(attr(NFTNL_EXPR_CMP_DATA)))
+        case "bitwise" where !has(attr(NFTNL_EXPR_BITWISE_OP)) || u32(attr(NFTNL_EXPR_BITWISE_OP)) == 0:
+            return .bitwise(sreg: u32(attr(NFTNL_EXPR_BITWISE_SREG)), dreg: u32(attr(NFTNL_EXPR_BITWISE_DREG)),
+                            length: u32(attr(NFTNL_EXPR_BITWISE_LEN)), mask: data(attr(NFTNL_EXPR_BITWISE_MASK)), xor: data(attr(NFTNL_EXPR_BITWISE_XOR)))
+        case "lookup" where !has(attr(NFTNL_EXPR_LOOKUP_DREG)) && (!has(attr(NFTNL_EXPR_LOOKUP_FLAGS)) || u32(attr(NFTNL_EXPR_LOOKUP_FLAGS)) == 0):
+            return .lookup(set: String(cString: nftnl_expr_get_str(x, attr(NFTNL_EXPR_LOOKUP_SET))), sreg: u32(attr(NFTNL_EXPR_LOOKUP_SREG)))
+        case "ct" where has(attr(NFTNL_EXPR_CT_DREG)) && !has(attr(NFTNL_EXPR_CT_DIR)):
+            return .ct(key: u32(attr(NFTNL_EXPR_CT_KEY)), dreg: u32(attr(NFTNL_EXPR_CT_DREG)))
+        case "objref" where has(attr(NFTNL_EXPR_OBJREF_IMM_NAME)):
+            return .objref(type: u32(attr(NFTNL_EXPR_OBJREF_IMM_TYPE)), name: String(cString: nftnl_expr_get_str(x, attr(NFTNL_EXPR_OBJREF_IMM_NAME))))
+        case "immediate" where has(attr(NFTNL_EXPR_IMM_VERDICT)) && !has(attr(NFTNL_EXPR_IMM_CHAIN)):
+            return .verdict(Int32(bitPattern: u32(attr(NFTNL_EXPR_IMM_VERDICT))))
+        case "masq" where !has(attr(NFTNL_EXPR_MASQ_FLAGS)) || u32(attr(NFTNL_EXPR_MASQ_FLAGS)) == 0:
+            return has(attr(NFTNL_EXPR_MASQ_REG_PROTO_MIN)) ? .foreign("masq with ports") : .masq
+        default:
+            return .foreign(name)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Packet
+
+/// The nftables table a config implies. A pure function of the config: the same
+/// config always gives the same table, printable without root (`plan`, the
+/// golden files in nft/) and comparable with what the kernel holds (`audit`).
+public enum DesiredTable {
+    public static let name = "sixgate"
+
+    public static func table(for config: Config) -> NftTable {
+        var t = NftTable(name: name, comment: "sixgate: managed by sixgatectl; hand edits are reverted by apply")
+        var specs: [(chain: String, spec: RuleSpec)] = []
+        let nat = config.nat64, sbf = config.sixbedfour
+        let dev6 = nat.device, dev4 = nat.device4 ?? nat.device
+        let sixbedfourPrefix = sbf.enabled ? sbf.routerPrefix : nil
+
+        // Sets hold what can grow large (client lists, mappings), so a config with
+        // thousands of entries is still a handful of rules.
+        var clients = config.gateway.clients.map(IPPrefix.v6)
+        if let p = sixbedfourPrefix { clients.append(.v6(p)) }
+        let eam4 = nat.eam.map { IPPrefix.v4($0.ipv4) }
+        let allow6 = config.dns64Allow.filter { if case .v6 = $0 { true } else { false } }
+        let allow4 = config.dns64Allow.filter { if case .v4 = $0 { true } else { false } }
+
+        // Anti-spoofing, before conntrack sees the packet.
+        if nat.enabled {
+            specs.append(("prerouting", RuleSpec([.iifname(dev6, equal: false), .saddr(.v6(config.prefix.prefix))], counter: "spoofed_nat64_prefix", .drop,
+                                                 comment: "only the translator sends from the NAT64 prefix")))
+            if let pool = nat.pool4 {
+                specs.append(("prerouting", RuleSpec([.iifname(dev4, equal: false), .saddr(.v4(pool))], counter: "spoofed_pool4", .drop,
+                                                     comment: "only the translator sends from the dynamic pool")))
+            }
+            if !eam4.isEmpty {
+                specs.append(("prerouting", RuleSpec([.iifname(dev4, equal: false), .saddrIn(set: "eam4", .ipv4)], counter: "spoofed_eam4", .drop,
+                                                     comment: "mapped IPv4 addresses belong to IPv6 servers behind the translator")))
+            }
+        }
+        if let p = sixbedfourPrefix {
+            specs.append(("prerouting", RuleSpec([.iifname(sbf.device, equal: false), .saddr(.v6(p))], counter: "spoofed_6bed4", .drop,
+                                                 comment: "only 6bed4 peers send from the 6bed4 prefix")))
+        }
+
+        // Services on the gateway itself.
+        if config.dns64.enabled {
+            let ports = Array(Set(config.dns64.listen.map(\.port))).sorted()
+            for port in ports {
+                for proto in [RuleSpec.Transport.udp, .tcp] {
+                    if !allow6.isEmpty {
+                        specs.append(("input", RuleSpec([.dport(proto, port), .saddrIn(set: "dns64_allow6", .ipv6)], counter: "dns64_allowed", .accept,
+                                                        comment: "DNS64 answers its clients (dns64.allow)")))
+                    }
+                    if !allow4.isEmpty {
+                        specs.append(("input", RuleSpec([.dport(proto, port), .saddrIn(set: "dns64_allow4", .ipv4)], counter: "dns64_allowed", .accept,
+                                                        comment: "DNS64 answers its clients (dns64.allow)")))
+                    }
+                    specs.append(("input", RuleSpec([.dport(proto, port), .iifname("lo", equal: false)], counter: "dns64_refused", .drop,
+                                                    comment: "DNS64 is not an open resolver: other sources are dropped")))
+                }
+            }
+        }
+        if sbf.enabled, let a = sbf.address4 {
+            specs.append(("input", RuleSpec([.dport(.udp, sbf.port), .daddr(.v4(IPv4Prefix(address: a, length: 32)))], counter: "sixbedfour_udp", .accept,
+                                            comment: "6bed4 peers reach the router over UDP")))
+        }
+
+        // What the gateway routes for the translator.
+        if nat.enabled {
+            let prefix = IPPrefix.v6(config.prefix.prefix)
+            specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "clients6", .ipv6)], counter: "nat64_clients", .accept,
+                                              comment: "the gateway's clients use the NAT64")))
+            specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix)], counter: "nat64_refused", .drop,
+                                              comment: "the NAT64 serves only the gateway's clients: it is not an open translator")))
+            if !eam4.isEmpty {
+                specs.append(("forward", RuleSpec([.oifname(dev4), .daddrIn(set: "eam4", .ipv4)], counter: "eam_inbound", .accept,
+                                                  comment: "IPv4 clients reach IPv6-only servers through the mappings")))
+            }
+            if let pool = nat.pool4 {
+                specs.append(("forward", RuleSpec([.oifname(dev4), .daddr(.v4(pool)), .ctStateEstablishedOrRelated], counter: "pool4_return", .accept,
+                                                  comment: "replies to flows of IPv6 clients")))
+                specs.append(("forward", RuleSpec([.oifname(dev4), .daddr(.v4(pool))], counter: "pool4_unsolicited", .drop,
+                                                  comment: "nothing reaches the dynamic pool unasked")))
+            }
+            for dev in Set([dev6, dev4]).sorted() {
+                specs.append(("forward", RuleSpec([.iifname(dev)], counter: "nat64_translated", .accept,
+                                                  comment: "translated packets leave the translator")))
+            }
+        }
+        if sbf.enabled {
+            specs.append(("forward", RuleSpec([.iifname(sbf.device)], counter: "sixbedfour_forwarded", .accept,
+                                              comment: "6bed4 peers reach IPv6 and the NAT64")))
+        }
+        if nat.enabled, let pool = nat.pool4 {
+            specs.append(("postrouting", RuleSpec([.oifname(config.gateway.uplink4), .saddr(.v4(pool))], counter: "pool4_masquerade", .masquerade,
+                                                  comment: "stateful NAT64: pool addresses leave as the uplink's address")))
+        }
+
+        var chains = [
+            NftChain(name: "prerouting", kind: .filter, hook: .prerouting, priority: -300, policy: .accept, comment: "anti-spoofing"),
+            NftChain(name: "input", kind: .filter, hook: .input, priority: 0, policy: .accept, comment: "services on the gateway"),
+            NftChain(name: "forward", kind: .filter, hook: .forward, priority: 0, policy: .accept, comment: "translated and 6bed4 traffic"),
+            NftChain(name: "postrouting", kind: .nat, hook: .postrouting, priority: 100, policy: .accept, comment: "masquerade of the dynamic pool"),
+        ]
+        for i in chains.indices {
+            chains[i].rules = specs.filter { $0.chain == chains[i].name }.map(\.spec.rule)
+        }
+        t.chains = chains.filter { !$0.rules.isEmpty }
+
+        var seen = Set<String>()
+        for s in specs.map(\.spec) {
+            if let c = s.counter, seen.insert(c).inserted { t.counters.append(NftCounter(name: c, comment: s.comment)) }
+        }
+        let used = Set(specs.flatMap(\.spec.matches).compactMap { m -> String? in
+            switch m {
+            case .saddrIn(let s, _), .daddrIn(let s, _): s
+            default: nil
+            }
+        })
+        let sets = [
+            NftSet(name: "clients6", keyType: .ipv6, comment: "gateway.clients and the 6bed4 prefix", elements: clients),
+            NftSet(name: "dns64_allow6", keyType: .ipv6, comment: "dns64.allow, IPv6", elements: allow6),
+            NftSet(name: "dns64_allow4", keyType: .ipv4, comment: "dns64.allow, IPv4", elements: allow4),
+            NftSet(name: "eam4", keyType: .ipv4, comment: "IPv4 sides of nat64.eam", elements: eam4),
+        ]
+        t.sets = sets.filter { used.contains($0.name) }
+        return t
+    }
+}
