@@ -6,7 +6,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PACKAGES := $(shell grep -v '^\#' dist/debian-packages)
 BIN = .build/debug
 
-.PHONY: all build test demo deps clean
+.PHONY: all build test demo deps golden clean
 
 all: build
 
@@ -36,6 +36,13 @@ demo: build
 	ip netns add $$ns && \
 	echo "== sixgatectl check examples/full.toml (in namespace $$ns)" && \
 	ip netns exec $$ns $(BIN)/sixgatectl check examples/full.toml
+
+# Regenerates the rendered tables in nft/ after a deliberate change.
+golden: build
+	@for f in examples/*.toml; do n=$$(basename $$f .toml); \
+		{ echo "# The table that $$f implies, as \`sixgatectl render $$f\` prints it."; \
+		  echo "# A test fails when rendering changes and this file was not updated: regenerate it with \`make golden\`."; \
+		  $(BIN)/sixgatectl render $$f; } > nft/$$n.nft; done
 
 clean:
 	rm -rf .build

@@ -1,66 +1,144 @@
 import ArgumentParser
 import Controller
-import Packet
 import Foundation
 
-struct SixgateCtl: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sixgatectl",
-        abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
-        version: SixgateVersion.string,
-        subcommands: [Check.self, Render.self, Reference.self]
-    )
-}
-
-struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Validate a config file and say what it means.",
-        discussion: "Exits 0 and prints a summary when the config is valid; prints every problem with file:line, key and what to change, and exits 1, when it is not."
-    )
-
+/// Options shared by the commands that read or change kernel state.
+struct StateOptions: ParsableArguments {
     @Argument(help: "The config file.") var config: String
+    @Flag(help: "Print JSON, for monitoring and scripts.") var json = false
+    @Option(help: "Work on this named network namespace (ip netns) instead of the current one.") var netns: String?
 
-    func run() throws {
-        let c = try loadOrExit(config)
-        print("\(config): valid\n")
-        print(c.summary)
+    func reconciler() throws -> Reconciler {
+        do {
+            return try Reconciler(namespace: netns)
+        } catch {
+            throw Failure("\(error)")
+        }
     }
 }
 
-struct Render: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Print the nftables table a config implies, in nft syntax. Needs no root and reads nothing from the system."
-    )
-
-    @Argument(help: "The config file.") var config: String
-
-    func run() throws {
-        let c = try loadOrExit(config)
-        print(DesiredTable.table(for: c).nftText, terminator: "")
-    }
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
 }
 
-/// Loads a config, or prints every problem and exits 1 before anything is touched.
-func loadOrExit(_ path: String) throws -> Config {
+func printJSON(_ value: some Encodable) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try e.encode(value), as: UTF8.self))
+}
+
+/// Runs `body`, turning any failure into a message and exit code 1.
+func reporting(_ command: String, _ body: () throws -> Void) throws {
     do {
-        return try ConfigLoader.load(path: path)
+        try body()
+    } catch let e as ExitCode {
+        throw e
     } catch {
         var stderr = StandardError()
-        for d in error.diagnostics { print(d, to: &stderr) }
-        let n = error.diagnostics.count
-        print("\(path): \(n) problem\(n == 1 ? "" : "s"); nothing was changed.", to: &stderr)
+        print("sixgatectl \(command): \(error)", to: &stderr)
         throw ExitCode(1)
     }
 }
 
-struct Reference: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the config file reference (Markdown).")
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what apply would change, in nft syntax and ip route terms. Changes nothing."
+    )
+    @OptionGroup var options: StateOptions
 
-    func run() { print(Schema.markdownReference(), terminator: "") }
+    struct Output: Encodable {
+        let changes: [Drift]
+        let table: String
+    }
+
+    func run() throws {
+        let config = try loadOrExit(options.config)
+        try reporting("plan") {
+            let plan = try options.reconciler().plan(config)
+            if options.json { return try printJSON(Output(changes: plan.drift, table: plan.desired.table.nftText)) }
+            if plan.isEmpty { return print("no changes") }
+            for d in plan.drift { print(d) }
+            if plan.drift.contains(where: { $0.area == "nft" && $0.object.hasPrefix("table ") && $0.change == .missing }) {
+                print("\nThe table to be created:\n")
+                print(plan.desired.table.nftText, terminator: "")
+            }
+        }
+    }
 }
 
-struct StandardError: TextOutputStream {
-    mutating func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+struct Apply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the live system match the config with the smallest change, and say what changed."
+    )
+    @OptionGroup var options: StateOptions
+
+    struct Output: Encodable {
+        let changes: [Drift]
+        let nftTransaction: Bool
+        let warnings: [String]
+    }
+
+    func run() throws {
+        let config = try loadOrExit(options.config)
+        try reporting("apply") {
+            let r = try options.reconciler()
+            let plan = try r.plan(config)
+            try r.apply(plan)
+            let warnings = [ProtocolName.install(config.controller.routeProtocol)].compactMap { $0 }
+            let sentNft = plan.drift.contains { $0.area == "nft" }
+            if options.json { return try printJSON(Output(changes: plan.drift, nftTransaction: sentNft, warnings: warnings)) }
+            var stderr = StandardError()
+            for w in warnings { print("warning: \(w)", to: &stderr) }
+            if plan.isEmpty { return print("no changes") }
+            for d in plan.drift { print(d) }
+        }
+    }
+}
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report drift between the live system and the config.",
+        discussion: "Exit status: 0 no drift, 2 drift, 1 error."
+    )
+    @OptionGroup var options: StateOptions
+
+    struct Output: Encodable {
+        let clean: Bool
+        let drift: [Drift]
+    }
+
+    func run() throws {
+        let config = try loadOrExit(options.config)
+        var clean = true
+        try reporting("audit") {
+            let plan = try options.reconciler().plan(config)
+            clean = plan.isEmpty
+            if options.json { return try printJSON(Output(clean: clean, drift: plan.drift)) }
+            if clean { return print("no drift") }
+            for d in plan.drift { print(d) }
+        }
+        if !clean { throw ExitCode(2) }
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove everything sixgate owns (its table, routes and links), and nothing else."
+    )
+    @OptionGroup var options: StateOptions
+
+    struct Output: Encodable { let removed: [Drift] }
+
+    func run() throws {
+        let config = try loadOrExit(options.config)
+        try reporting("remove") {
+            let removed = try options.reconciler().remove(routeProtocol: UInt8(config.controller.routeProtocol))
+            if options.json { return try printJSON(Output(removed: removed)) }
+            if removed.isEmpty { return print("nothing to remove") }
+            for d in removed { print(d) }
+        }
+    }
 }
 
 SixgateCtl.main()

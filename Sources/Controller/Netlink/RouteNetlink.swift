@@ -54,13 +54,16 @@ public struct LinkInfo: Sendable, Hashable, Codable {
     /// IFLA_INFO_KIND: "tun" (also for TAP), "veth", "dummy"…; nil for devices
     /// without one, such as loopback and most physical NICs.
     public var kind: String?
+    /// IFLA_IFALIAS; sixgate marks the links it creates with it.
+    public var alias: String?
 
-    public init(name: String, index: Int32, isUp: Bool, mtu: Int, kind: String?) {
+    public init(name: String, index: Int32, isUp: Bool, mtu: Int, kind: String?, alias: String? = nil) {
         self.name = name
         self.index = index
         self.isUp = isUp
         self.mtu = mtu
         self.kind = kind
+        self.alias = alias
     }
 }
 

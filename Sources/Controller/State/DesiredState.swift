@@ -1,0 +1,108 @@
+import Packet
+
+/// What the controller observes before it decides: the links and addresses of
+/// the namespace it manages.
+public struct Environment: Sendable, Equatable {
+    public var links: [LinkInfo]
+    public var addresses: [InterfaceAddress]
+
+    public init(links: [LinkInfo], addresses: [InterfaceAddress]) {
+        self.links = links
+        self.addresses = addresses
+    }
+
+    public func link(_ name: String) -> LinkInfo? { links.first { $0.name == name } }
+}
+
+/// A TUN device the controller creates and keeps up.
+public struct DesiredLink: Sendable, Equatable, Codable {
+    public var name: String
+    public var mtu: Int
+    public var multiQueue: Bool
+}
+
+public struct SysctlSetting: Sendable, Equatable, Codable {
+    public var key: String
+    public var value: String
+}
+
+public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertible {
+    case missingInterface(key: String, name: String)
+    case foreignLink(key: String, name: String, kind: String)
+
+    public var description: String {
+        switch self {
+        case .missingInterface(let key, let name):
+            "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first; nothing was changed"
+        case .foreignLink(let key, let name, let kind):
+            "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create. Choose another name; nothing was changed"
+        }
+    }
+}
+
+/// Everything the kernel must hold for a config: a pure function of the config
+/// and the observed environment, so it can be computed and printed without root.
+public struct DesiredState: Sendable, Equatable {
+    /// The alias that marks links sixgate created, so that it removes only those.
+    public static let linkAlias = "sixgate"
+
+    public var table: NftTable
+    public var links: [DesiredLink]
+    public var addresses: [InterfaceAddress]
+    public var routes: [OwnedRoute]
+    public var sysctls: [SysctlSetting]
+    public var routeProtocol: UInt8
+
+    public init(config: Config, environment: Environment) throws(DesiredStateError) {
+        for (key, name) in [("gateway.uplink4", config.gateway.uplink4), ("gateway.inside6", config.gateway.inside6)] where environment.link(name) == nil {
+            throw .missingInterface(key: key, name: name)
+        }
+        let nat = config.nat64, sbf = config.sixbedfour
+        let dev4 = nat.device4 ?? nat.device
+        var links: [(key: String, link: DesiredLink)] = []
+        var routes: [OwnedRoute] = []
+        var addresses: [InterfaceAddress] = []
+        var sysctls: [SysctlSetting] = []
+        // IPv4 and IPv6 routes as `ip route add` makes them: the kernel stores an
+        // IPv6 metric of 0 as 1024, so 1024 is what is asked for.
+        func route(_ p: IPPrefix, _ dev: String) -> OwnedRoute {
+            OwnedRoute(destination: p, device: dev, metric: { if case .v4 = p { 0 } else { 1024 } }())
+        }
+
+        if nat.enabled {
+            links.append(("nat64.device", DesiredLink(name: nat.device, mtu: nat.mtu, multiQueue: true)))
+            if let d = nat.device4 { links.append(("nat64.device4", DesiredLink(name: d, mtu: nat.mtu, multiQueue: true))) }
+            routes.append(route(.v6(config.prefix.prefix), nat.device))
+            if let pool = nat.pool4 { routes.append(route(.v4(pool), dev4)) }
+            // Mappings are routed as merged blocks: thousands of adjacent /32s
+            // become a few routes.
+            for p in IntervalMath.normalize(nat.eam.map { .v4($0.ipv4) }) { routes.append(route(p, dev4)) }
+            if config.controller.manageForwarding {
+                sysctls.append(SysctlSetting(key: "net.ipv4.conf.\(config.gateway.uplink4).forwarding", value: "1"))
+                sysctls.append(SysctlSetting(key: "net.ipv4.conf.\(dev4).forwarding", value: "1"))
+            }
+        }
+        if sbf.enabled, let p = sbf.routerPrefix {
+            links.append(("sixbedfour.device", DesiredLink(name: sbf.device, mtu: 1280, multiQueue: false)))
+            routes.append(route(.v6(p), sbf.device))
+            // The router's own addresses (6bed4 spec §3.3): P:: answers pings, fe80:: sources RAs.
+            addresses.append(InterfaceAddress(device: sbf.device, address: .v6(p.address), length: 128))
+            addresses.append(InterfaceAddress(device: sbf.device, address: .v6(IPv6Address(high: 0xFE80_0000_0000_0000, low: 0)), length: 128))
+        }
+        if config.controller.manageForwarding, nat.enabled || sbf.enabled {
+            // IPv6 forwards only when the "all" switch is on; IPv4 per input interface.
+            sysctls.insert(SysctlSetting(key: "net.ipv6.conf.all.forwarding", value: "1"), at: 0)
+        }
+        for (key, l) in links {
+            if let existing = environment.link(l.name), existing.kind != "tun" || (existing.alias != Self.linkAlias && existing.alias != nil) {
+                throw .foreignLink(key: key, name: l.name, kind: existing.kind ?? "physical")
+            }
+        }
+        self.table = DesiredTable.table(for: config)
+        self.links = links.map(\.link)
+        self.addresses = addresses
+        self.routes = routes
+        self.sysctls = sysctls.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+        self.routeProtocol = UInt8(config.controller.routeProtocol)
+    }
+}

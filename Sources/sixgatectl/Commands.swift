@@ -1,0 +1,65 @@
+import ArgumentParser
+import Controller
+import Packet
+import Foundation
+
+struct SixgateCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sixgatectl",
+        abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
+        version: SixgateVersion.string,
+        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Render.self, Reference.self]
+    )
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a config file and say what it means.",
+        discussion: "Exits 0 and prints a summary when the config is valid; prints every problem with file:line, key and what to change, and exits 1, when it is not."
+    )
+
+    @Argument(help: "The config file.") var config: String
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        print("\(config): valid\n")
+        print(c.summary)
+    }
+}
+
+struct Render: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the nftables table a config implies, in nft syntax. Needs no root and reads nothing from the system."
+    )
+
+    @Argument(help: "The config file.") var config: String
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        print(DesiredTable.table(for: c).nftText, terminator: "")
+    }
+}
+
+/// Loads a config, or prints every problem and exits 1 before anything is touched.
+func loadOrExit(_ path: String) throws -> Config {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        var stderr = StandardError()
+        for d in error.diagnostics { print(d, to: &stderr) }
+        let n = error.diagnostics.count
+        print("\(path): \(n) problem\(n == 1 ? "" : "s"); nothing was changed.", to: &stderr)
+        throw ExitCode(1)
+    }
+}
+
+struct Reference: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the config file reference (Markdown).")
+
+    func run() { print(Schema.markdownReference(), terminator: "") }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+}
+
