@@ -42,49 +42,63 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
 
     /// Parses RFC 4291 §2.2 text: hex groups, at most one "::", and an optional
     /// dotted-quad tail. Zone indices ("%eth0") are refused: a configured address
-    /// must mean the same thing on every interface.
+    /// must mean the same thing on every interface. Works on UTF-8 bytes.
     public init?(_ text: some StringProtocol) {
-        let s = Substring(text)
-        guard !s.isEmpty, s.count <= 45 else { return nil }
-        guard let gap = Self.doubleColon(in: s) else {
-            guard let groups = Self.parseGroups(s, allowIPv4Tail: true), groups.count == 8 else { return nil }
-            self.init(groups: groups)
-            return
-        }
-        let before = s[..<gap], after = s[s.index(gap, offsetBy: 2)...]
-        guard Self.doubleColon(in: after) == nil,
-              let head = Self.parseGroups(before, allowIPv4Tail: false),
-              let tail = Self.parseGroups(after, allowIPv4Tail: true),
-              head.count + tail.count <= 7 else { return nil }
-        self.init(groups: head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail)
-    }
-
-    private static func doubleColon(in s: Substring) -> Substring.Index? {
-        var i = s.startIndex
-        while i < s.endIndex {
-            let next = s.index(after: i)
-            if s[i] == ":", next < s.endIndex, s[next] == ":" { return i }
-            i = next
-        }
-        return nil
-    }
-
-    private static func parseGroups(_ s: Substring, allowIPv4Tail: Bool) -> [UInt16]? {
-        if s.isEmpty { return [] }
+        let u = Array(text.utf8)
+        let colon = UInt8(ascii: ":"), dot = UInt8(ascii: ".")
+        guard !u.isEmpty, u.count <= 45 else { return nil }
         var groups: [UInt16] = []
-        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
-        for (i, part) in parts.enumerated() {
-            if i == parts.count - 1, allowIPv4Tail, part.contains(".") {
-                guard let v4 = IPv4Address(part) else { return nil }
+        groups.reserveCapacity(8)
+        var gap: Int?
+        var i = 0
+        if u[0] == colon {
+            guard u.count >= 2, u[1] == colon else { return nil }
+            gap = 0
+            i = 2
+        }
+        while i < u.count {
+            var j = i, value: UInt32 = 0
+            while j < u.count, j - i < 5, let h = Self.hexValue(u[j]) {
+                value = value << 4 | h
+                j += 1
+            }
+            if j < u.count, u[j] == dot {
+                // The dotted-quad tail fills the last two groups.
+                guard groups.count <= 6, let v4 = IPv4Address(String(decoding: u[i...], as: UTF8.self)) else { return nil }
                 groups.append(UInt16(v4.rawValue >> 16))
                 groups.append(UInt16(truncatingIfNeeded: v4.rawValue))
-                continue
+                i = u.count
+                break
             }
-            guard (1...4).contains(part.count), part.allSatisfy(\.isASCIIHexDigit),
-                  let g = UInt16(part, radix: 16) else { return nil }
-            groups.append(g)
+            guard j > i, j - i <= 4, groups.count < 8 else { return nil }
+            groups.append(UInt16(value))
+            if j == u.count { i = j; break }
+            guard u[j] == colon else { return nil }
+            if j + 1 < u.count, u[j + 1] == colon {
+                guard gap == nil else { return nil }
+                gap = groups.count
+                i = j + 2
+            } else {
+                i = j + 1
+                guard i < u.count else { return nil }
+            }
         }
-        return groups
+        if let gap {
+            guard groups.count <= 7 else { return nil }
+            groups.insert(contentsOf: [UInt16](repeating: 0, count: 8 - groups.count), at: gap)
+        } else {
+            guard groups.count == 8 else { return nil }
+        }
+        self.init(groups: groups)
+    }
+
+    private static func hexValue(_ b: UInt8) -> UInt32? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(b - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(b - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(b - UInt8(ascii: "A") + 10)
+        default: nil
+        }
     }
 
     /// RFC 5952 canonical text: lower case, no leading zeros, the longest run of two

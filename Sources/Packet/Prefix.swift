@@ -113,9 +113,13 @@ public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
 
 /// Splits "addr/len". Without "/", the address stands for a single host.
 private func splitLength(_ s: String, maximum: Int, bareLength: Int) throws(AddressParseError) -> (Substring, Int) {
-    let parts = s.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-    guard parts.count == 2 else { return (Substring(s), bareLength) }
-    guard !parts[1].isEmpty, parts[1].count <= 3, parts[1].allSatisfy(\.isASCIIDigit),
-          let len = Int(parts[1]), len <= maximum else { throw .badLength(s, maximum: maximum) }
-    return (parts[0], len)
+    guard let slash = s.utf8.firstIndex(of: UInt8(ascii: "/")) else { return (Substring(s), bareLength) }
+    var length = 0, digits = 0
+    for b in s.utf8[s.utf8.index(after: slash)...] {
+        guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9"), digits < 3 else { throw .badLength(s, maximum: maximum) }
+        length = length * 10 + Int(b - UInt8(ascii: "0"))
+        digits += 1
+    }
+    guard digits > 0, length <= maximum else { throw .badLength(s, maximum: maximum) }
+    return (s[..<slash], length)
 }

@@ -7,12 +7,14 @@ import TOMLKit
 /// carries on with the default; the load fails at the end if anything was reported.
 final class Reader {
     let source: String
-    let locator: SourceLocator
+    private let text: String
+    /// Built on the first problem: a valid file never pays for the scan.
+    private lazy var locator = SourceLocator(text: text)
     private(set) var diagnostics: [ConfigDiagnostic] = []
 
     init(source: String, text: String) {
         self.source = source
-        self.locator = SourceLocator(text: text)
+        self.text = text
     }
 
     func report(_ path: ConfigPath, _ problem: String, fix: String) {

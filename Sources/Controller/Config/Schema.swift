@@ -86,8 +86,12 @@ public enum Schema {
 
     public static func table(_ name: String) -> Table? { tables.first { $0.name == name } }
 
-    /// Keys allowed directly in `table`: its own keys and its sub-tables.
-    static func allowedKeys(in table: String) -> [String] {
+    /// Keys allowed directly in each table: its own keys and its sub-tables.
+    private static let allowed: [String: [String]] = Dictionary(uniqueKeysWithValues: tables.map { ($0.name, computeAllowedKeys(in: $0.name)) })
+
+    static func allowedKeys(in table: String) -> [String] { allowed[table] ?? [] }
+
+    private static func computeAllowedKeys(in table: String) -> [String] {
         let own = self.table(table)?.keys.map(\.name) ?? []
         let prefix = table.isEmpty ? "" : table + "."
         let subtables = tables.compactMap { t -> String? in

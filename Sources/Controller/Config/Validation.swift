@@ -75,10 +75,17 @@ struct Validation {
         reportOverlaps(ranges, fix: "Change one of them so that no IPv6 address belongs to both")
     }
 
+    /// Reports each range that overlaps an earlier-starting one. A sweep over the
+    /// ranges sorted by start, so that 10,000 mappings cost n log n, not n².
     private func reportOverlaps<P: Overlapping>(_ ranges: [(ConfigPath, P)], fix: String) {
-        for (j, (path, range)) in ranges.enumerated() {
-            for (other, otherRange) in ranges[..<j] where range.overlaps(otherRange) {
-                reader.report(path, "\(range) overlaps \(other) (\(otherRange))", fix: fix)
+        let sorted = ranges.enumerated().sorted { ($0.element.1.start, $0.offset) < ($1.element.1.start, $1.offset) }
+        var widest: (path: ConfigPath, range: P)?
+        for (_, (path, range)) in sorted {
+            if let w = widest, range.start <= w.range.end {
+                reader.report(path, "\(range) overlaps \(w.path) (\(w.range))", fix: fix)
+                if range.end > w.range.end { widest = (path, range) }
+            } else {
+                widest = (path, range)
             }
         }
     }
@@ -118,6 +125,18 @@ struct Validation {
     }
 }
 
-protocol Overlapping { func overlaps(_ other: Self) -> Bool }
-extension IPv4Prefix: Overlapping {}
-extension IPv6Prefix: Overlapping {}
+/// A prefix as the closed range of addresses it holds.
+protocol Overlapping: CustomStringConvertible {
+    var start: UInt128 { get }
+    var end: UInt128 { get }
+}
+
+extension IPv4Prefix: Overlapping {
+    var start: UInt128 { UInt128(first.rawValue) }
+    var end: UInt128 { UInt128(last.rawValue) }
+}
+
+extension IPv6Prefix: Overlapping {
+    var start: UInt128 { UInt128(address.high) << 64 | UInt128(address.low) }
+    var end: UInt128 { length == 0 ? .max : start | ((UInt128(1) << (128 - length)) - 1) }
+}

@@ -68,10 +68,11 @@ public final class Reconciler {
             if value != s.value { drift.append(Drift("sysctl", .changed, s.key, "\(value), wants \(s.value)")) }
         }
         let liveRoutes = try rtnl.routes(protocol: desired.routeProtocol)
-        for r in desired.routes where !liveRoutes.contains(r) {
+        let live = Set(liveRoutes), wanted = Set(desired.routes)
+        for r in desired.routes where !live.contains(r) {
             drift.append(Drift("route", .missing, r.description, "ip route add \(r.destination) dev \(r.device) metric \(r.metric) proto \(desired.routeProtocol)"))
         }
-        for r in liveRoutes where !desired.routes.contains(r) {
+        for r in liveRoutes where !wanted.contains(r) {
             drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) metric \(r.metric) proto \(desired.routeProtocol)"))
         }
         let nft = NftDiff(live: try nfnl.readTable(desired.table.name), desired: desired.table)
@@ -101,12 +102,11 @@ public final class Reconciler {
         for s in desired.sysctls where plan.sysctlValues[s.key] != s.value {
             try sysctl.write(s.key, s.value)
         }
-        for r in plan.liveRoutes where !desired.routes.contains(r) {
-            try rtnl.deleteRoute(r, protocol: desired.routeProtocol)
-        }
-        for r in desired.routes where !plan.liveRoutes.contains(r) {
-            try rtnl.addRoute(r, protocol: desired.routeProtocol)
-        }
+        let live = Set(plan.liveRoutes), wanted = Set(desired.routes)
+        // Links may have been created above: resolve devices afresh.
+        let links = try rtnl.links()
+        try RouteBatch.run(.delete, plan.liveRoutes.filter { !wanted.contains($0) }, protocol: desired.routeProtocol, links: links, namespace: namespace)
+        try RouteBatch.run(.add, desired.routes.filter { !live.contains($0) }, protocol: desired.routeProtocol, links: links, namespace: namespace)
         if !plan.nft.isEmpty {
             let batch = NftBatch(table: desired.table.name, firstSeq: nfnl.nextSeq())
             plan.nft.write(to: batch)
@@ -127,11 +127,10 @@ public final class Reconciler {
             try nfnl.send(batch)
             removed.append(Drift("nft", .extra, "table inet \(table)"))
         }
-        for r in try rtnl.routes(protocol: routeProtocol) {
-            // Routes of a link go with it; delete them first so that each is reported.
-            try rtnl.deleteRoute(r, protocol: routeProtocol)
-            removed.append(Drift("route", .extra, r.description))
-        }
+        // Routes of a link go with it; delete them first so that each is reported.
+        let routes = try rtnl.routes(protocol: routeProtocol)
+        try RouteBatch.run(.delete, routes, protocol: routeProtocol, links: try rtnl.links(), namespace: namespace)
+        removed += routes.map { Drift("route", .extra, $0.description) }
         for l in try rtnl.links() where l.alias == DesiredState.linkAlias {
             try rtnl.deleteLink(name: l.name)
             removed.append(Drift("link", .extra, l.name))
