@@ -100,6 +100,9 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
             ("rule added", ["nft", "add", "rule", "inet", "sixgate", "input", "tcp", "dport", "22", "accept"], "- nft rule in chain input"),
             ("route deleted", ["ip", "route", "del", "203.0.113.32/28", "dev", "sg-nat64", "proto", "164"], "+ route 203.0.113.32/28 dev sg-nat64"),
             ("link down", ["ip", "link", "set", "sg-nat64", "down"], "~ link sg-nat64: down, wants up"),
+            ("set element added", ["nft", "add", "element", "inet", "sixgate", "clients6", "{ 2001:db8:99::/64 }"], "~ nft set clients6: elements -2001:db8:99::/64"),
+            ("forwarding off", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"], "~ sysctl net.ipv6.conf.all.forwarding: 0, wants 1"),
+            ("counter added", ["nft", "add", "counter", "inet", "sixgate", "handmade"], "- nft counter handmade"),
         ]
         for (what, command, expected) in cases {
             try rig.checked("gw", command)
