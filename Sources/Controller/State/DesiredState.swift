@@ -5,10 +5,14 @@ import Packet
 public struct Environment: Sendable, Equatable {
     public var links: [LinkInfo]
     public var addresses: [InterfaceAddress]
+    /// Whether the kernel offers a translator of its own (the Jool SIIT module).
+    /// Mainline Linux has none, so `datapath = "auto"` means the TUN translator.
+    public var kernelTranslator: Bool
 
-    public init(links: [LinkInfo], addresses: [InterfaceAddress]) {
+    public init(links: [LinkInfo], addresses: [InterfaceAddress], kernelTranslator: Bool = false) {
         self.links = links
         self.addresses = addresses
+        self.kernelTranslator = kernelTranslator
     }
 
     public func link(_ name: String) -> LinkInfo? { links.first { $0.name == name } }
@@ -29,6 +33,7 @@ public struct SysctlSetting: Sendable, Equatable, Codable {
 public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertible {
     case missingInterface(key: String, name: String)
     case foreignLink(key: String, name: String, kind: String)
+    case noKernelTranslator
 
     public var description: String {
         switch self {
@@ -36,6 +41,8 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
             "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first; nothing was changed"
         case .foreignLink(let key, let name, let kind):
             "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create. Choose another name; nothing was changed"
+        case .noKernelTranslator:
+            "nat64.datapath: \"kernel\" was asked for, but this kernel has no translator module. Use \"auto\" or \"tun\"; nothing was changed"
         }
     }
 }
@@ -58,6 +65,7 @@ public struct DesiredState: Sendable, Equatable {
             throw .missingInterface(key: key, name: name)
         }
         let nat = config.nat64, sbf = config.sixbedfour
+        if nat.enabled, nat.datapath == .kernel, !environment.kernelTranslator { throw .noKernelTranslator }
         let dev4 = nat.device4 ?? nat.device
         var links: [(key: String, link: DesiredLink)] = []
         var routes: [OwnedRoute] = []

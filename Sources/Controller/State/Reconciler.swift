@@ -32,7 +32,8 @@ public final class Reconciler {
     }
 
     public func observe() throws -> Environment {
-        Environment(links: try rtnl.links(), addresses: try rtnl.addresses())
+        Environment(links: try rtnl.links(), addresses: try rtnl.addresses(),
+                    kernelTranslator: FileManager.default.fileExists(atPath: "/sys/module/jool_siit"))
     }
 
     public func plan(_ config: Config) throws -> Plan {
