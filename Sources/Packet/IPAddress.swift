@@ -33,6 +33,13 @@ public enum IPPrefix: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    public var range: ClosedRange<UInt128> {
+        switch self {
+        case .v4(let p): p.range
+        case .v6(let p): p.range
+        }
+    }
+
     public func overlaps(_ other: IPPrefix) -> Bool {
         switch (self, other) {
         case (.v4(let p), .v4(let q)): p.overlaps(q)

@@ -55,6 +55,9 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
         self = p
     }
 
+    /// The addresses as integers, for interval arithmetic shared with IPv6.
+    public var range: ClosedRange<UInt128> { UInt128(first.rawValue)...UInt128(last.rawValue) }
+
     public func contains(_ a: IPv4Address) -> Bool { a.rawValue & mask == address.rawValue }
     public func contains(_ p: IPv4Prefix) -> Bool { p.length >= length && contains(p.address) }
     public func overlaps(_ p: IPv4Prefix) -> Bool { contains(p.address) || p.contains(address) }
@@ -98,6 +101,12 @@ public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: some StringProtocol) {
         guard let p = try? Self.parse(text) else { return nil }
         self = p
+    }
+
+    /// The addresses as integers, for interval arithmetic.
+    public var range: ClosedRange<UInt128> {
+        let first = UInt128(address.high) << 64 | UInt128(address.low)
+        return first...(length == 0 ? .max : first | ((UInt128(1) << (128 - length)) - 1))
     }
 
     public func contains(_ a: IPv6Address) -> Bool {

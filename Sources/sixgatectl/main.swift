@@ -8,18 +8,7 @@ struct StateOptions: ParsableArguments {
     @Flag(help: "Print JSON, for monitoring and scripts.") var json = false
     @Option(help: "Work on this named network namespace (ip netns) instead of the current one.") var netns: String?
 
-    func reconciler() throws -> Reconciler {
-        do {
-            return try Reconciler(namespace: netns)
-        } catch {
-            throw Failure("\(error)")
-        }
-    }
-}
-
-struct Failure: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+    func reconciler() throws -> Reconciler { try Reconciler(namespace: netns) }
 }
 
 func printJSON(_ value: some Encodable) throws {

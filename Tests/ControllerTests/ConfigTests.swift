@@ -216,6 +216,12 @@ let base = """
         #expect(found[1].fix.contains("\"tun\""))
     }
 
+    @Test func routeProtocolOfOtherSoftwareIsRefused() {
+        let found = problems(base + "[controller]\nroute_protocol = 16\n")
+        #expect(found.map(\.key) == ["controller.route_protocol"])
+        #expect(found.first?.problem.contains("dhcp") == true)
+    }
+
     @Test func syntaxErrorsCarryTheirLine() {
         let found = problems("prefix = \"64:ff9b::/96\"\n[gateway\nuplink4 = 1\n")
         #expect(found.count == 1)

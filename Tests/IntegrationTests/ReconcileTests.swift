@@ -117,6 +117,46 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         }
     }
 
+    /// Config changes converge in one apply each: 6bed4 switched off (its link,
+    /// address and route go), a new routing protocol number (the old routes go),
+    /// a hand-added route of ours with a gateway, a dormant table.
+    @Test func changesConvergeInOneApply() throws {
+        let rig = try gatewayRig()
+        defer { rig.teardown() }
+        let full = repoRoot + "/examples/full.toml"
+        let text = try String(contentsOfFile: full, encoding: .utf8)
+        #expect(try ctl(rig, "apply", full).status == 0)
+
+        let no6bed4 = rig.scratch + "/no6bed4.toml"
+        try text.replacingOccurrences(of: "enabled = true                   # 6bed4", with: "enabled = false")
+            .replacingOccurrences(of: "[sixbedfour]\nenabled = true", with: "[sixbedfour]\nenabled = false")
+            .write(toFile: no6bed4, atomically: true, encoding: .utf8)
+        let off = try ctl(rig, "apply", no6bed4)
+        #expect(off.status == 0 && off.stdout.contains("- link sg-6bed4"), "\(off)")
+        #expect(try ctl(rig, "audit", no6bed4).status == 0)
+        #expect(try !rig.checked("gw", ["ip", "link"]).stdout.contains("sg-6bed4"))
+
+        let proto170 = rig.scratch + "/proto170.toml"
+        try text.replacingOccurrences(of: "route_protocol = 164", with: "route_protocol = 170").write(toFile: proto170, atomically: true, encoding: .utf8)
+        let moved = try ctl(rig, "apply", proto170)
+        #expect(moved.status == 0, "\(moved)")
+        #expect(try ctl(rig, "audit", proto170).status == 0)
+        #expect(try rig.checked("gw", ["ip", "-6", "route", "show", "proto", "164"]).stdout.isEmpty, "routes of the old number are gone")
+        #expect(try rig.checked("gw", ["ip", "-6", "route", "show", "proto", "170"]).stdout.contains("2001:db8:64::/96"))
+
+        try rig.checked("gw", ["ip", "addr", "add", "198.51.100.9/24", "dev", "eth0"])
+        try rig.checked("gw", ["ip", "route", "add", "203.0.113.200/32", "via", "198.51.100.1", "proto", "170"])
+        #expect(try ctl(rig, "audit", proto170).stdout.contains("- route 203.0.113.200/32"))
+        #expect(try ctl(rig, "apply", proto170).status == 0)
+        #expect(try !rig.checked("gw", ["ip", "route"]).stdout.contains("203.0.113.200"))
+
+        try rig.checked("gw", ["nft", "add", "table", "inet", "sixgate", "{ flags dormant; }"])
+        let dormant = try ctl(rig, "audit", proto170)
+        #expect(dormant.status == 2 && dormant.stdout.contains("dormant"), "\(dormant)")
+        #expect(try ctl(rig, "apply", proto170).status == 0)
+        #expect(try ctl(rig, "audit", proto170).status == 0)
+    }
+
     /// A foreign table and a foreign route survive apply, audit and remove.
     @Test func foreignStateIsUntouched() throws {
         let rig = try gatewayRig()
@@ -216,6 +256,14 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         let r = try ctl(rig, "apply", missing)
         #expect(r.status == 1 && r.stderr.contains("gateway.uplink4: interface \"eth9\" does not exist"), "\(r)")
         #expect(try snapshot(rig) == before)
+
+        // A TUN device of another program with sixgate's device name is not taken over.
+        try rig.checked("gw", ["ip", "tuntap", "add", "dev", "sg-nat64", "mode", "tun"])
+        let withForeignTun = try snapshot(rig)
+        let taken = try ctl(rig, "apply", repoRoot + "/examples/full.toml")
+        #expect(taken.status == 1 && taken.stderr.contains("nat64.device: \"sg-nat64\" already exists"), "\(taken)")
+        #expect(try snapshot(rig) == withForeignTun)
+        try rig.checked("gw", ["ip", "tuntap", "del", "dev", "sg-nat64", "mode", "tun"])
 
         let noCap = try Spawn.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", binDir + "/sixgatectl",
                                    "apply", repoRoot + "/examples/full.toml", "--netns", rig.ns("gw")],

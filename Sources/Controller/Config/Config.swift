@@ -108,6 +108,15 @@ public struct Config: Sendable, Equatable {
     }
 }
 
+extension Config.Controller {
+    /// Routing protocol numbers of rtnetlink.h and iproute2's rt_protos.
+    static let knownRouteProtocols: [Int: String] = [
+        8: "gated", 9: "ra (router advertisements)", 10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp",
+        15: "ntk", 16: "dhcp", 17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis",
+        188: "ospf", 189: "rip", 192: "eigrp",
+    ]
+}
+
 extension Config {
     /// The DNS64 access list in force: the configured one, or the networks this
     /// gateway serves, so that the DNS64 is never an open resolver by default.

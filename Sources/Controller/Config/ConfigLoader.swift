@@ -185,6 +185,12 @@ public enum ConfigLoader {
         r.checkKeys(t, path)
         // 0-4 are the kernel's own (unspec, redirect, kernel, boot, static); 255 is reserved.
         c.routeProtocol = r.int(t, "route_protocol", path, in: 5...254) ?? c.routeProtocol
+        if let name = Config.Controller.knownRouteProtocols[c.routeProtocol] {
+            // sixgate deletes every route of its number that it does not want: a
+            // number another daemon uses would cost that daemon its routes.
+            r.report(path.appending("route_protocol"), "\(c.routeProtocol) is the protocol number of \(name)",
+                     fix: "Pick a number no routing software on this host uses, such as the default 164")
+        }
         c.manageForwarding = r.bool(t, "manage_forwarding", path) ?? c.manageForwarding
         c.stateDir = r.string(t, "state_dir", path) ?? c.stateDir
         c.controlSocket = r.string(t, "control_socket", path) ?? c.controlSocket

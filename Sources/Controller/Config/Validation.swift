@@ -132,11 +132,11 @@ protocol Overlapping: CustomStringConvertible {
 }
 
 extension IPv4Prefix: Overlapping {
-    var start: UInt128 { UInt128(first.rawValue) }
-    var end: UInt128 { UInt128(last.rawValue) }
+    var start: UInt128 { range.lowerBound }
+    var end: UInt128 { range.upperBound }
 }
 
 extension IPv6Prefix: Overlapping {
-    var start: UInt128 { UInt128(address.high) << 64 | UInt128(address.low) }
-    var end: UInt128 { length == 0 ? .max : start | ((UInt128(1) << (128 - length)) - 1) }
+    var start: UInt128 { range.lowerBound }
+    var end: UInt128 { range.upperBound }
 }

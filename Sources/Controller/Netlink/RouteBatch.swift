@@ -40,7 +40,11 @@ enum RouteBatch {
             var pending = Set<UInt32>()
             while i < routes.count, used < chunk - 256 {
                 let r = routes[i]
-                guard let oif = index[r.device] else { throw SystemError("\(verb) route \(r) proto \(proto): no device \(r.device)", code: ENODEV) }
+                guard let oif = index[r.device] else {
+                    // A route whose link is gone went with it.
+                    if op == .delete { i += 1; continue }
+                    throw SystemError("\(verb) route \(r) proto \(proto): no device \(r.device)", code: ENODEV)
+                }
                 seq &+= 1
                 let nlh = mnl_nlmsg_put_header(buf.baseAddress! + used)!
                 nlh.pointee.nlmsg_type = UInt16(op == .add ? RTM_NEWROUTE : RTM_DELROUTE)
@@ -52,8 +56,10 @@ enum RouteBatch {
                 rtm.pointee.rtm_dst_len = UInt8(length)
                 rtm.pointee.rtm_table = UInt8(RT_TABLE_MAIN.rawValue)
                 rtm.pointee.rtm_protocol = proto
-                rtm.pointee.rtm_scope = UInt8(RT_SCOPE_LINK.rawValue)
-                rtm.pointee.rtm_type = UInt8(RTN_UNICAST)
+                // A delete matches any scope and type, as `ip route del` does: a
+                // route of ours added by hand with a gateway is still found.
+                rtm.pointee.rtm_scope = UInt8(op == .add ? RT_SCOPE_LINK.rawValue : RT_SCOPE_NOWHERE.rawValue)
+                rtm.pointee.rtm_type = UInt8(op == .add ? RTN_UNICAST : RTN_UNSPEC)
                 bytes.withUnsafeBytes { mnl_attr_put(nlh, UInt16(RTA_DST.rawValue), $0.count, $0.baseAddress) }
                 mnl_attr_put_u32(nlh, UInt16(RTA_OIF.rawValue), UInt32(oif))
                 mnl_attr_put_u32(nlh, UInt16(RTA_PRIORITY.rawValue), r.metric)
@@ -63,6 +69,7 @@ enum RouteBatch {
                 pending.insert(seq)
                 i += 1
             }
+            if used == 0 { continue }
             guard mnl_socket_sendto(nl, buf.baseAddress, used) >= 0 else { throw SystemError("send \(pending.count) route messages") }
             while !pending.isEmpty {
                 let n = mnl_socket_recvfrom(nl, buf.baseAddress, buf.count)
@@ -73,7 +80,9 @@ enum RouteBatch {
                     if Int32(msg.pointee.nlmsg_type) == NLMSG_ERROR, msg.pointee.nlmsg_pid == portid,
                        pending.remove(msg.pointee.nlmsg_seq) != nil {
                         let err = mnl_nlmsg_get_payload(msg)!.assumingMemoryBound(to: nlmsgerr.self).pointee.error
-                        if err != 0, firstError == nil, let r = bySeq[msg.pointee.nlmsg_seq] { firstError = (r, -err) }
+                        // A route already gone is what a delete wants.
+                        let gone = op == .delete && (-err == ESRCH || -err == ENOENT)
+                        if err != 0, !gone, firstError == nil, let r = bySeq[msg.pointee.nlmsg_seq] { firstError = (r, -err) }
                     }
                     msg = mnl_nlmsg_next(msg, &left)
                 }

@@ -64,11 +64,24 @@ final class NetfilterSocket {
     func send(_ batch: NftBatch) throws {
         let bytes = batch.finish()
         defer { bytes.deallocate() }
-        var size = Int32(min(bytes.count * 2, Int(Int32.max)))
         let fd = mnl_socket_get_fd(nl)
-        // Large batches (thousands of set elements) exceed the default buffers.
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
+        // Large batches (thousands of set elements) exceed the default buffers,
+        // and every message is acknowledged before we read: size both for the
+        // batch, never below a generous floor (a smaller buffer drops acks).
+        var send = Int32(clamping: max(bytes.count + 4096, 1 << 20))
+        var receive = Int32(clamping: max(batch.acknowledged.count * 1024, 1 << 20))
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive, socklen_t(MemoryLayout<Int32>.size))
+        mnl_socket_setsockopt(nl, NETLINK_CAP_ACK, &one, socklen_t(MemoryLayout<Int32>.size))
+        // A refused batch is acknowledged in part only on some kernels: never
+        // wait for ever on an acknowledgement that will not come.
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        defer {
+            var none = timeval(tv_sec: 0, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
+        }
         guard mnl_socket_sendto(nl, bytes.baseAddress, bytes.count) >= 0 else { throw SystemError("send nftables batch") }
 
         var pending = Set(batch.acknowledged.keys)
@@ -77,6 +90,7 @@ final class NetfilterSocket {
         defer { buf.deallocate() }
         while !pending.isEmpty {
             let n = mnl_socket_recvfrom(nl, buf.baseAddress, buf.count)
+            if n <= 0, firstError != nil, errno == EAGAIN { break }
             guard n > 0 else { throw SystemError("receive nftables acknowledgements") }
             var msg = buf.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
             var left = Int32(n)
@@ -89,9 +103,9 @@ final class NetfilterSocket {
                 }
                 msg = mnl_nlmsg_next(msg, &left)
             }
-            // After an error the kernel aborts the batch and acknowledges no more.
-            if firstError != nil { break }
         }
+        // The batch used sequence numbers past ours; later requests must not reuse them.
+        seq = max(seq, batch.lastSeq)
         if let (seq, code) = firstError {
             throw SystemError("nftables refused the change (\(batch.acknowledged[seq] ?? "batch")); nothing was applied", code: code)
         }

@@ -28,6 +28,7 @@ final class NftBatch {
     deinit { buffer.deallocate() }
 
     var isEmpty: Bool { changeCount == 0 }
+    var lastSeq: UInt32 { seq }
 
     /// Appends one message built at the end of the buffer.
     @discardableResult
@@ -66,13 +67,13 @@ final class NftBatch {
 
     // MARK: - Tables
 
-    func addTable(comment: String?) {
+    func addTable(comment: String?, exclusive: Bool) {
         let t = nftnl_table_alloc()
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, attr(NFTNL_TABLE_NAME), table)
         nftnl_table_set_u32(t, attr(NFTNL_TABLE_FAMILY), UInt32(Self.family))
         if let comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_TABLE_COMMENT.rawValue)) { nftnl_table_set_data(t, attr(NFTNL_TABLE_USERDATA), $0, $1) } }
-        change("add table inet \(table)", type: NFT_MSG_NEWTABLE, flags: NLM_F_CREATE) { nftnl_table_nlmsg_build_payload($0, t) }
+        change("add table inet \(table)", type: NFT_MSG_NEWTABLE, flags: NLM_F_CREATE | (exclusive ? NLM_F_EXCL : 0)) { nftnl_table_nlmsg_build_payload($0, t) }
     }
 
     func deleteTable() {
@@ -98,9 +99,8 @@ final class NftBatch {
         change("add chain \(c.name)", type: NFT_MSG_NEWCHAIN, flags: NLM_F_CREATE) { nftnl_chain_nlmsg_build_payload($0, ch) }
     }
 
-    /// Removes a chain with its rules (a chain must be empty to be deleted).
+    /// Removes a chain, which must be empty by then (flush it first).
     func deleteChain(_ name: String) {
-        flushChain(name)
         let ch = nftnl_chain_alloc()
         defer { nftnl_chain_free(ch) }
         nftnl_chain_set_str(ch, attr(NFTNL_CHAIN_TABLE), table)
@@ -147,7 +147,7 @@ final class NftBatch {
         defer { nftnl_set_free(set) }
         setID += 1
         nftnl_set_set_u32(set, attr(NFTNL_SET_ID), setID)
-        nftnl_set_set_u32(set, attr(NFTNL_SET_FLAGS), UInt32(flag(NFT_SET_INTERVAL)))
+        nftnl_set_set_u32(set, attr(NFTNL_SET_FLAGS), flag(NFT_SET_INTERVAL))
         nftnl_set_set_u32(set, attr(NFTNL_SET_KEY_TYPE), s.keyType.datatype)
         nftnl_set_set_u32(set, attr(NFTNL_SET_KEY_LEN), UInt32(s.keyType.length))
         Udata.set(comment: s.comment) { nftnl_set_set_data(set, attr(NFTNL_SET_USERDATA), $0, $1) }
@@ -180,14 +180,14 @@ final class NftBatch {
         var keys: [([UInt8], Bool)] = []
         for (i, p) in s.elements.enumerated() {
             let (start, next) = p.keyRange
-            if i == 0, start.allSatisfy({ $0 == 0 }) == false { keys.append(([UInt8](repeating: 0, count: start.count), true)) }
+            if i == 0, !start.allSatisfy({ $0 == 0 }) { keys.append(([UInt8](repeating: 0, count: start.count), true)) }
             keys.append((start, false))
             if let next { keys.append((next, true)) }
         }
         for (key, end) in keys {
             let e = nftnl_set_elem_alloc()!
             key.withUnsafeBytes { _ = nftnl_set_elem_set(e, attr(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32(key.count)) }
-            if end { nftnl_set_elem_set_u32(e, attr(NFTNL_SET_ELEM_FLAGS), UInt32(flag(NFT_SET_ELEM_INTERVAL_END))) }
+            if end { nftnl_set_elem_set_u32(e, attr(NFTNL_SET_ELEM_FLAGS), flag(NFT_SET_ELEM_INTERVAL_END)) }
             nftnl_set_elem_add(set, e)
         }
         let iter = nftnl_set_elems_iter_create(set)
@@ -230,7 +230,7 @@ final class NftBatch {
             nftnl_rule_set_u64(r, attr(NFTNL_RULE_POSITION), h)
         case .before(let h): nftnl_rule_set_u64(r, attr(NFTNL_RULE_POSITION), h)
         }
-        for e in rule.exprs { if let x = NftExprCodec.encode(e) { nftnl_rule_add_expr(r, x) } }
+        for e in rule.exprs { nftnl_rule_add_expr(r, NftExprCodec.encode(e)) }
         if let comment = rule.comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue)) { nftnl_rule_set_data(r, attr(NFTNL_RULE_USERDATA), $0, $1) } }
         change("add rule to \(chain): \(rule.displayText)", type: NFT_MSG_NEWRULE, flags: flags) { nftnl_rule_nlmsg_build_payload($0, r) }
     }
@@ -249,18 +249,13 @@ extension IPPrefix {
     /// The first address and the address after the last, as set keys; no "next"
     /// past the end of the address space.
     var keyRange: ([UInt8], [UInt8]?) {
-        switch self {
-        case .v4(let p):
-            let next = UInt64(p.last.rawValue) + 1
-            return (p.address.bytes, next > UInt64(UInt32.max) ? nil : IPv4Address(rawValue: UInt32(next)).bytes)
-        case .v6(let p):
-            let first = UInt128(p.address.high) << 64 | UInt128(p.address.low)
-            let hostBits = 128 - p.length
-            if hostBits == 128 { return (p.address.bytes, nil) }
-            let last = first | ((UInt128(1) << hostBits) - 1)
-            if last == .max { return (p.address.bytes, nil) }
-            let next = last + 1
-            return (p.address.bytes, IPv6Address(high: UInt64(next >> 64), low: UInt64(truncatingIfNeeded: next)).bytes)
+        let (bytes, width): ([UInt8], Int) = switch self {
+        case .v4(let p): (p.address.bytes, 4)
+        case .v6(let p): (p.address.bytes, 16)
         }
+        let last = range.upperBound
+        guard last < (width == 4 ? UInt128(UInt32.max) : .max) else { return (bytes, nil) }
+        let next = last + 1
+        return (bytes, (0..<width).map { UInt8(truncatingIfNeeded: next >> (8 * UInt128(width - 1 - $0))) })
     }
 }

@@ -1,13 +1,16 @@
 /// The smallest change that turns the live table into the desired one, as drift
 /// lines and as a batch. Rules are matched by content, so a rule deleted or added
 /// by hand costs one rule change. A changed chain definition, set type or
-/// counter cannot be altered in place while rules use it; then the whole table
-/// is replaced, still in one transaction.
+/// counter, table flags, or an object of another kind cannot be altered in place
+/// while rules use it; then the whole table is replaced, still in one transaction.
 struct NftDiff {
-    var drift: [Drift] = []
+    private(set) var drift: [Drift] = []
     private(set) var rebuild = false
     private let live: NftTable?
     private let desired: NftTable
+    /// Per chain present in both: live rule index -> desired rule index, for the
+    /// rules that stay.
+    private var kept: [String: [Int: Int]] = [:]
 
     var isEmpty: Bool { drift.isEmpty }
 
@@ -19,6 +22,8 @@ struct NftDiff {
             return
         }
         if live.comment != desired.comment { structural("table comment") }
+        if live.flags != desired.flags { structural("table flags \(live.flags) (0x1 is dormant: no rule applies)") }
+        for o in live.foreignObjects { structural("object \(o)") }
         compare(live.counters, desired.counters, key: \.name, what: "counter")
         compare(live.sets.map(\.header), desired.sets.map(\.header), key: \.name, what: "set")
         compare(live.chains.map(\.header), desired.chains.map(\.header), key: \.name, what: "chain")
@@ -32,11 +37,13 @@ struct NftDiff {
         }
         for chain in desired.chains {
             guard let old = live.chain(chain.name), old.header == chain.header else { continue }
-            let kept = Self.commonRules(old.rules, chain.rules)
-            for (i, r) in old.rules.enumerated() where !kept.contains(where: { $0.live == i }) {
+            let pairs = Self.commonRules(old.rules, chain.rules)
+            kept[chain.name] = pairs
+            let stays = Set(pairs.values)
+            for (i, r) in old.rules.enumerated() where pairs[i] == nil {
                 drift.append(Drift("nft", .extra, "rule in chain \(chain.name)", "handle \(r.handle ?? 0): \(r.displayText)"))
             }
-            for (i, r) in chain.rules.enumerated() where !kept.contains(where: { $0.desired == i }) {
+            for (j, r) in chain.rules.enumerated() where !stays.contains(j) {
                 drift.append(Drift("nft", .missing, "rule in chain \(chain.name)", r.displayText))
             }
         }
@@ -60,8 +67,9 @@ struct NftDiff {
         }
     }
 
-    /// Indices of a longest common subsequence of rules: the rules to keep.
-    static func commonRules(_ live: [NftRule], _ desired: [NftRule]) -> [(live: Int, desired: Int)] {
+    /// A longest common subsequence of rules, as live index -> desired index:
+    /// the rules to keep.
+    static func commonRules(_ live: [NftRule], _ desired: [NftRule]) -> [Int: Int] {
         let n = live.count, m = desired.count
         var table = [[Int]](repeating: [Int](repeating: 0, count: m + 1), count: n + 1)
         for i in stride(from: n - 1, through: 0, by: -1) {
@@ -69,11 +77,11 @@ struct NftDiff {
                 table[i][j] = live[i] == desired[j] ? table[i + 1][j + 1] + 1 : max(table[i + 1][j], table[i][j + 1])
             }
         }
-        var out: [(Int, Int)] = []
+        var out: [Int: Int] = [:]
         var i = 0, j = 0
         while i < n, j < m {
             if live[i] == desired[j] {
-                out.append((i, j))
+                out[i] = j
                 i += 1
                 j += 1
             } else if table[i + 1][j] >= table[i][j + 1] {
@@ -93,13 +101,19 @@ struct NftDiff {
             Self.create(desired, in: batch)
             return
         }
-        // Removals first, so that names are free and nothing still uses what goes.
+        // Removals first, so that names are free and nothing still uses what
+        // goes: every rule before any chain, since a rule may jump to a chain.
         for chain in live.chains {
-            guard let target = desired.chain(chain.name), chain.hook != nil else { batch.deleteChain(chain.name); continue }
-            let kept = Self.commonRules(chain.rules, target.rules)
-            for (i, r) in chain.rules.enumerated() where !kept.contains(where: { $0.live == i }) {
+            guard let pairs = kept[chain.name] else { continue }
+            for (i, r) in chain.rules.enumerated() where pairs[i] == nil {
                 if let h = r.handle { batch.deleteRule(handle: h, chain: chain.name) }
             }
+        }
+        for chain in live.chains where kept[chain.name] == nil {
+            batch.flushChain(chain.name)
+        }
+        for chain in live.chains where chain.hook == nil || desired.chain(chain.name) == nil {
+            batch.deleteChain(chain.name)
         }
         for s in live.sets where !desired.sets.contains(where: { $0.name == s.name }) { batch.deleteSet(s.name) }
         for c in live.counters where !desired.counters.contains(where: { $0.name == c.name }) { batch.deleteCounter(c.name) }
@@ -113,21 +127,20 @@ struct NftDiff {
             }
         }
         for chain in desired.chains {
-            guard let old = live.chain(chain.name) else {
+            if let old = live.chain(chain.name), let pairs = kept[chain.name] {
+                Self.insertMissing(chain, live: old, kept: pairs, batch: batch)
+            } else {
                 batch.addChain(chain)
                 for r in chain.rules { batch.addRule(r, chain: chain.name) }
-                continue
             }
-            Self.insertMissing(chain, live: old, batch: batch)
         }
     }
 
     /// Adds the desired rules that are not kept, each at its place relative to
     /// the kept live rules: a run after a kept rule goes in reverse with "after",
     /// a run before the first kept rule in order with "before".
-    private static func insertMissing(_ chain: NftChain, live: NftChain, batch: NftBatch) {
-        let kept = commonRules(live.rules, chain.rules)
-        let keptHandle = Dictionary(uniqueKeysWithValues: kept.map { ($0.desired, live.rules[$0.live].handle ?? 0) })
+    private static func insertMissing(_ chain: NftChain, live: NftChain, kept: [Int: Int], batch: NftBatch) {
+        let keptHandle = Dictionary(uniqueKeysWithValues: kept.map { ($0.value, live.rules[$0.key].handle ?? 0) })
         var run: [NftRule] = []
         var anchor: UInt64?
         func flush(before next: UInt64?) {
@@ -151,8 +164,10 @@ struct NftDiff {
         flush(before: nil)
     }
 
+    /// The whole table. Exclusive: if a table of the name appeared meanwhile,
+    /// the kernel refuses rather than adding a second copy of every rule.
     static func create(_ t: NftTable, in batch: NftBatch) {
-        batch.addTable(comment: t.comment)
+        batch.addTable(comment: t.comment, exclusive: true)
         for c in t.counters { batch.addCounter(c) }
         for s in t.sets { batch.addSet(s) }
         for chain in t.chains {

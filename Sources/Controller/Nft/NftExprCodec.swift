@@ -4,28 +4,35 @@ import CNetlink
 /// encoding produces; anything else becomes `.foreign`, so that a rule edited by
 /// hand can never compare equal to one of ours.
 enum NftExprCodec {
-    static func encode(_ e: NftExpr) -> OpaquePointer? {
+    /// libnftnl knows every expression sixgate writes; a build without one could
+    /// not express sixgate's rules at all.
+    private static func alloc(_ name: String) -> OpaquePointer {
+        guard let x = nftnl_expr_alloc(name) else { preconditionFailure("libnftnl lacks the \(name) expression") }
+        return x
+    }
+
+    static func encode(_ e: NftExpr) -> OpaquePointer {
         switch e {
         case .meta(let key, let dreg):
-            let x = nftnl_expr_alloc("meta")
+            let x = alloc("meta")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_KEY), key)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_DREG), dreg)
             return x
         case .payload(let base, let offset, let length, let dreg):
-            let x = nftnl_expr_alloc("payload")
+            let x = alloc("payload")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_BASE), base)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_OFFSET), offset)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_LEN), length)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_PAYLOAD_DREG), dreg)
             return x
         case .cmp(let op, let sreg, let data):
-            let x = nftnl_expr_alloc("cmp")
+            let x = alloc("cmp")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CMP_OP), op)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CMP_SREG), sreg)
             data.withUnsafeBytes { _ = nftnl_expr_set(x, attr(NFTNL_EXPR_CMP_DATA), $0.baseAddress, UInt32($0.count)) }
             return x
         case .bitwise(let sreg, let dreg, let length, let mask, let xor):
-            let x = nftnl_expr_alloc("bitwise")
+            let x = alloc("bitwise")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_BITWISE_SREG), sreg)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_BITWISE_DREG), dreg)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_BITWISE_LEN), length)
@@ -33,29 +40,30 @@ enum NftExprCodec {
             xor.withUnsafeBytes { _ = nftnl_expr_set(x, attr(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, UInt32($0.count)) }
             return x
         case .lookup(let set, let sreg):
-            let x = nftnl_expr_alloc("lookup")
+            let x = alloc("lookup")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_LOOKUP_SREG), sreg)
             nftnl_expr_set_str(x, attr(NFTNL_EXPR_LOOKUP_SET), set)
             return x
         case .ct(let key, let dreg):
-            let x = nftnl_expr_alloc("ct")
+            let x = alloc("ct")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CT_KEY), key)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_CT_DREG), dreg)
             return x
         case .objref(let type, let name):
-            let x = nftnl_expr_alloc("objref")
+            let x = alloc("objref")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_OBJREF_IMM_TYPE), type)
             nftnl_expr_set_str(x, attr(NFTNL_EXPR_OBJREF_IMM_NAME), name)
             return x
         case .verdict(let v):
-            let x = nftnl_expr_alloc("immediate")
+            let x = alloc("immediate")
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_IMM_DREG), 0)  // NFT_REG_VERDICT
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_IMM_VERDICT), UInt32(bitPattern: v))
             return x
         case .masq:
-            return nftnl_expr_alloc("masq")
-        case .foreign:
-            return nil
+            return alloc("masq")
+        case .foreign(let what):
+            // Foreign expressions come only from dumps; desired rules never hold one.
+            preconditionFailure("cannot write the foreign expression \(what)")
         }
     }
 

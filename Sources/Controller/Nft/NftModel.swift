@@ -6,7 +6,11 @@ public struct NftTable: Sendable, Equatable {
     public static let family = "inet"
     public var name: String
     public var comment: String?
+    /// NFT_TABLE_F_*; sixgate's table has none (a dormant table does nothing).
+    public var flags: UInt32 = 0
     public var counters: [NftCounter] = []
+    /// Objects other than counters, found in the kernel: never sixgate's.
+    public var foreignObjects: [String] = []
     public var sets: [NftSet] = []
     public var chains: [NftChain] = []
 
@@ -34,7 +38,7 @@ public struct NftCounter: Sendable, Equatable {
     public static func == (a: Self, b: Self) -> Bool { a.name == b.name && a.comment == b.comment }
 }
 
-public enum NftKeyType: String, Sendable, Equatable {
+public enum NftKeyType: String, Sendable, Equatable, CaseIterable {
     case ipv4 = "ipv4_addr"
     case ipv6 = "ipv6_addr"
 
@@ -141,17 +145,8 @@ public enum NftExpr: Sendable, Hashable {
 enum IntervalMath {
     /// Sorted, overlaps and adjacent ranges merged, as minimal prefixes.
     static func normalize(_ prefixes: [IPPrefix]) -> [IPPrefix] {
-        let v4 = merge(prefixes.compactMap { p -> (UInt128, UInt128)? in
-            guard case .v4(let x) = p else { return nil }
-            return (UInt128(x.first.rawValue), UInt128(x.last.rawValue))
-        })
-        let v6 = merge(prefixes.compactMap { p -> (UInt128, UInt128)? in
-            guard case .v6(let x) = p else { return nil }
-            let first = UInt128(x.address.high) << 64 | UInt128(x.address.low)
-            let hostBits = 128 - x.length
-            let last = hostBits == 128 ? UInt128.max : first | ((UInt128(1) << hostBits) - 1)
-            return (first, last)
-        })
+        let v4 = merge(prefixes.compactMap { if case .v4(let p) = $0 { (p.range.lowerBound, p.range.upperBound) } else { nil } })
+        let v6 = merge(prefixes.compactMap { if case .v6(let p) = $0 { (p.range.lowerBound, p.range.upperBound) } else { nil } })
         return v4.flatMap { cover(from: $0.0, to: $0.1, bits: 32) } + v6.flatMap { cover(from: $0.0, to: $0.1, bits: 128) }
     }
 

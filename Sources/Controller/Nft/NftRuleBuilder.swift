@@ -115,19 +115,13 @@ public struct RuleSpec: Sendable {
     /// The rule as `nft list` prints it.
     public var text: String {
         var words: [String] = []
-        func addr(_ p: IPPrefix) -> String {
-            switch p {
-            case .v4(let x): x.length == 32 ? x.address.description : x.description
-            case .v6(let x): x.length == 128 ? x.address.description : x.description
-            }
-        }
         func family(_ p: IPPrefix) -> String { if case .v4 = p { "ip" } else { "ip6" } }
         for m in matches {
             switch m {
             case .iifname(let n, let eq): words.append("iifname \(eq ? "" : "!= ")\"\(n)\"")
             case .oifname(let n, let eq): words.append("oifname \(eq ? "" : "!= ")\"\(n)\"")
-            case .saddr(let p, let eq): words.append("\(family(p)) saddr \(eq ? "" : "!= ")\(addr(p))")
-            case .daddr(let p, let eq): words.append("\(family(p)) daddr \(eq ? "" : "!= ")\(addr(p))")
+            case .saddr(let p, let eq): words.append("\(family(p)) saddr \(eq ? "" : "!= ")\(p.elementText)")
+            case .daddr(let p, let eq): words.append("\(family(p)) daddr \(eq ? "" : "!= ")\(p.elementText)")
             case .saddrIn(let s, let f): words.append("\(f == .ipv4 ? "ip" : "ip6") saddr @\(s)")
             case .daddrIn(let s, let f): words.append("\(f == .ipv4 ? "ip" : "ip6") daddr @\(s)")
             case .dport(let t, let port): words.append("\(t.rawValue) dport \(port)")

@@ -40,7 +40,7 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
         case .missingInterface(let key, let name):
             "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first; nothing was changed"
         case .foreignLink(let key, let name, let kind):
-            "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create. Choose another name; nothing was changed"
+            "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create (it has no alias \"sixgate\"). Choose another name, or delete the device if it is a leftover; nothing was changed"
         case .noKernelTranslator:
             "nat64.datapath: \"kernel\" was asked for, but this kernel has no translator module. Use \"auto\" or \"tun\"; nothing was changed"
         }
@@ -59,6 +59,8 @@ public struct DesiredState: Sendable, Equatable {
     public var routes: [OwnedRoute]
     public var sysctls: [SysctlSetting]
     public var routeProtocol: UInt8
+
+    public static func isOwned(_ link: LinkInfo) -> Bool { link.kind == "tun" && link.alias == linkAlias }
 
     public init(config: Config, environment: Environment) throws(DesiredStateError) {
         for (key, name) in [("gateway.uplink4", config.gateway.uplink4), ("gateway.inside6", config.gateway.inside6)] where environment.link(name) == nil {
@@ -102,7 +104,9 @@ public struct DesiredState: Sendable, Equatable {
             sysctls.insert(SysctlSetting(key: "net.ipv6.conf.all.forwarding", value: "1"), at: 0)
         }
         for (key, l) in links {
-            if let existing = environment.link(l.name), existing.kind != "tun" || (existing.alias != Self.linkAlias && existing.alias != nil) {
+            // Only links sixgate marked are its own; a TUN device of another
+            // program (tayga, a VPN) with the same name is never taken over.
+            if let existing = environment.link(l.name), !Self.isOwned(existing) {
                 throw .foreignLink(key: key, name: l.name, kind: existing.kind ?? "physical")
             }
         }

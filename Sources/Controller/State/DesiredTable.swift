@@ -1,3 +1,4 @@
+import Foundation
 import Packet
 
 /// The nftables table a config implies. A pure function of the config: the same
@@ -6,8 +7,19 @@ import Packet
 public enum DesiredTable {
     public static let name = "sixgate"
 
+    /// The table's comment also records the routing protocol number, so that a
+    /// change of `controller.route_protocol` still finds the routes of the old one.
+    static func comment(routeProtocol: Int) -> String {
+        "sixgate: managed by sixgatectl; its routes carry protocol \(routeProtocol); hand edits are reverted by apply"
+    }
+
+    static func routeProtocol(inComment comment: String?) -> UInt8? {
+        guard let c = comment, let r = c.range(of: "routes carry protocol ") else { return nil }
+        return UInt8(c[r.upperBound...].prefix { $0.isNumber })
+    }
+
     public static func table(for config: Config) -> NftTable {
-        var t = NftTable(name: name, comment: "sixgate: managed by sixgatectl; hand edits are reverted by apply")
+        var t = NftTable(name: name, comment: comment(routeProtocol: config.controller.routeProtocol))
         var specs: [(chain: String, spec: RuleSpec)] = []
         let nat = config.nat64, sbf = config.sixbedfour
         let dev6 = nat.device, dev4 = nat.device4 ?? nat.device

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Packet
 
 /// The difference between the live system and a desired state, with what is
@@ -7,17 +8,23 @@ public struct Plan: Sendable {
     public let desired: DesiredState
     public let drift: [Drift]
     let nft: NftDiff
-    let liveRoutes: [OwnedRoute]
     let environment: Environment
     let sysctlValues: [String: String]
+    let routesToAdd: [OwnedRoute]
+    /// Routes to delete, by the protocol number they carry: normally ours, and
+    /// also the previous number after `controller.route_protocol` changed.
+    let routesToDelete: [(UInt8, [OwnedRoute])]
+    let addressesToAdd: [InterfaceAddress]
+    let addressesToDelete: [InterfaceAddress]
+    let linksToDelete: [String]
 
     public var isEmpty: Bool { drift.isEmpty }
 }
 
 /// Plans, applies, audits and removes sixgate's kernel state in one network
 /// namespace. It looks only at what sixgate owns: the `inet sixgate` table,
-/// routes with its protocol number, links with its alias or its names, and the
-/// sysctls the config asks for.
+/// routes with its protocol number, links with its alias, and the sysctls the
+/// config asks for.
 public final class Reconciler {
     public let namespace: String?
     private let rtnl: RouteNetlink
@@ -38,8 +45,7 @@ public final class Reconciler {
 
     public func plan(_ config: Config) throws -> Plan {
         let environment = try observe()
-        let desired = try DesiredState(config: config, environment: environment)
-        return try plan(desired, environment: environment)
+        return try plan(DesiredState(config: config, environment: environment), environment: environment)
     }
 
     func plan(_ desired: DesiredState, environment: Environment) throws -> Plan {
@@ -52,62 +58,91 @@ public final class Reconciler {
             var wrong: [String] = []
             if !live.isUp { wrong.append("down, wants up") }
             if live.mtu != want.mtu { wrong.append("mtu \(live.mtu), wants \(want.mtu)") }
-            if live.alias != DesiredState.linkAlias { wrong.append("not marked as sixgate's") }
             if !wrong.isEmpty { drift.append(Drift("link", .changed, want.name, wrong.joined(separator: "; "))) }
         }
-        for live in environment.links where live.alias == DesiredState.linkAlias && !desired.links.contains(where: { $0.name == live.name }) {
-            drift.append(Drift("link", .extra, live.name))
+        let wantedLinks = Set(desired.links.map(\.name))
+        let linksToDelete = environment.links.filter { DesiredState.isOwned($0) && !wantedLinks.contains($0.name) }.map(\.name)
+        for name in linksToDelete { drift.append(Drift("link", .extra, name)) }
+
+        let addressesToAdd = desired.addresses.filter { !environment.addresses.contains($0) }
+        for a in addressesToAdd { drift.append(Drift("address", .missing, a.description)) }
+        // On links sixgate keeps, addresses it did not ask for are drift, except
+        // the link-local /64 the kernel gives every interface itself.
+        let addressesToDelete = environment.addresses.filter { a in
+            guard wantedLinks.contains(a.device), !desired.addresses.contains(a) else { return false }
+            if case .v6(let v6) = a.address, v6.high >> 48 == 0xFE80, a.length == 64 { return false }
+            return true
         }
-        for a in desired.addresses where !environment.addresses.contains(a) {
-            drift.append(Drift("address", .missing, a.description))
-        }
+        for a in addressesToDelete { drift.append(Drift("address", .extra, a.description)) }
+
         var values: [String: String] = [:]
         for s in desired.sysctls {
-            // A sysctl of a link that is still to be created reads as absent.
-            let value = (try? sysctl.read(s.key)) ?? "absent"
+            let value: String
+            do {
+                value = try sysctl.read(s.key)
+            } catch let e as SystemError where e.code == ENOENT {
+                value = "absent"  // the sysctl of a link that is still to be created
+            }
             values[s.key] = value
             if value != s.value { drift.append(Drift("sysctl", .changed, s.key, "\(value), wants \(s.value)")) }
         }
-        let liveRoutes = try rtnl.routes(protocol: desired.routeProtocol)
+
+        let proto = desired.routeProtocol
+        let liveRoutes = try rtnl.routes(protocol: proto)
         let live = Set(liveRoutes), wanted = Set(desired.routes)
-        for r in desired.routes where !live.contains(r) {
-            drift.append(Drift("route", .missing, r.description, "ip route add \(r.destination) dev \(r.device) metric \(r.metric) proto \(desired.routeProtocol)"))
+        let routesToAdd = desired.routes.filter { !live.contains($0) }
+        var routesToDelete = [(proto, liveRoutes.filter { !wanted.contains($0) })]
+        for r in routesToAdd {
+            drift.append(Drift("route", .missing, r.description, "ip route add \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
         }
-        for r in liveRoutes where !wanted.contains(r) {
-            drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) metric \(r.metric) proto \(desired.routeProtocol)"))
+        for r in routesToDelete[0].1 {
+            drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
         }
-        let nft = NftDiff(live: try nfnl.readTable(desired.table.name), desired: desired.table)
+        let liveTable = try nfnl.readTable(desired.table.name)
+        if let old = DesiredTable.routeProtocol(inComment: liveTable?.comment), old != proto {
+            let stale = try rtnl.routes(protocol: old)
+            routesToDelete.append((old, stale))
+            for r in stale { drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)")) }
+        }
+        let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += nft.drift
-        return Plan(desired: desired, drift: drift, nft: nft, liveRoutes: liveRoutes, environment: environment, sysctlValues: values)
+        return Plan(desired: desired, drift: drift, nft: nft, environment: environment, sysctlValues: values,
+                    routesToAdd: routesToAdd, routesToDelete: routesToDelete, addressesToAdd: addressesToAdd,
+                    addressesToDelete: addressesToDelete, linksToDelete: linksToDelete)
     }
 
-    /// Makes the live system equal the plan's desired state. Links come first,
-    /// so routes and sysctls have their devices; the nftables change is one
-    /// transaction and is sent only when there is one. Returns what changed.
+    /// Makes the live system equal the plan's desired state: links first, so
+    /// that routes and sysctls have their devices; new routes before old ones
+    /// go; the nftables change is one transaction, sent only when there is one.
     @discardableResult
     public func apply(_ plan: Plan) throws -> [Drift] {
         let desired = plan.desired
         for want in desired.links {
             let live = plan.environment.link(want.name)
             if live == nil { try rtnl.createTun(name: want.name, multiQueue: want.multiQueue) }
-            if live == nil || live?.isUp == false || live?.mtu != want.mtu || live?.alias != DesiredState.linkAlias {
+            if live == nil || live?.isUp == false || live?.mtu != want.mtu {
                 try rtnl.setLink(name: want.name, up: true, mtu: want.mtu, alias: DesiredState.linkAlias)
             }
         }
-        for live in plan.environment.links where live.alias == DesiredState.linkAlias && !desired.links.contains(where: { $0.name == live.name }) {
-            try rtnl.deleteLink(name: live.name)
-        }
-        for a in desired.addresses where !plan.environment.addresses.contains(a) {
-            try rtnl.addAddress(device: a.device, address: a.address, length: a.length)
-        }
+        for a in plan.addressesToDelete { try rtnl.deleteAddress(device: a.device, address: a.address, length: a.length) }
+        for a in plan.addressesToAdd { try rtnl.addAddress(device: a.device, address: a.address, length: a.length) }
         for s in desired.sysctls where plan.sysctlValues[s.key] != s.value {
             try sysctl.write(s.key, s.value)
         }
-        let live = Set(plan.liveRoutes), wanted = Set(desired.routes)
-        // Links may have been created above: resolve devices afresh.
+
         let links = try rtnl.links()
-        try RouteBatch.run(.delete, plan.liveRoutes.filter { !wanted.contains($0) }, protocol: desired.routeProtocol, links: links, namespace: namespace)
-        try RouteBatch.run(.add, desired.routes.filter { !live.contains($0) }, protocol: desired.routeProtocol, links: links, namespace: namespace)
+        // A stale route to the same destination and metric would refuse its
+        // replacement: those go first; the rest only after the new ones are in.
+        let replaced = Set(plan.routesToAdd.map { "\($0.destination) \($0.metric)" })
+        for (proto, routes) in plan.routesToDelete {
+            try RouteBatch.run(.delete, routes.filter { replaced.contains("\($0.destination) \($0.metric)") }, protocol: proto, links: links, namespace: namespace)
+        }
+        try RouteBatch.run(.add, plan.routesToAdd, protocol: desired.routeProtocol, links: links, namespace: namespace)
+        for (proto, routes) in plan.routesToDelete {
+            try RouteBatch.run(.delete, routes.filter { !replaced.contains("\($0.destination) \($0.metric)") }, protocol: proto, links: links, namespace: namespace)
+        }
+        for name in plan.linksToDelete { try rtnl.deleteLink(name: name) }
+
         if !plan.nft.isEmpty {
             let batch = NftBatch(table: desired.table.name, firstSeq: nfnl.nextSeq())
             plan.nft.write(to: batch)
@@ -122,17 +157,23 @@ public final class Reconciler {
     @discardableResult
     public func remove(routeProtocol: UInt8, table: String = DesiredTable.name) throws -> [Drift] {
         var removed: [Drift] = []
-        if try nfnl.readTable(table) != nil {
+        let live = try nfnl.readTable(table)
+        if live != nil {
             let batch = NftBatch(table: table, firstSeq: nfnl.nextSeq())
             batch.deleteTable()
             try nfnl.send(batch)
             removed.append(Drift("nft", .extra, "table inet \(table)"))
         }
+        var protocols = [routeProtocol]
+        if let old = DesiredTable.routeProtocol(inComment: live?.comment), old != routeProtocol { protocols.append(old) }
         // Routes of a link go with it; delete them first so that each is reported.
-        let routes = try rtnl.routes(protocol: routeProtocol)
-        try RouteBatch.run(.delete, routes, protocol: routeProtocol, links: try rtnl.links(), namespace: namespace)
-        removed += routes.map { Drift("route", .extra, $0.description) }
-        for l in try rtnl.links() where l.alias == DesiredState.linkAlias {
+        let links = try rtnl.links()
+        for proto in protocols {
+            let routes = try rtnl.routes(protocol: proto)
+            try RouteBatch.run(.delete, routes, protocol: proto, links: links, namespace: namespace)
+            removed += routes.map { Drift("route", .extra, $0.description) }
+        }
+        for l in links where DesiredState.isOwned(l) {
             try rtnl.deleteLink(name: l.name)
             removed.append(Drift("link", .extra, l.name))
         }
