@@ -47,6 +47,7 @@ let package = Package(
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Translator"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),

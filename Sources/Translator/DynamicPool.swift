@@ -1,0 +1,168 @@
+import Foundation
+import Packet
+import Synchronization
+
+/// Stateful NAT64's dynamic pool: each IPv6 host that talks to IPv4 gets the
+/// next free pool address, kept while it is used and released after an idle
+/// timeout. The mappings are saved to a state file, written atomically, so a
+/// restart keeps every host on its address and its connections alive.
+///
+/// Shared by all queue readers: a lookup takes an uncontended lock and
+/// allocates nothing; only a new host costs an insertion.
+public final class DynamicPool: Sendable {
+    public struct Mapping: Sendable, Equatable {
+        public let ipv6: IPv6Address
+        public let ipv4: IPv4Address
+        /// Seconds since 1970, so that the idle time survives a restart.
+        public var lastUsed: UInt64
+    }
+
+    public let range: IPv4Prefix
+    public let idleTimeout: UInt64
+    public let stateFile: String?
+
+    private struct State {
+        var by6: [IPv6Address: Int] = [:]
+        var by4: [IPv4Address: Int] = [:]
+        var mappings: [Mapping?] = []
+        var free: [Int] = []
+        var next: UInt32 = 0
+        var dirty = false
+    }
+
+    private let state = Mutex(State())
+    private let reserved: Set<IPv4Address>
+
+    /// `reserved` are addresses of the range never handed out (the
+    /// translator's own address, for instance).
+    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = []) {
+        self.range = range
+        self.idleTimeout = idleTimeout
+        self.stateFile = stateFile
+        self.reserved = reserved
+    }
+
+    public var count: Int { state.withLock { $0.by6.count } }
+
+    /// The pool address of `host`, allocating one if it has none; nil when the
+    /// pool is exhausted.
+    public func address(for host: IPv6Address, now: UInt64) -> IPv4Address? {
+        state.withLock { s in
+            if let i = s.by6[host], var m = s.mappings[i] {
+                if m.lastUsed != now {
+                    m.lastUsed = now
+                    s.mappings[i] = m
+                }
+                return m.ipv4
+            }
+            guard let a = nextFree(&s, now: now) else { return nil }
+            let m = Mapping(ipv6: host, ipv4: a, lastUsed: now)
+            let i: Int
+            if let slot = s.free.popLast() {
+                i = slot
+                s.mappings[i] = m
+            } else {
+                i = s.mappings.count
+                s.mappings.append(m)
+            }
+            s.by6[host] = i
+            s.by4[a] = i
+            s.dirty = true
+            return a
+        }
+    }
+
+    /// The pool address `host` holds, without allocating one.
+    public func existingAddress(for host: IPv6Address) -> IPv4Address? {
+        state.withLock { s in s.by6[host].flatMap { s.mappings[$0]?.ipv4 } }
+    }
+
+    /// The host that holds pool address `a`, for traffic coming back.
+    public func host(for a: IPv4Address, now: UInt64) -> IPv6Address? {
+        state.withLock { s in
+            guard let i = s.by4[a], var m = s.mappings[i] else { return nil }
+            if m.lastUsed != now {
+                m.lastUsed = now
+                s.mappings[i] = m
+            }
+            return m.ipv6
+        }
+    }
+
+    /// Releases mappings idle longer than the timeout.
+    public func expire(now: UInt64) {
+        state.withLock { s in
+            for (i, m) in s.mappings.enumerated() {
+                guard let m, now > m.lastUsed + idleTimeout else { continue }
+                release(&s, at: i, m)
+            }
+        }
+    }
+
+    private func release(_ s: inout State, at i: Int, _ m: Mapping) {
+        s.by6[m.ipv6] = nil
+        s.by4[m.ipv4] = nil
+        s.mappings[i] = nil
+        s.free.append(i)
+        s.dirty = true
+    }
+
+    /// Walks the range from where the last allocation stopped, so a released
+    /// address is reused as late as possible. Expires idle mappings once when
+    /// nothing is free.
+    private func nextFree(_ s: inout State, now: UInt64) -> IPv4Address? {
+        let size = range.size
+        for attempt in 0..<2 {
+            for _ in 0..<size {
+                let a = IPv4Address(rawValue: range.address.rawValue &+ s.next)
+                s.next = UInt32((UInt64(s.next) + 1) % size)
+                if s.by4[a] == nil, !reserved.contains(a) { return a }
+            }
+            if attempt == 0 {
+                for (i, m) in s.mappings.enumerated() {
+                    if let m, now > m.lastUsed + idleTimeout { release(&s, at: i, m) }
+                }
+            }
+        }
+        return nil
+    }
+
+    public var mappings: [Mapping] { state.withLock { $0.mappings.compactMap { $0 } } }
+
+    // MARK: - State file
+
+    /// Writes the mappings when they changed: to a temporary file, then renamed
+    /// over the old one, so a crash leaves either the old file or the new one.
+    public func save() throws {
+        guard let stateFile else { return }
+        let (text, dirty): (String, Bool) = state.withLock { s in
+            let lines = s.mappings.compactMap { $0 }.map { "\($0.ipv6) \($0.ipv4) \($0.lastUsed)\n" }
+            let d = s.dirty
+            s.dirty = false
+            return ("# sixgate dynamic pool: IPv6 host, IPv4 address, last used (seconds since 1970)\n" + lines.joined(), d)
+        }
+        guard dirty else { return }
+        let dir = (stateFile as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let temp = stateFile + ".tmp"
+        try text.write(toFile: temp, atomically: false, encoding: .utf8)
+        guard rename(temp, stateFile) == 0 else { throw CocoaError(.fileWriteUnknown) }
+    }
+
+    /// Loads saved mappings that still fit the range; lines that do not parse
+    /// or no longer fit (the pool was changed) are skipped.
+    public func load(now: UInt64) {
+        guard let stateFile, let text = try? String(contentsOfFile: stateFile, encoding: .utf8) else { return }
+        state.withLock { s in
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                let f = line.split(separator: " ")
+                guard f.count == 3, let v6 = IPv6Address(f[0]), let v4 = IPv4Address(f[1]), let t = UInt64(f[2]),
+                      range.contains(v4), !reserved.contains(v4), s.by6[v6] == nil, s.by4[v4] == nil,
+                      now <= t + idleTimeout else { continue }
+                s.by6[v6] = s.mappings.count
+                s.by4[v4] = s.mappings.count
+                s.mappings.append(Mapping(ipv6: v6, ipv4: v4, lastUsed: t))
+            }
+        }
+    }
+}

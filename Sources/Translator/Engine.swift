@@ -1,0 +1,132 @@
+import Glibc
+import Packet
+import Synchronization
+
+/// What became of one packet. Translation happens in place: the result starts
+/// at `start` in the same buffer, which needs `Engine.headroom` free bytes in
+/// front of the packet because IPv4 -> IPv6 headers grow.
+public enum Outcome: Equatable, Sendable {
+    /// The translated packet, to be written back into the TUN device.
+    case forward(start: Int, length: Int)
+    /// An ICMP error the translator answers with, also written back.
+    case reply(start: Int, length: Int)
+    case drop(DropReason)
+}
+
+/// The RFC 7915 translation engine. One per queue reader (it is not shared);
+/// all engines share the settings and the dynamic pool.
+public final class Engine {
+    /// Bytes needed in front of every packet: an IPv4 ICMP error that grows into
+    /// IPv6 gains 40 bytes twice (outer and inner header) plus a fragment header.
+    public static let headroom = 128
+
+    public let settings: TranslatorSettings
+    public let pool: DynamicPool?
+    private let counters = Mutex(TranslatorCounters())
+    private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
+    private var errorBudget = 0
+    private var budgetSecond: UInt64 = 0
+
+    public init(settings: TranslatorSettings, pool: DynamicPool?) {
+        self.settings = settings
+        self.pool = pool
+    }
+
+    public var snapshot: TranslatorCounters { counters.withLock { $0 } }
+
+    /// Translates the packet of `length` bytes at `base + start`; `now` is the
+    /// wall clock in seconds (for the pool).
+    public func process(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64) -> Outcome {
+        precondition(start >= Self.headroom, "packets need Engine.headroom free bytes in front")
+        let outcome: Outcome
+        guard length >= 1 else { return count(.drop(.malformed)) }
+        switch base.u8(start) >> 4 {
+        case 6: outcome = translate6to4(base, start: start, length: length, now: now)
+        case 4: outcome = translate4to6(base, start: start, length: length, now: now)
+        default: outcome = .drop(.unknownVersion)
+        }
+        return count(outcome)
+    }
+
+    @discardableResult
+    func count(_ o: Outcome) -> Outcome {
+        if case .drop(let r) = o { counters.withLock { $0.drops[r.rawValue] += 1 } }
+        return o
+    }
+
+    func counted(_ direction6to4: Bool, _ o: Outcome) -> Outcome {
+        if case .forward = o { counters.withLock { if direction6to4 { $0.translated6to4 += 1 } else { $0.translated4to6 += 1 } } }
+        return o
+    }
+
+    /// Token bucket for the errors the translator originates.
+    func mayReply(_ kind: SentError, now: UInt64) -> Bool {
+        if now != budgetSecond {
+            budgetSecond = now
+            errorBudget = settings.icmpErrorsPerSecond
+        }
+        guard errorBudget > 0 else { return false }
+        errorBudget -= 1
+        counters.withLock { $0.errorsSent[kind.rawValue] += 1 }
+        return true
+    }
+
+    func nextIdentification() -> UInt16 {
+        nextID &+= 1
+        return nextID
+    }
+
+    // MARK: - Address mapping (RFC 7757 first, then RFC 6052, then the pool)
+
+    /// IPv6 destination -> IPv4: a mapping, or the address embedded in the prefix.
+    func destination4(_ a: IPv6Address) -> Result<IPv4Address, DropReason> {
+        if let v4 = settings.eam.ipv4(for: a) { return .success(v4) }
+        guard let v4 = settings.prefix.extract(a) else { return .failure(.untranslatableDestination) }
+        return settings.prefix.canRepresent(v4) ? .success(v4) : .failure(.nonGlobalAddress)
+    }
+
+    /// IPv6 source -> IPv4: a mapping, an address in the prefix, or the host's
+    /// pool address (allocated on first use).
+    func source4(_ a: IPv6Address, now: UInt64) -> Result<IPv4Address, DropReason> {
+        if let v4 = settings.eam.ipv4(for: a) { return .success(v4) }
+        if let v4 = settings.prefix.extract(a) {
+            return settings.prefix.canRepresent(v4) ? .success(v4) : .failure(.nonGlobalAddress)
+        }
+        guard let pool else { return .failure(.untranslatableSource) }
+        guard let v4 = pool.address(for: a, now: now) else { return .failure(.poolExhausted) }
+        return .success(v4)
+    }
+
+    /// IPv4 destination -> IPv6: a mapping, or the host holding the pool address.
+    func destination6(_ a: IPv4Address, now: UInt64) -> IPv6Address? {
+        if let v6 = settings.eam.ipv6(for: a) { return v6 }
+        return pool?.host(for: a, now: now)
+    }
+
+    /// IPv4 source -> IPv6: a mapping, or the address embedded in the prefix.
+    func source6(_ a: IPv4Address) -> Result<IPv6Address, DropReason> {
+        if let v6 = settings.eam.ipv6(for: a) { return .success(v6) }
+        return settings.prefix.canRepresent(a) ? .success(settings.prefix.embed(a)) : .failure(.nonGlobalAddress)
+    }
+
+    /// Where the inner packet of an ICMP error goes: it is a packet the other
+    /// way round, so its addresses map as the outer ones do in reverse, and
+    /// without allocating pool addresses.
+    func inner4(_ a: IPv6Address, now: UInt64) -> IPv4Address? {
+        if let v4 = settings.eam.ipv4(for: a) { return v4 }
+        if let v4 = settings.prefix.extract(a) { return v4 }
+        return pool?.existingAddress(for: a)
+    }
+}
+
+/// IP protocol numbers the translator treats specially.
+enum Proto {
+    static let icmp: UInt8 = 1
+    static let tcp: UInt8 = 6
+    static let udp: UInt8 = 17
+    static let icmpv6: UInt8 = 58
+    static let hopByHop: UInt8 = 0
+    static let routing: UInt8 = 43
+    static let fragment: UInt8 = 44
+    static let destinationOptions: UInt8 = 60
+}

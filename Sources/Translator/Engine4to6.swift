@@ -1,0 +1,177 @@
+import Packet
+
+/// IPv4 -> IPv6 (RFC 7915 §4).
+extension Engine {
+    func translate4to6(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64) -> Outcome {
+        let p = base + start
+        guard length >= 20 else { return .drop(.malformed) }
+        let ihl = Int(p.u8(0) & 0x0F) * 4
+        let total = Int(p.u16(2))
+        guard ihl >= 20, total >= ihl, total <= length else { return .drop(.malformed) }
+        var hc = InternetChecksum()
+        hc.add(p, offset: 0, count: ihl)
+        guard hc.value == 0 else { return .drop(.badChecksum) }
+
+        let ttl = p.u8(8), proto = p.u8(9)
+        let flags = p.u16(6)
+        let more = flags & 0x2000 != 0, offset = (flags & 0x1FFF) << 3
+        let isFragment = more || offset != 0
+        let src4 = p.ipv4(12), dst4 = p.ipv4(16)
+
+        if ttl <= 1 {
+            return replyFromTranslator4(base, start: start, length: total, to: src4, type: 11, code: 0, field: 0,
+                                        kind: .timeExceeded4, now: now, dropping: .ttlExceeded)
+        }
+        guard let dst6 = destination6(dst4, now: now) else {
+            return replyFromTranslator4(base, start: start, length: total, to: src4, type: 3, code: 1, field: 0,
+                                        kind: .unreachable4, now: now, dropping: .untranslatableDestination)
+        }
+        let src6: IPv6Address
+        switch source6(src4) {
+        case .success(let a): src6 = a
+        case .failure(let r): return .drop(r)
+        }
+
+        var upper = ihl
+        var upperLength = total - ihl
+        var nextHeader = proto
+        switch proto {
+        case Proto.tcp, Proto.udp:
+            if offset == 0 {
+                let at = proto == Proto.tcp ? 16 : 6
+                guard upperLength >= at + 2 else { return .drop(.malformed) }
+                let old = p.u16(ihl + at)
+                if proto == Proto.udp, old == 0 {
+                    // IPv6 forbids a zero UDP checksum (RFC 7915 §4.5).
+                    guard settings.zeroChecksum == .compute, !isFragment else { return .drop(.zeroUDPChecksum) }
+                    var c = InternetChecksum()
+                    c.addPseudoHeader(source: src6, destination: dst6, nextHeader: Proto.udp, length: upperLength)
+                    c.add(p, offset: ihl, count: upperLength)
+                    let v = c.value
+                    p.setU16(ihl + at, v == 0 ? 0xFFFF : v)
+                } else {
+                    var c = InternetChecksum.update(old, removing: IPv6Address(high: 0, low: UInt64(src4.rawValue)), adding: src6)
+                    c = InternetChecksum.update(c, removing: IPv6Address(high: 0, low: UInt64(dst4.rawValue)), adding: dst6)
+                    p.setU16(ihl + at, proto == Proto.udp && c == 0 ? 0xFFFF : c)
+                }
+            }
+        case Proto.icmp:
+            guard !isFragment else { return .drop(.fragmentedICMP) }
+            nextHeader = Proto.icmpv6
+            switch icmp4to6(p, at: ihl, length: upperLength, source: src6, destination: dst6, now: now) {
+            case .success(let (s, l)):
+                upper = s
+                upperLength = l
+            case .failure(let r): return .drop(r)
+            }
+        default:
+            break
+        }
+
+        let headerLength = isFragment ? 48 : 40
+        let out = upper - headerLength
+        guard start + out >= 0 else { return .drop(.malformed) }
+        // Read what is still needed before the new header overwrites the old one.
+        let tos = p.u8(1), identification = UInt32(p.u16(4))
+        let q = p + out
+        q.setU32(0, 0x6000_0000 | UInt32(tos) << 20)
+        q.setU16(4, UInt16(upperLength + headerLength - 40))
+        q.setU8(6, isFragment ? Proto.fragment : nextHeader)
+        q.setU8(7, ttl - 1)
+        q.setIPv6(8, src6)
+        q.setIPv6(24, dst6)
+        if isFragment {
+            q.setU8(40, nextHeader)
+            q.setU8(41, 0)
+            q.setU16(42, offset | (more ? 1 : 0))
+            q.setU32(44, identification)
+        }
+        return counted(false, .forward(start: start + out, length: headerLength + upperLength))
+    }
+
+    /// Translates the ICMPv4 message at `p + at` into ICMPv6, in place; an
+    /// error's inner IPv4 packet becomes an IPv6 packet, 20 bytes longer, so the
+    /// message moves 20 bytes towards the front.
+    func icmp4to6(_ p: UnsafeMutableRawPointer, at: Int, length: Int, source: IPv6Address, destination: IPv6Address,
+                  now: UInt64) -> Result<(Int, Int), DropReason> {
+        guard length >= 8 else { return .failure(.malformed) }
+        let type = p.u8(at), code = p.u8(at + 1)
+        guard let m = ICMPMap.to6(type: type, code: code) else { return .failure(.unsupportedICMP) }
+        var start = at, len = length
+        var rest = p.u32(at + 4)
+        let isError = type != 0 && type != 8
+        if isError {
+            let inner = at + 8
+            guard len - 8 >= 20 else { return .failure(.malformed) }
+            let ip = p + inner
+            let iihl = Int(ip.u8(0) & 0x0F) * 4
+            guard iihl >= 20, iihl <= len - 8 else { return .failure(.malformed) }
+            let itotal = Int(ip.u16(2))
+            let isrc = ip.ipv4(12), idst = ip.ipv4(16), iproto = ip.u8(9)
+            // The quoted packet went from us to the IPv4 side: its source maps back
+            // to an IPv6 host, its destination into the prefix.
+            guard let isrc6 = destination6(isrc, now: now), case .success(let idst6) = source6(idst) else { return .failure(.untranslatableSource) }
+            switch (type, code) {
+            case (3, 4):
+                // Fragmentation Needed -> Packet Too Big: 20 more for the bigger header,
+                // a plateau when the router reported none, never below 1280.
+                var mtu = Int(rest & 0xFFFF)
+                if mtu == 0 { mtu = ICMPMap.plateau(below: itotal) }
+                rest = UInt32(max(1280, min(mtu + 20, settings.mtu)))
+            case (12, _):
+                guard let ptr = ICMPMap.pointer4to6(UInt8(rest >> 24)) else { return .failure(.unsupportedICMP) }
+                rest = ptr
+            default:
+                rest = m.pointer ?? 0
+            }
+            let iflags = ip.u16(6)
+            let imore = iflags & 0x2000 != 0, ioffset = (iflags & 0x1FFF) << 3
+            let ifrag = imore || ioffset != 0
+            if iproto == Proto.tcp || iproto == Proto.udp, ioffset == 0 {
+                let ck = iihl + (iproto == Proto.tcp ? 16 : 6)
+                if ck + 2 <= len - 8 {
+                    let old = ip.u16(ck)
+                    if !(iproto == Proto.udp && old == 0) {
+                        var c = InternetChecksum.update(old, removing: IPv6Address(high: 0, low: UInt64(isrc.rawValue)), adding: isrc6)
+                        c = InternetChecksum.update(c, removing: IPv6Address(high: 0, low: UInt64(idst.rawValue)), adding: idst6)
+                        ip.setU16(ck, c)
+                    }
+                }
+            } else if iproto == Proto.icmp, iihl < len - 8 {
+                let t = ip.u8(iihl)
+                if t == 0 || t == 8, let im = ICMPMap.to6(type: t, code: ip.u8(iihl + 1)) { ip.setU8(iihl, im.type) }
+            }
+            let ih = ifrag ? 48 : 40
+            let q = ip + iihl - ih
+            let ittl = ip.u8(8), itos = ip.u8(1), iid = ip.u16(4)
+            q.setU32(0, 0x6000_0000 | UInt32(itos) << 20)
+            q.setU16(4, UInt16(clamping: max(0, itotal - iihl) + ih - 40))
+            let inext = iproto == Proto.icmp ? Proto.icmpv6 : iproto
+            q.setU8(6, ifrag ? Proto.fragment : inext)
+            q.setU8(7, ittl)
+            q.setIPv6(8, isrc6)
+            q.setIPv6(24, idst6)
+            if ifrag {
+                q.setU8(40, inext)
+                q.setU8(41, 0)
+                q.setU16(42, ioffset | (imore ? 1 : 0))
+                q.setU32(44, UInt32(iid))
+            }
+            start = inner + iihl - ih - 8
+            // RFC 4443 §2.4 c: the whole error within 1280 bytes.
+            len = min(len - 8 - iihl + ih + 8, 1280 - 40)
+        } else {
+            rest = p.u32(at + 4)
+        }
+        let q = p + start
+        q.setU8(0, m.type)
+        q.setU8(1, m.code)
+        q.setU16(2, 0)
+        q.setU32(4, rest)
+        var c = InternetChecksum()
+        c.addPseudoHeader(source: source, destination: destination, nextHeader: Proto.icmpv6, length: len)
+        c.add(q, offset: 0, count: len)
+        q.setU16(2, c.value)
+        return .success((start, len))
+    }
+}

@@ -1,0 +1,215 @@
+import Packet
+
+/// IPv6 -> IPv4 (RFC 7915 §5).
+extension Engine {
+    /// The parts of an IPv6 packet translation needs: where the upper-layer
+    /// header starts, its protocol, and the fragment header if there is one.
+    struct IPv6Parse {
+        var upper: Int
+        var nextHeader: UInt8
+        var fragment: (offset: UInt16, more: Bool, id: UInt32)?
+        /// Offset of a routing header's Segments Left field when it is not zero.
+        var segmentsLeftAt: Int?
+    }
+
+    /// Walks the extension headers of the packet at `p` of `total` bytes.
+    static func parse6(_ p: UnsafeMutableRawPointer, total: Int) -> IPv6Parse? {
+        var nh = p.u8(6), off = 40
+        var frag: (UInt16, Bool, UInt32)?
+        var segmentsLeft: Int?
+        while true {
+            switch nh {
+            case Proto.hopByHop, Proto.destinationOptions, Proto.routing:
+                guard off + 8 <= total else { return nil }
+                if nh == Proto.routing, p.u8(off + 3) != 0 { segmentsLeft = off + 3 }
+                nh = p.u8(off)
+                off += (Int(p.u8(off + 1)) + 1) * 8
+            case Proto.fragment:
+                guard off + 8 <= total, frag == nil else { return nil }
+                let field = p.u16(off + 2)
+                frag = (field & 0xFFF8, field & 1 == 1, p.u32(off + 4))
+                nh = p.u8(off)
+                off += 8
+            default:
+                guard off <= total else { return nil }
+                return IPv6Parse(upper: off, nextHeader: nh, fragment: frag, segmentsLeftAt: segmentsLeft)
+            }
+        }
+    }
+
+    func translate6to4(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64) -> Outcome {
+        let p = base + start
+        guard length >= 40 else { return .drop(.malformed) }
+        let total = 40 + Int(p.u16(4))
+        guard total <= length, let h = Self.parse6(p, total: total) else { return .drop(.malformed) }
+        let src6 = p.ipv6(8), dst6 = p.ipv6(24)
+        let hop = p.u8(7)
+
+        if hop <= 1 {
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 3, code: 0, field: 0, kind: .timeExceeded6, now: now)
+        }
+        if let at = h.segmentsLeftAt {
+            // RFC 7915 §5.1: a routing header with segments left is answered with a
+            // parameter problem pointing at that field, as a router would.
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 4, code: 0, field: UInt32(at), kind: .parameterProblem6, now: now)
+        }
+        let dst4: IPv4Address
+        switch destination4(dst6) {
+        case .success(let a): dst4 = a
+        case .failure(let r):
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: r)
+        }
+        var src4: IPv4Address
+        switch source4(src6, now: now) {
+        case .success(let a): src4 = a
+        case .failure(.poolExhausted):
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: .poolExhausted)
+        case .failure(let r):
+            // An ICMPv6 error from a router without an IPv4 form gets an RFC 6791 source.
+            guard h.nextHeader == Proto.icmpv6, p.u8(h.upper) < 128 else { return .drop(r) }
+            src4 = settings.rfc6791.map { IPv4Address(rawValue: $0.address.rawValue | (UInt32.random(in: 0...UInt32.max) & ~$0.mask)) } ?? settings.errorSource4
+        }
+
+        var upper = h.upper
+        var upperLength = total - h.upper
+        let proto: UInt8
+        switch h.nextHeader {
+        case Proto.tcp, Proto.udp:
+            proto = h.nextHeader
+            if h.fragment.map({ $0.offset == 0 }) ?? true {
+                let at = h.nextHeader == Proto.tcp ? 16 : 6
+                guard upperLength >= at + 2 else { return .drop(.malformed) }
+                let old = p.u16(h.upper + at)
+                if !(h.nextHeader == Proto.udp && old == 0) {
+                    var c = InternetChecksum.update(old, removing: src6, adding: IPv6Address(high: 0, low: UInt64(src4.rawValue)))
+                    c = InternetChecksum.update(c, removing: dst6, adding: IPv6Address(high: 0, low: UInt64(dst4.rawValue)))
+                    p.setU16(h.upper + at, h.nextHeader == Proto.udp && c == 0 ? 0xFFFF : c)
+                }
+            }
+        case Proto.icmpv6:
+            guard h.fragment == nil else { return .drop(.fragmentedICMP) }
+            proto = Proto.icmp
+            switch icmp6to4(p, at: h.upper, length: upperLength, now: now) {
+            case .success(let (newStart, newLength)):
+                upper = newStart
+                upperLength = newLength
+            case .failure(let r): return .drop(r)
+            }
+        default:
+            proto = h.nextHeader
+        }
+
+        // The IPv4 header goes right in front of the upper layer, over the old headers.
+        let out = upper - 20
+        let q = p + out
+        let length4 = 20 + upperLength
+        let trafficClass = UInt8(truncatingIfNeeded: p.u32(0) >> 20)
+        q.setU8(0, 0x45)
+        q.setU8(1, trafficClass)
+        q.setU16(2, UInt16(length4))
+        if let f = h.fragment {
+            q.setU16(4, UInt16(truncatingIfNeeded: f.id))
+            q.setU16(6, (f.more ? 0x2000 : 0) | f.offset >> 3)
+        } else {
+            // RFC 7915 §5.1: DF only above 1260 bytes, where IPv6 PMTUD can work;
+            // smaller packets may be fragmented on the IPv4 side and need an ID.
+            q.setU16(4, length4 > 1260 ? 0 : nextIdentification())
+            q.setU16(6, length4 > 1260 ? 0x4000 : 0)
+        }
+        q.setU8(8, hop - 1)
+        q.setU8(9, proto)
+        q.setU16(10, 0)
+        q.setIPv4(12, src4)
+        q.setIPv4(16, dst4)
+        var c = InternetChecksum()
+        c.add(q, offset: 0, count: 20)
+        q.setU16(10, c.value)
+
+        // RFC 7757 §4.2 hairpinning: an IPv4 destination that is itself mapped
+        // to IPv6 goes straight back through the other direction.
+        if settings.eam.ipv6(for: dst4) != nil || pool?.host(for: dst4, now: now) != nil {
+            return translate4to6(base, start: start + out, length: length4, now: now)
+        }
+        return counted(true, .forward(start: start + out, length: length4))
+    }
+
+    /// Translates the ICMPv6 message at `p + at` into ICMPv4, in place; an
+    /// error's inner IPv6 packet becomes an IPv4 packet, 20 bytes shorter. Returns
+    /// where the ICMPv4 message now starts and its length.
+    func icmp6to4(_ p: UnsafeMutableRawPointer, at: Int, length: Int, now: UInt64) -> Result<(Int, Int), DropReason> {
+        guard length >= 8 else { return .failure(.malformed) }
+        let type = p.u8(at), code = p.u8(at + 1)
+        guard let m = ICMPMap.to4(type: type, code: code) else { return .failure(.unsupportedICMP) }
+        var start = at, len = length
+        var rest = p.u32(at + 4)
+        if type == 2 {
+            // Packet Too Big: the IPv4 MTU is 20 less, and no more than our own side takes.
+            let mtu = min(Int(rest) - 20, settings.mtu)
+            rest = UInt32(max(68, mtu))
+        } else if type == 4, code == 0 {
+            guard let ptr = ICMPMap.pointer6to4(rest) else { return .failure(.unsupportedICMP) }
+            rest = UInt32(ptr) << 24
+        } else if type < 128 {
+            rest = type == 2 ? rest : 0
+        }
+        if type < 128 {
+            // An error: translate the packet it carries (RFC 7915 §5.3).
+            let inner = at + 8
+            guard len - 8 >= 40 else { return .failure(.malformed) }
+            let ip = p + inner
+            let innerTotal = len - 8
+            guard let ih = Self.parse6(ip, total: min(innerTotal, 40 + Int(ip.u16(4)))) ?? Self.parse6(ip, total: innerTotal) else { return .failure(.malformed) }
+            let isrc = ip.ipv6(8), idst = ip.ipv6(24)
+            guard let isrc4 = inner4(isrc, now: now), case .success(let idst4) = destination4(idst) else { return .failure(.untranslatableSource) }
+            let iproto = ih.nextHeader == Proto.icmpv6 ? Proto.icmp : ih.nextHeader
+            let ihop = ip.u8(7)
+            let itc = UInt8(truncatingIfNeeded: ip.u32(0) >> 20)
+            let ipayloadLength = Int(ip.u16(4)) - (ih.upper - 40)
+            // Inner TCP/UDP checksums are updated too, so the error still matches the flow.
+            if iproto == Proto.tcp || iproto == Proto.udp {
+                let ck = ih.upper + (iproto == Proto.tcp ? 16 : 6)
+                if ck + 2 <= innerTotal {
+                    let old = ip.u16(ck)
+                    if !(iproto == Proto.udp && old == 0) {
+                        var c = InternetChecksum.update(old, removing: isrc, adding: IPv6Address(high: 0, low: UInt64(isrc4.rawValue)))
+                        c = InternetChecksum.update(c, removing: idst, adding: IPv6Address(high: 0, low: UInt64(idst4.rawValue)))
+                        ip.setU16(ck, c)
+                    }
+                }
+            } else if iproto == Proto.icmp, ih.upper + 1 <= innerTotal {
+                // An echo inside an error: its type changes too (checksum left as sent).
+                let t = ip.u8(ih.upper)
+                if let im = ICMPMap.to4(type: t, code: ip.u8(ih.upper + 1)), t >= 128 { ip.setU8(ih.upper, im.type) }
+            }
+            let h4 = ih.upper - 20
+            let q = ip + h4
+            q.setU8(0, 0x45)
+            q.setU8(1, itc)
+            q.setU16(2, UInt16(clamping: 20 + ipayloadLength))
+            q.setU16(4, ih.fragment.map { UInt16(truncatingIfNeeded: $0.id) } ?? 0)
+            q.setU16(6, ih.fragment.map { ($0.more ? 0x2000 : 0) | $0.offset >> 3 } ?? 0)
+            q.setU8(8, ihop)
+            q.setU8(9, iproto)
+            q.setU16(10, 0)
+            q.setIPv4(12, isrc4)
+            q.setIPv4(16, idst4)
+            var ic = InternetChecksum()
+            ic.add(q, offset: 0, count: 20)
+            q.setU16(10, ic.value)
+            // The ICMPv4 header moves up to sit in front of the new inner header.
+            start = inner + h4 - 8
+            len = innerTotal - h4 + 8
+            // ICMPv4 errors carry at most what fits a 576-byte datagram.
+            len = min(len, 576 - 20)
+        }
+        let q = p + start
+        q.setU8(0, m.type)
+        q.setU8(1, m.code)
+        q.setU16(2, 0)
+        q.setU32(4, m.pointer.map { UInt32($0) << 24 } ?? rest)
+        var c = InternetChecksum()
+        c.add(q, offset: 0, count: len)
+        q.setU16(2, c.value)
+        return .success((start, len))
+    }
+}

@@ -1,0 +1,71 @@
+import Packet
+
+/// ICMP errors the translator originates, built in place in front of the
+/// packet that caused them (which they quote), within the headroom.
+extension Engine {
+    /// An ICMPv6 error to `destination`, quoting the packet at `base + start`.
+    func replyFromTranslator6(_ base: UnsafeMutableRawPointer, start: Int, length: Int, to destination: IPv6Address,
+                              type: UInt8, code: UInt8, field: UInt32, kind: SentError, now: UInt64,
+                              dropping reason: DropReason = .hopLimitExceeded) -> Outcome {
+        let drop: DropReason = kind == .timeExceeded6 ? .hopLimitExceeded : kind == .parameterProblem6 ? .routingHeader : reason
+        // Never answer an error with an error (RFC 4443 §2.4 e).
+        let p = base + start
+        if let h = Self.parse6(p, total: length), h.nextHeader == Proto.icmpv6, h.upper < length, p.u8(h.upper) < 128 { return .drop(drop) }
+        guard mayReply(kind, now: now) else { return .drop(.rateLimited) }
+        count(.drop(drop))
+        // RFC 4443 §2.4 c: as much of the packet as fits in the minimum MTU.
+        let quoted = min(length, 1280 - 48)
+        let out = start - 48
+        let q = base + out
+        q.setU32(0, 0x6000_0000)
+        q.setU16(4, UInt16(8 + quoted))
+        q.setU8(6, Proto.icmpv6)
+        q.setU8(7, 64)
+        q.setIPv6(8, settings.errorSource6)
+        q.setIPv6(24, destination)
+        q.setU8(40, type)
+        q.setU8(41, code)
+        q.setU16(42, 0)
+        q.setU32(44, field)
+        var c = InternetChecksum()
+        c.addPseudoHeader(source: settings.errorSource6, destination: destination, nextHeader: Proto.icmpv6, length: 8 + quoted)
+        c.add(q, offset: 40, count: 8 + quoted)
+        q.setU16(42, c.value)
+        return .reply(start: out, length: 48 + quoted)
+    }
+
+    /// An ICMPv4 error to `destination`, quoting the packet at `base + start`.
+    func replyFromTranslator4(_ base: UnsafeMutableRawPointer, start: Int, length: Int, to destination: IPv4Address,
+                              type: UInt8, code: UInt8, field: UInt32, kind: SentError, now: UInt64, dropping reason: DropReason) -> Outcome {
+        let p = base + start
+        let ihl = Int(p.u8(0) & 0x0F) * 4
+        if p.u8(9) == Proto.icmp, ihl < length, [0, 8, 13, 14, 15, 16, 17, 18].contains(p.u8(ihl)) == false { return .drop(reason) }
+        guard mayReply(kind, now: now) else { return .drop(.rateLimited) }
+        count(.drop(reason))
+        // RFC 1812 §4.3.2.3: as much as fits in 576 bytes.
+        let quoted = min(length, 576 - 28)
+        let out = start - 28
+        let q = base + out
+        q.setU8(0, 0x45)
+        q.setU8(1, 0)
+        q.setU16(2, UInt16(28 + quoted))
+        q.setU16(4, nextIdentification())
+        q.setU16(6, 0)
+        q.setU8(8, 64)
+        q.setU8(9, Proto.icmp)
+        q.setU16(10, 0)
+        q.setIPv4(12, settings.errorSource4)
+        q.setIPv4(16, destination)
+        var h = InternetChecksum()
+        h.add(q, offset: 0, count: 20)
+        q.setU16(10, h.value)
+        q.setU8(20, type)
+        q.setU8(21, code)
+        q.setU16(22, 0)
+        q.setU32(24, field)
+        var c = InternetChecksum()
+        c.add(q, offset: 20, count: 8 + quoted)
+        q.setU16(22, c.value)
+        return .reply(start: out, length: 28 + quoted)
+    }
+}

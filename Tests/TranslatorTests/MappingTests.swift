@@ -1,0 +1,85 @@
+import Foundation
+import Packet
+import Testing
+@testable import Translator
+
+@Suite struct ICMPMapTests {
+    /// RFC 7915 §4.2, row by row.
+    @Test func icmpv4ToICMPv6() {
+        let rows: [((UInt8, UInt8), (UInt8, UInt8)?)] = [
+            ((8, 0), (128, 0)), ((0, 0), (129, 0)),
+            ((3, 0), (1, 0)), ((3, 1), (1, 0)), ((3, 2), (4, 1)), ((3, 3), (1, 4)), ((3, 4), (2, 0)),
+            ((3, 5), (1, 0)), ((3, 6), (1, 0)), ((3, 7), (1, 0)), ((3, 8), (1, 0)), ((3, 9), (1, 1)),
+            ((3, 10), (1, 1)), ((3, 11), (1, 0)), ((3, 12), (1, 0)), ((3, 13), (1, 1)), ((3, 14), nil), ((3, 15), (1, 1)),
+            ((11, 0), (3, 0)), ((11, 1), (3, 1)), ((12, 0), (4, 0)), ((12, 1), nil), ((12, 2), (4, 0)),
+            ((4, 0), nil), ((5, 0), nil), ((9, 0), nil), ((10, 0), nil), ((13, 0), nil), ((14, 0), nil),
+            ((15, 0), nil), ((16, 0), nil), ((17, 0), nil), ((18, 0), nil),
+        ]
+        for ((t, c), want) in rows {
+            let got = ICMPMap.to6(type: t, code: c).map { ($0.type, $0.code) }
+            #expect(got?.0 == want?.0 && got?.1 == want?.1, "ICMPv4 \(t)/\(c)")
+        }
+        #expect(ICMPMap.to6(type: 3, code: 2)?.pointer == 6, "protocol unreachable points at Next Header")
+    }
+
+    /// RFC 7915 §5.2, row by row.
+    @Test func icmpv6ToICMPv4() {
+        let rows: [((UInt8, UInt8), (UInt8, UInt8)?)] = [
+            ((128, 0), (8, 0)), ((129, 0), (0, 0)),
+            ((1, 0), (3, 1)), ((1, 1), (3, 10)), ((1, 2), (3, 1)), ((1, 3), (3, 1)), ((1, 4), (3, 3)), ((1, 5), nil),
+            ((2, 0), (3, 4)), ((3, 0), (11, 0)), ((3, 1), (11, 1)), ((4, 0), (12, 0)), ((4, 1), (3, 2)), ((4, 2), nil),
+            ((130, 0), nil), ((133, 0), nil), ((134, 0), nil), ((135, 0), nil), ((136, 0), nil), ((137, 0), nil),
+        ]
+        for ((t, c), want) in rows {
+            let got = ICMPMap.to4(type: t, code: c).map { ($0.type, $0.code) }
+            #expect(got?.0 == want?.0 && got?.1 == want?.1, "ICMPv6 \(t)/\(c)")
+        }
+    }
+
+    @Test func pointersAndPlateaus() {
+        #expect(ICMPMap.pointer4to6(9) == 6 && ICMPMap.pointer4to6(8) == 7 && ICMPMap.pointer4to6(13) == 8 && ICMPMap.pointer4to6(17) == 24)
+        #expect(ICMPMap.pointer4to6(4) == nil && ICMPMap.pointer4to6(10) == nil)
+        #expect(ICMPMap.pointer6to4(6) == 9 && ICMPMap.pointer6to4(7) == 8 && ICMPMap.pointer6to4(20) == 12 && ICMPMap.pointer6to4(30) == 16)
+        #expect(ICMPMap.pointer6to4(2) == nil && ICMPMap.pointer6to4(40) == nil)
+        #expect(ICMPMap.plateau(below: 1500) == 1492 && ICMPMap.plateau(below: 2000) == 1492 && ICMPMap.plateau(below: 1492) == 1006)
+        #expect(ICMPMap.plateau(below: 60) == 68)
+    }
+}
+
+@Suite struct DynamicPoolTests {
+    func host(_ i: Int) -> IPv6Address { IPv6Address(high: 0x2001_0db8_0001_0000, low: UInt64(i)) }
+
+    @Test func allocatesInOrderSkipsReservedAndExhausts() throws {
+        let pool = DynamicPool(range: try IPv4Prefix.parse("192.0.2.0/30"), idleTimeout: 60, stateFile: nil, reserved: [IPv4Address("192.0.2.1")!])
+        #expect(pool.address(for: host(1), now: 0)?.description == "192.0.2.0")
+        #expect(pool.address(for: host(2), now: 0)?.description == "192.0.2.2")
+        #expect(pool.address(for: host(3), now: 0)?.description == "192.0.2.3")
+        #expect(pool.address(for: host(4), now: 0) == nil, "exhausted")
+        #expect(pool.address(for: host(1), now: 10)?.description == "192.0.2.0", "stable")
+        #expect(pool.host(for: IPv4Address("192.0.2.2")!, now: 10) == host(2))
+        // After the idle timeout, an exhausted pool reclaims the idle ones.
+        #expect(pool.address(for: host(4), now: 65) != nil)
+        #expect(pool.count == 2, "host 1 (used at 10) stays until 70; hosts 2 and 3 (used at 0) went at 60")
+    }
+
+    @Test func survivesARestartThroughItsStateFile() throws {
+        let dir = NSTemporaryDirectory() + "sixgate-pool-\(getpid())-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/pool4.state"
+        let range = try IPv4Prefix.parse("192.0.2.128/25")
+        let a = DynamicPool(range: range, idleTimeout: 7200, stateFile: file)
+        let x = a.address(for: host(7), now: 1000), y = a.address(for: host(9), now: 1000)
+        try a.save()
+        let b = DynamicPool(range: range, idleTimeout: 7200, stateFile: file)
+        b.load(now: 2000)
+        #expect(b.existingAddress(for: host(7)) == x && b.existingAddress(for: host(9)) == y)
+        #expect(b.address(for: host(11), now: 2000) != x && b.address(for: host(11), now: 2000) != y)
+        // Expired or out-of-range mappings are not restored.
+        let c = DynamicPool(range: range, idleTimeout: 7200, stateFile: file)
+        c.load(now: 1000 + 7201)
+        #expect(c.count == 0)
+        let d = DynamicPool(range: try IPv4Prefix.parse("198.51.100.0/24"), idleTimeout: 7200, stateFile: file)
+        d.load(now: 2000)
+        #expect(d.count == 0)
+    }
+}

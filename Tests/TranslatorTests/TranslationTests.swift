@@ -1,0 +1,219 @@
+import Foundation
+import Packet
+import Testing
+@testable import Translator
+
+let c6 = "2001:db8:1::2", s4 = "203.0.113.2", s4in6 = "2001:db8:64::cb00:7102"
+let c4 = "198.51.100.2", c4in6 = "2001:db8:64::c633:6402", s6 = "2001:db8:2::10", s6eam = "203.0.113.10"
+let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
+
+@Suite struct TranslationTests {
+    @Test func udpFromIPv6HostThroughThePool() throws {
+        let e = try makeEngine(eam: eam)
+        let data = Array("hello".utf8)
+        let (o, out) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, hop: 64, tc: 0xB8, payload: Build.udp(sport: 5000, dport: 53, data: data, src: c6, dst: s4in6)))
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(out.count == 20 + 8 + data.count)
+        #expect(out[0] == 0x45 && out[1] == 0xB8 && out[8] == 63 && out[9] == 17)
+        #expect(IPv4Address(bytes: out[12..<16]).description == "192.0.2.128", "first pool address")
+        #expect(IPv4Address(bytes: out[16..<20]).description == s4)
+        #expect(out[6] & 0x40 == 0, "small packets leave DF clear (RFC 7915 §5.1)")
+        #expect(Verify.ipv4Header(out) && Verify.l4of4(out))
+        #expect(Array(out[28...]) == data)
+
+        // The reply finds its way back to the same host.
+        let reply = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, payload: Build.udp(sport: 53, dport: 5000, data: data, src: s4, dst: "192.0.2.128"))
+        let (o2, back) = run(e, reply)
+        guard case .forward = o2 else { Issue.record("\(o2)"); return }
+        #expect(back.count == 40 + 8 + data.count && back[6] == 17 && back[7] == 63)
+        #expect(IPv6Address(bytes: back[8..<24]).description == s4in6)
+        #expect(IPv6Address(bytes: back[24..<40]).description == c6)
+        #expect(Verify.l4of6(back))
+        #expect(e.snapshot.translated6to4 == 1 && e.snapshot.translated4to6 == 1)
+    }
+
+    @Test func tcpBothWays() throws {
+        let e = try makeEngine(eam: eam)
+        let (_, out) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 6, payload: Build.tcp(sport: 40000, dport: 80, src: c6, dst: s4in6)))
+        #expect(out.count == 40 && out[9] == 6 && Verify.ipv4Header(out) && Verify.l4of4(out))
+        // An IPv4 client reaches the IPv6-only server through its mapping.
+        let (_, in6) = run(e, Build.ipv4(src: c4, dst: s6eam, proto: 6, payload: Build.tcp(sport: 40000, dport: 80, src: c4, dst: s6eam)))
+        #expect(in6.count == 60 && in6[6] == 6)
+        #expect(IPv6Address(bytes: in6[8..<24]).description == c4in6, "the client appears as prefix::c4")
+        #expect(IPv6Address(bytes: in6[24..<40]).description == s6)
+        #expect(Verify.l4of6(in6))
+        // And the server's answer goes back from the mapped address.
+        let (_, out4) = run(e, Build.ipv6(src: s6, dst: c4in6, next: 6, payload: Build.tcp(sport: 80, dport: 40000, src: s6, dst: c4in6)))
+        #expect(IPv4Address(bytes: out4[12..<16]).description == s6eam && IPv4Address(bytes: out4[16..<20]).description == c4)
+        #expect(Verify.ipv4Header(out4) && Verify.l4of4(out4))
+    }
+
+    @Test func echoBothWays() throws {
+        let e = try makeEngine()
+        let body: [UInt8] = [0x12, 0x34, 0, 1] + Array(repeating: 0xAB, count: 56)
+        let (_, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 58, payload: Build.icmpv6(type: 128, code: 0, body: Array(body[4...]), src: c6, dst: s4in6)))
+        #expect(v4[9] == 1 && v4[20] == 8 && v4[21] == 0 && Verify.ipv4Header(v4) && Verify.l4of4(v4))
+        let reply = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 1, payload: Build.icmpv4(type: 0, code: 0, rest: 0x12340001, body: Array(body[4...])))
+        let (_, v6) = run(e, reply)
+        #expect(v6[6] == 58 && v6[40] == 129 && Verify.l4of6(v6))
+        #expect(v6[44..<48] == [0x12, 0x34, 0, 1], "identifier and sequence kept")
+    }
+
+    @Test func icmpv4ErrorCarryingUDPBecomesICMPv6() throws {
+        let e = try makeEngine()
+        // The pool address exists once c6 has sent something.
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 5000, dport: 9, data: [1, 2, 3], src: c6, dst: s4in6)))
+        let quoted = Build.ipv4(src: "192.0.2.128", dst: s4, proto: 17, ttl: 63, payload: Build.udp(sport: 5000, dport: 9, data: [1, 2, 3], src: "192.0.2.128", dst: s4))
+        let err = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 1, payload: Build.icmpv4(type: 3, code: 3, body: quoted))
+        let (o, v6) = run(e, err)
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(v6[40] == 1 && v6[41] == 4, "port unreachable")
+        #expect(Verify.l4of6(v6))
+        let inner = Array(v6[48...])
+        #expect(inner[0] >> 4 == 6 && inner[6] == 17)
+        #expect(IPv6Address(bytes: inner[8..<24]).description == c6)
+        #expect(IPv6Address(bytes: inner[24..<40]).description == s4in6)
+        #expect(Verify.l4of6(inner), "the quoted UDP checksum matches its new addresses")
+    }
+
+    @Test func icmpv6ErrorCarryingTCPBecomesICMPv4() throws {
+        let e = try makeEngine(eam: eam)
+        let quoted = Build.ipv6(src: c4in6, dst: s6, next: 6, hop: 63, payload: Build.tcp(sport: 40000, dport: 81, src: c4in6, dst: s6))
+        let err = Build.ipv6(src: s6, dst: c4in6, next: 58, payload: Build.icmpv6(type: 1, code: 4, body: quoted, src: s6, dst: c4in6))
+        let (o, v4) = run(e, err)
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(v4[20] == 3 && v4[21] == 3, "port unreachable")
+        #expect(IPv4Address(bytes: v4[12..<16]).description == s6eam && IPv4Address(bytes: v4[16..<20]).description == c4)
+        #expect(Verify.ipv4Header(v4) && Verify.l4of4(v4))
+        let inner = Array(v4[28...])
+        #expect(inner.count == 40 && inner[9] == 6)
+        #expect(IPv4Address(bytes: inner[12..<16]).description == c4 && IPv4Address(bytes: inner[16..<20]).description == s6eam)
+        #expect(Verify.ipv4Header(inner) && Verify.l4of4(inner))
+    }
+
+    @Test func hopLimitAndTTLExpiryAreAnswered() throws {
+        let e = try makeEngine()
+        let packet = Build.ipv6(src: c6, dst: s4in6, next: 17, hop: 1, payload: Build.udp(sport: 1, dport: 2, data: [], src: c6, dst: s4in6))
+        let (o, r) = run(e, packet)
+        guard case .reply = o else { Issue.record("\(o)"); return }
+        #expect(r[6] == 58 && r[40] == 3 && r[41] == 0, "ICMPv6 time exceeded")
+        #expect(IPv6Address(bytes: r[8..<24]).description == "2001:db8:64::c000:201", "from the translator's own address")
+        #expect(IPv6Address(bytes: r[24..<40]).description == c6)
+        #expect(Array(r[48...]) == packet && Verify.l4of6(r))
+
+        let p4 = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, ttl: 1, payload: Build.udp(sport: 1, dport: 2, data: [], src: s4, dst: "192.0.2.128"))
+        let (o4, r4) = run(e, p4)
+        guard case .reply = o4 else { Issue.record("\(o4)"); return }
+        #expect(r4[9] == 1 && r4[20] == 11 && IPv4Address(bytes: r4[12..<16]).description == "192.0.2.1" && IPv4Address(bytes: r4[16..<20]).description == s4)
+        #expect(Verify.ipv4Header(r4) && Verify.l4of4(r4))
+        #expect(e.snapshot[.hopLimitExceeded] == 1 && e.snapshot[.ttlExceeded] == 1)
+        #expect(e.snapshot[.timeExceeded6] == 1 && e.snapshot[.timeExceeded4] == 1)
+    }
+
+    @Test func fragmentsBothWays() throws {
+        let e = try makeEngine()
+        let frag: [UInt8] = [17, 0] + Build.be16(0x00B8 | 1) + [0xAB, 0xCD, 0x12, 0x34]  // offset 23*8, more fragments
+        let p6 = Build.ipv6(src: c6, dst: s4in6, next: 44, payload: frag + Array(repeating: 7, count: 64))
+        let (_, v4) = run(e, p6)
+        #expect(v4.count == 20 + 64 && v4[9] == 17)
+        #expect(Build.be16(0x1234) == Array(v4[4..<6]), "low 16 bits of the identification")
+        #expect(Int(v4[6]) << 8 | Int(v4[7]) == 0x2000 | 23, "MF and offset, DF clear")
+        #expect(Verify.ipv4Header(v4))
+
+        let p4 = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, id: 0x4321, flags: 0x2000 | 10, payload: Array(repeating: 9, count: 40))
+        let (_, v6) = run(e, p4)
+        #expect(v6[6] == 44 && v6[40] == 17, "a fragment header follows")
+        #expect(Int(v6[42]) << 8 | Int(v6[43]) == 80 | 1)
+        #expect(v6[44..<48] == [0, 0, 0x43, 0x21])
+        #expect(v6.count == 48 + 40)
+    }
+
+    @Test func dontFragmentAbove1260() throws {
+        let e = try makeEngine()
+        let big = Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 1, dport: 2, data: Array(repeating: 1, count: 1300), src: c6, dst: s4in6))
+        let (_, v4) = run(e, big)
+        #expect(v4[6] & 0x40 != 0 && v4[4] == 0 && v4[5] == 0)
+    }
+
+    @Test func zeroUDPChecksumPolicy() throws {
+        var udp = Build.be16(53) + Build.be16(5000) + Build.be16(12) + [0, 0] + [1, 2, 3, 4]
+        let p4 = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, payload: udp)
+        let drop = try makeEngine()
+        _ = run(drop, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 5000, dport: 53, data: [], src: c6, dst: s4in6)))
+        #expect(run(drop, p4).0 == .drop(.zeroUDPChecksum))
+        let compute = try makeEngine(zeroChecksum: .compute)
+        _ = run(compute, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 5000, dport: 53, data: [], src: c6, dst: s4in6)))
+        let (o, v6) = run(compute, p4)
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(Verify.l4of6(v6) && !(v6[46] == 0 && v6[47] == 0))
+        udp[7] = 0
+        let fragment = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, flags: 0x2000, payload: udp)
+        #expect(run(compute, fragment).0 == .drop(.zeroUDPChecksum), "a fragment cannot have its checksum computed")
+    }
+
+    @Test func packetTooBigArithmetic() throws {
+        let e = try makeEngine(eam: eam)
+        let quoted = Build.ipv6(src: c4in6, dst: s6, next: 6, payload: Build.tcp(sport: 1, dport: 2, src: c4in6, dst: s6))
+        let ptb = Build.ipv6(src: s6, dst: c4in6, next: 58, payload: Build.icmpv6(type: 2, code: 0, rest: 1400, body: quoted, src: s6, dst: c4in6))
+        let (_, v4) = run(e, ptb)
+        #expect(v4[20] == 3 && v4[21] == 4 && Int(v4[26]) << 8 | Int(v4[27]) == 1380)
+
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 6, payload: Build.tcp(sport: 1, dport: 2, src: c6, dst: s4in6)))
+        for (reported, expected) in [(0, 1500), (1000, 1280), (1400, 1420)] {
+            let inner = Build.ipv4(src: "192.0.2.128", dst: s4, proto: 6, payload: Build.tcp(sport: 1, dport: 2, src: "192.0.2.128", dst: s4) + Array(repeating: 0, count: 1960))
+            let fn = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 1, payload: Build.icmpv4(type: 3, code: 4, rest: UInt32(reported), body: Array(inner.prefix(28))))
+            // The quoted header says 2000 bytes; with MTU 0 the plateau below is 1492, +20.
+            let (_, v6) = run(e, fn)
+            let mtu = Int(v6[44]) << 24 | Int(v6[45]) << 16 | Int(v6[46]) << 8 | Int(v6[47])
+            #expect(v6[40] == 2 && mtu == (reported == 0 ? 1500 : expected), "reported \(reported)")
+        }
+    }
+
+    @Test func eamLongestMatchAndHairpinning() throws {
+        let e = try makeEngine(eam: [("203.0.113.0/24", "2001:db8:2::/120"), ("203.0.113.10/32", "2001:db8:5::10/128")])
+        #expect(e.settings.eam.ipv6(for: IPv4Address("203.0.113.10")!)?.description == "2001:db8:5::10")
+        #expect(e.settings.eam.ipv6(for: IPv4Address("203.0.113.11")!)?.description == "2001:db8:2::b")
+        #expect(e.settings.eam.ipv4(for: IPv6Address("2001:db8:5::10")!)?.description == "203.0.113.10")
+        #expect(e.settings.eam.ipv4(for: IPv6Address("2001:db8:2::b")!)?.description == "203.0.113.11")
+        // RFC 7757 §4.2: an IPv6 client addressing a mapped server by its IPv4
+        // form comes out as IPv6 again, towards the server.
+        let dst = "2001:db8:64::cb00:710a"
+        let (o, out) = run(e, Build.ipv6(src: c6, dst: dst, next: 17, payload: Build.udp(sport: 1, dport: 2, data: [5], src: c6, dst: dst)))
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(out[0] >> 4 == 6 && IPv6Address(bytes: out[24..<40]).description == "2001:db8:5::10")
+        #expect(IPv6Address(bytes: out[8..<24]).description == "2001:db8:64::c000:280", "the client's pool address in the prefix")
+        #expect(Verify.l4of6(out))
+    }
+
+    @Test func wellKnownPrefixRefusesNonGlobalPerPacket() throws {
+        let e = try makeEngine(prefix: "64:ff9b::/96")
+        let dst = "64:ff9b::a00:1"  // 10.0.0.1
+        let (o, r) = run(e, Build.ipv6(src: c6, dst: dst, next: 17, payload: Build.udp(sport: 1, dport: 2, data: [], src: c6, dst: dst)))
+        guard case .reply = o else { Issue.record("\(o)"); return }
+        #expect(r[40] == 1, "destination unreachable")
+        #expect(e.snapshot[.nonGlobalAddress] == 1)
+    }
+
+    @Test func routingHeaderWithSegmentsLeft() throws {
+        let e = try makeEngine()
+        let rh: [UInt8] = [17, 2, 0, 1, 0, 0, 0, 0] + IPv6Address("2001:db8::9")!.bytes
+        let (o, r) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 43, payload: rh + Build.udp(sport: 1, dport: 2, data: [], src: c6, dst: s4in6)))
+        guard case .reply = o else { Issue.record("\(o)"); return }
+        #expect(r[40] == 4 && r[41] == 0 && Int(r[47]) == 43, "parameter problem at Segments Left (offset 43)")
+    }
+
+    @Test func malformedPacketsAreCountedAndDropped() throws {
+        let e = try makeEngine()
+        let good = Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 1, dport: 2, data: [1], src: c6, dst: s4in6))
+        var rng = SystemRandomNumberGenerator()
+        for n in 0..<2000 {
+            var junk = Array(good.prefix(Int.random(in: 0...good.count, using: &rng)))
+            if n % 2 == 0, !junk.isEmpty { junk[Int.random(in: 0..<junk.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            _ = run(e, junk)
+            _ = run(e, (0..<Int.random(in: 0...80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        }
+        #expect(e.snapshot.drops.reduce(0, +) > 0)
+        let (o, _) = run(e, good)
+        guard case .forward = o else { Issue.record("the engine stopped translating: \(o)"); return }
+    }
+}
