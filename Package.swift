@@ -22,7 +22,7 @@ let package = Package(
             providers: [.apt(["libmnl-dev", "libnftnl-dev", "libnl-3-dev", "libnl-route-3-dev"])]
         ),
         .target(name: "Packet"),
-        .target(name: "Translator", dependencies: ["Packet"]),
+        .target(name: "Translator", dependencies: ["Packet", "CNetlink"]),
         .target(name: "DNS64", dependencies: ["Packet"]),
         .target(name: "SixBedFour", dependencies: ["Packet"]),
         .target(
@@ -35,7 +35,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sixgated",
-            dependencies: ["Controller", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Controller", "Translator", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "SixBedFourPeer",

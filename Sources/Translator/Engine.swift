@@ -13,9 +13,11 @@ public enum Outcome: Equatable, Sendable {
     case drop(DropReason)
 }
 
-/// The RFC 7915 translation engine. One per queue reader (it is not shared);
-/// all engines share the settings and the dynamic pool.
-public final class Engine {
+/// The RFC 7915 translation engine. One per queue reader: its mutable state
+/// (identification counter, error budget) belongs to that reader's thread, and
+/// only the counters, behind their lock, are read from elsewhere. All engines
+/// share the settings and the dynamic pool.
+public final class Engine: @unchecked Sendable {
     /// Bytes needed in front of every packet: an IPv4 ICMP error that grows into
     /// IPv6 gains 40 bytes twice (outer and inner header) plus a fragment header.
     public static let headroom = 128

@@ -1,27 +1,96 @@
 import ArgumentParser
 import Controller
+import Dispatch
+import Foundation
+import Glibc
 import Packet
+import Translator
 
-/// The daemon hosting the translator, DNS64 and the 6bed4 router. Its services
-/// arrive with their issues; until then it validates its config and says so.
+/// The daemon hosting the translator, DNS64 and the 6bed4 router. For now it
+/// runs the translator on its own (`translate`); the other services and their
+/// supervision arrive with their issues.
 struct Sixgated: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sixgated",
         abstract: "The sixgate daemon: NAT64 translator, DNS64 and 6bed4 router from one config.",
-        version: SixgateVersion.string
+        version: SixgateVersion.string,
+        subcommands: [Translate.self]
+    )
+}
+
+struct Translate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only the translator, on the TUN device(s) of the config.",
+        discussion: """
+            It does no routing of its own: packets the kernel routes into the device are translated and written \
+            back. `sixgatectl apply` creates the device, its routes and the firewall rules. The dynamic pool's \
+            mappings are kept in STATE_DIR/pool4.state across restarts.
+            """
     )
 
     @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
 
     func run() throws {
+        let c: Config
         do {
-            _ = try ConfigLoader.load(path: config)
+            c = try ConfigLoader.load(path: config)
         } catch {
-            print(error)
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(1)
         }
-        print("sixgated \(SixgateVersion.string): \(config) is valid, but no service is implemented yet")
-        throw ExitCode(1)
+        guard c.nat64.enabled else {
+            FileHandle.standardError.write(Data("sixgated translate: nat64.enabled is false in \(config)\n".utf8))
+            throw ExitCode(1)
+        }
+        let pool = c.makePool(now: UInt64(time(nil)))
+        let datapath = TunDatapath(settings: c.translatorSettings, pool: pool, device: c.nat64.device,
+                                   device4: c.nat64.device4, queues: c.translatorQueues)
+        do {
+            try datapath.start()
+        } catch {
+            FileHandle.standardError.write(Data("sixgated translate: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        log("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)"
+            + (pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""))
+
+        // Housekeeping: idle pool mappings go, and the state file follows the pool.
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "sixgate.housekeeping"))
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler {
+            pool?.expire(now: UInt64(time(nil)))
+            do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
+        }
+        timer.resume()
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
+            source.setEventHandler {
+                do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
+                log("translator stopping on signal \(sig); counters: \(datapath.counters.summary)")
+                Glibc.exit(0)
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+        dispatchMain()
+    }
+}
+
+/// Kept so that the signal sources live as long as the process; written only
+/// by the main thread before it parks in dispatchMain.
+nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
+
+func log(_ line: String) {
+    FileHandle.standardError.write(Data("sixgated: \(line)\n".utf8))
+}
+
+extension TranslatorCounters {
+    var summary: String {
+        var parts = ["6to4=\(translated6to4)", "4to6=\(translated4to6)"]
+        for r in DropReason.allCases where self[r] > 0 { parts.append("drop.\(r)=\(self[r])") }
+        for e in SentError.allCases where self[e] > 0 { parts.append("sent.\(e)=\(self[e])") }
+        return parts.joined(separator: " ")
     }
 }
 

@@ -30,6 +30,7 @@ public enum DesiredTable {
         var clients = config.gateway.clients.map(IPPrefix.v6)
         if let p = sixbedfourPrefix { clients.append(.v6(p)) }
         let eam4 = nat.eam.map { IPPrefix.v4($0.ipv4) }
+        let eam6 = nat.eam.map { IPPrefix.v6($0.ipv6) }
         let allow6 = config.dns64Allow.filter { if case .v6 = $0 { true } else { false } }
         let allow4 = config.dns64Allow.filter { if case .v4 = $0 { true } else { false } }
 
@@ -79,6 +80,10 @@ public enum DesiredTable {
             let prefix = IPPrefix.v6(config.prefix.prefix)
             specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "clients6", .ipv6)], counter: "nat64_clients", .accept,
                                               comment: "the gateway's clients use the NAT64")))
+            if !eam4.isEmpty {
+                specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "eam6", .ipv6)], counter: "eam_outbound", .accept,
+                                                  comment: "mapped IPv6 servers answer and reach IPv4 with their mapped addresses")))
+            }
             specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix)], counter: "nat64_refused", .drop,
                                               comment: "the NAT64 serves only the gateway's clients: it is not an open translator")))
             if !eam4.isEmpty {
@@ -131,6 +136,7 @@ public enum DesiredTable {
             NftSet(name: "dns64_allow6", keyType: .ipv6, comment: "dns64.allow, IPv6", elements: allow6),
             NftSet(name: "dns64_allow4", keyType: .ipv4, comment: "dns64.allow, IPv4", elements: allow4),
             NftSet(name: "eam4", keyType: .ipv4, comment: "IPv4 sides of nat64.eam", elements: eam4),
+            NftSet(name: "eam6", keyType: .ipv6, comment: "IPv6 sides of nat64.eam", elements: eam6),
         ]
         t.sets = sets.filter { used.contains($0.name) }
         return t

@@ -1,0 +1,32 @@
+import Foundation
+import Packet
+import Translator
+
+extension Config {
+    /// What the translator is handed from the one config: the prefix, the
+    /// mappings and the policies, nothing it would have to re-check.
+    public var translatorSettings: TranslatorSettings {
+        TranslatorSettings(
+            prefix: prefix,
+            eam: EAMTable(nat64.eam.map { EAMTable.Entry(ipv4: $0.ipv4, ipv6: $0.ipv6) }),
+            own4: nat64.address4, own6: nat64.ownAddress6(prefix: prefix), rfc6791: nat64.rfc6791Pool,
+            lowestIPv6MTU: nat64.lowestIPv6MTU, mtu: nat64.mtu, zeroChecksum: nat64.udpZeroChecksum,
+            icmpErrorsPerSecond: nat64.icmpErrorsPerSecond)
+    }
+
+    /// The state file of the dynamic pool, in the controller's state directory.
+    public var poolStateFile: String { (controller.stateDir as NSString).appendingPathComponent("pool4.state") }
+
+    /// The dynamic pool, with the mappings a previous run left.
+    public func makePool(now: UInt64) -> DynamicPool? {
+        guard let range = nat64.pool4 else { return nil }
+        let pool = DynamicPool(range: range, idleTimeout: UInt64(nat64.poolIdleTimeout.components.seconds),
+                               stateFile: poolStateFile, reserved: Set([nat64.address4].compactMap { $0 }))
+        pool.load(now: now)
+        return pool
+    }
+
+    public var translatorQueues: Int {
+        nat64.queues > 0 ? nat64.queues : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Glibc
+import Packet
+import Synchronization
+
+/// The userspace datapath: reader threads on the queues of the TUN device(s),
+/// each with its own engine and one buffer allocated at start, so the packet
+/// path allocates nothing. Packets are translated in place and written back;
+/// the kernel routes them on.
+public final class TunDatapath: Sendable {
+    public let settings: TranslatorSettings
+    public let pool: DynamicPool?
+    public let device: String
+    public let device4: String?
+    public let queues: Int
+    private let engines = Mutex<[Engine]>([])
+
+    public init(settings: TranslatorSettings, pool: DynamicPool?, device: String, device4: String?, queues: Int) {
+        self.settings = settings
+        self.pool = pool
+        self.device = device
+        self.device4 = device4
+        self.queues = max(1, queues)
+    }
+
+    public var counters: TranslatorCounters {
+        engines.withLock { $0.reduce(TranslatorCounters()) { $0 + $1.snapshot } }
+    }
+
+    /// Opens every queue (so that errors show before anything runs), then
+    /// starts one reader thread per queue.
+    public func start() throws(TunQueue.OpenError) {
+        var pairs: [(TunQueue, TunQueue?)] = []
+        for _ in 0..<queues {
+            let main = try TunQueue.open(device)
+            let v4 = try device4.map { (d) throws(TunQueue.OpenError) in try TunQueue.open(d) }
+            pairs.append((main, v4))
+        }
+        for (main, v4) in pairs {
+            let engine = Engine(settings: settings, pool: pool)
+            engines.withLock { $0.append(engine) }
+            let thread = Thread { Self.serve(main: main, v4: v4, engine: engine) }
+            thread.name = "sixgate-tun-\(main.fd)"
+            thread.start()
+        }
+    }
+
+    /// One reader: waits on its queue(s), translates, writes each result to the
+    /// device of its family.
+    private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) {
+        let capacity = Engine.headroom + 65536
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        func handle(_ q: TunQueue) {
+            let n = q.read(into: buffer + Engine.headroom, capacity: capacity - Engine.headroom)
+            guard n > 0 else { return }
+            switch engine.process(buffer, start: Engine.headroom, length: n, now: UInt64(time(nil))) {
+            case .forward(let s, let l), .reply(let s, let l):
+                if let v4, buffer.u8(s) >> 4 == 4 { v4.write(buffer + s, length: l) } else { main.write(buffer + s, length: l) }
+            case .drop:
+                break
+            }
+        }
+        guard let v4 else {
+            while true { handle(main) }
+        }
+        var fds = [pollfd(fd: main.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: v4.fd, events: Int16(POLLIN), revents: 0)]
+        while true {
+            guard poll(&fds, 2, -1) > 0 else { continue }
+            if fds[0].revents & Int16(POLLIN) != 0 { handle(main) }
+            if fds[1].revents & Int16(POLLIN) != 0 { handle(v4) }
+        }
+    }
+}

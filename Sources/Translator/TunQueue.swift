@@ -1,0 +1,51 @@
+import CNetlink
+import Glibc
+
+/// One queue of a TUN device: a file descriptor that reads and writes whole IP
+/// packets (no packet-information header). A multi-queue device has one per
+/// reader thread, so the kernel spreads flows over the cores.
+public struct TunQueue: Sendable {
+    public let fd: Int32
+    public let device: String
+
+    public struct OpenError: Error, CustomStringConvertible {
+        public let device: String
+        public let code: Int32
+        public var description: String {
+            "cannot attach to TUN device \(device): \(String(cString: strerror(code)))"
+                + (code == EPERM ? " (needs CAP_NET_ADMIN)" : code == EINVAL ? " (it exists with other flags: a single-queue device, or not a TUN device)" : "")
+        }
+    }
+
+    public static func open(_ device: String, multiQueue: Bool = true) throws(OpenError) -> TunQueue {
+        let fd = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw OpenError(device: device, code: errno) }
+        var request = ifreq()
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { buffer in
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+            buffer.copyBytes(from: device.utf8.prefix(15))
+        }
+        request.ifr_ifru.ifru_flags = Int16(IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0))
+        guard sixgate_ioctl_ptr(fd, sixgate_tunsetiff(), &request) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw OpenError(device: device, code: e)
+        }
+        return TunQueue(fd: fd, device: device)
+    }
+
+    /// Reads one packet into `buffer`: its length, or a negative errno.
+    @inlinable
+    public func read(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        let n = Glibc.read(fd, buffer, capacity)
+        return n >= 0 ? n : -Int(errno)
+    }
+
+    @inlinable
+    @discardableResult
+    public func write(_ buffer: UnsafeMutableRawPointer, length: Int) -> Bool {
+        Glibc.write(fd, buffer, length) == length
+    }
+
+    public func close() { _ = Glibc.close(fd) }
+}
