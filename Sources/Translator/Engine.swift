@@ -27,12 +27,20 @@ public final class Engine: @unchecked Sendable {
     private let counters = Mutex(TranslatorCounters())
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
+    /// Where extra packets go when one packet becomes several (IPv6 fragments).
+    /// Without it, such packets are passed whole and left to path MTU discovery.
+    public var emit: ((UnsafeMutableRawPointer, Int) -> Void)?
     private var budgetSecond: UInt64 = 0
+
+    /// The header template of the fragments of one packet, allocated once.
+    let fragmentHeader = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 8)
 
     public init(settings: TranslatorSettings, pool: DynamicPool?) {
         self.settings = settings
         self.pool = pool
     }
+
+    deinit { fragmentHeader.deallocate() }
 
     public var snapshot: TranslatorCounters { counters.withLock { $0 } }
 

@@ -68,7 +68,13 @@ extension Engine {
             break
         }
 
-        let headerLength = isFragment ? 48 : 40
+        let df = flags & 0x4000 != 0
+        // RFC 7915 §4: a packet IPv4 may fragment (DF clear, or already a
+        // fragment) must not make an IPv6 packet above lowest-ipv6-mtu; such
+        // packets get a fragment header and are split below.
+        let split = !df && 40 + upperLength > settings.lowestIPv6MTU && emit != nil
+        let withFragmentHeader = isFragment || split
+        let headerLength = withFragmentHeader ? 48 : 40
         let out = upper - headerLength
         guard start + out >= 0 else { return .drop(.malformed) }
         // Read what is still needed before the new header overwrites the old one.
@@ -76,17 +82,43 @@ extension Engine {
         let q = p + out
         q.setU32(0, 0x6000_0000 | UInt32(tos) << 20)
         q.setU16(4, UInt16(upperLength + headerLength - 40))
-        q.setU8(6, isFragment ? Proto.fragment : nextHeader)
+        q.setU8(6, withFragmentHeader ? Proto.fragment : nextHeader)
         q.setU8(7, ttl - 1)
         q.setIPv6(8, src6)
         q.setIPv6(24, dst6)
-        if isFragment {
+        if withFragmentHeader {
             q.setU8(40, nextHeader)
             q.setU8(41, 0)
             q.setU16(42, offset | (more ? 1 : 0))
             q.setU32(44, identification)
         }
+        if split {
+            return counted(false, fragment(base, start: start + out, payload: upperLength, offset: Int(offset), more: more))
+        }
         return counted(false, .forward(start: start + out, length: headerLength + upperLength))
+    }
+
+    /// Splits the IPv6 packet at `base + start` (48-byte header with fragment
+    /// header, then `payload` bytes) into fragments of at most lowest-ipv6-mtu.
+    /// Each fragment's header is written just before its piece of payload, over
+    /// the end of the previous piece, which was already emitted: no copy of the
+    /// payload and no allocation. The last fragment is returned, the others emitted.
+    func fragment(_ base: UnsafeMutableRawPointer, start: Int, payload: Int, offset: Int, more: Bool) -> Outcome {
+        let chunk = (settings.lowestIPv6MTU - 48) & ~7
+        fragmentHeader.copyMemory(from: base + start, byteCount: 48)
+        var done = 0
+        while true {
+            let piece = min(chunk, payload - done)
+            let last = done + piece == payload
+            let at = start + done  // the header goes right before payload byte `done`
+            let h = base + at
+            h.copyMemory(from: fragmentHeader, byteCount: 48)
+            h.setU16(4, UInt16(8 + piece))
+            h.setU16(42, UInt16(offset + done) | (last && !more ? 0 : 1))
+            if last { return .forward(start: at, length: 48 + piece) }
+            emit?(base + at, 48 + piece)
+            done += piece
+        }
     }
 
     /// Translates the ICMPv4 message at `p + at` into ICMPv6, in place; an

@@ -50,6 +50,7 @@ public final class TunDatapath: Sendable {
     private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) {
         let capacity = Engine.headroom + 65536
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        engine.emit = { main.write($0, length: $1) }
         func handle(_ q: TunQueue) {
             let n = q.read(into: buffer + Engine.headroom, capacity: capacity - Engine.headroom)
             guard n > 0 else { return }

@@ -69,8 +69,12 @@ enum Build {
     }
 }
 
-/// Runs the engine on a copy of `packet` and returns the outcome and the bytes.
-func run(_ engine: Engine, _ packet: [UInt8], now: UInt64 = 1000) -> (Outcome, [UInt8]) {
+final class Emitted { var packets: [[UInt8]] = [] }
+
+/// Runs the engine on a copy of `packet` and returns the outcome and the bytes;
+/// packets the engine emits besides (fragments) go to `emitted`.
+func run(_ engine: Engine, _ packet: [UInt8], now: UInt64 = 1000, emitted: Emitted = Emitted()) -> (Outcome, [UInt8]) {
+    engine.emit = { emitted.packets.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) }
     let capacity = Engine.headroom + packet.count + 64
     let buf = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
     defer { buf.deallocate() }

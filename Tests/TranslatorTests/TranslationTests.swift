@@ -128,6 +128,34 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(v6.count == 48 + 40)
     }
 
+    /// RFC 7915 §4: a fragmentable IPv4 packet too big for lowest-ipv6-mtu
+    /// leaves as IPv6 fragments of at most that size, which reassemble to the
+    /// translated datagram.
+    @Test func fragmentableIPv4BecomesIPv6Fragments() throws {
+        let e = try makeEngine()
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 5000, dport: 53, data: [], src: c6, dst: s4in6)))
+        let data = (0..<3000).map { UInt8(truncatingIfNeeded: $0) }
+        let p4 = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, id: 0x7777, flags: 0, payload: Build.udp(sport: 53, dport: 5000, data: data, src: s4, dst: "192.0.2.128"))
+        let emitted = Emitted()
+        let (o, last) = run(e, p4, emitted: emitted)
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        let frags = emitted.packets + [last]
+        #expect(frags.count == 3)
+        var payload: [UInt8] = []
+        for (i, f) in frags.enumerated() {
+            #expect(f.count <= 1280 && f[6] == 44 && f[40] == 17)
+            let field = Int(f[42]) << 8 | Int(f[43])
+            #expect(field & ~7 == payload.count, "offset of fragment \(i)")
+            #expect(field & 1 == (i < frags.count - 1 ? 1 : 0), "more-fragments flag of fragment \(i)")
+            #expect(f[44..<48] == [0, 0, 0x77, 0x77])
+            #expect(Int(f[4]) << 8 | Int(f[5]) == f.count - 40)
+            payload += f[48...]
+        }
+        #expect(payload.count == 8 + data.count && Array(payload[8...]) == data)
+        let whole = Build.ipv6(src: s4in6, dst: c6, next: 17, payload: payload)
+        #expect(Verify.l4of6(whole), "the reassembled UDP checksum is right")
+    }
+
     @Test func dontFragmentAbove1260() throws {
         let e = try makeEngine()
         let big = Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 1, dport: 2, data: Array(repeating: 1, count: 1300), src: c6, dst: s4in6))
