@@ -98,6 +98,61 @@ struct TranslatorDidNotStart: Error, CustomStringConvertible {
     var description: String { "sixgated translate did not report ready within 10 s:\n\(log)" }
 }
 
+extension TranslatorGateway {
+    /// A TCP sink in `host`: reads everything a client sends and answers its SHA-256.
+    func tcpSink(_ host: String, _ address: String, port: Int) throws -> NetnsRig.Process {
+        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
+        let script = """
+            import socket, hashlib
+            s = socket.socket(socket.\(family)); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(('\(address)', \(port))); s.listen(4)
+            while True:
+                c, _ = s.accept(); h = hashlib.sha256()
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    h.update(d)
+                c.sendall(h.hexdigest().encode()); c.close()
+            """
+        let p = try rig.start(host, ["python3", "-c", script], name: "sink-\(host)")
+        usleep(400_000)
+        return p
+    }
+
+    /// Sends `size` random bytes to a sink and returns (what was sent, what came back).
+    func upload(from host: String, to address: String, port: Int, size: Int) throws -> (String, String) {
+        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
+        let script = """
+            import socket, hashlib, os
+            d = os.urandom(\(size)); s = socket.socket(socket.\(family)); s.settimeout(30)
+            s.connect(('\(address)', \(port))); s.sendall(d); s.shutdown(socket.SHUT_WR)
+            r = b''
+            while True:
+                x = s.recv(100)
+                if not x: break
+                r += x
+            print(hashlib.sha256(d).hexdigest(), r.decode())
+            """
+        let out = try rig.run(host, ["python3", "-c", script], timeout: .seconds(60)).stdout.split(separator: " ")
+        return (out.first.map(String.init) ?? "none", out.dropFirst().first.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "none")
+    }
+
+    /// A datagram of `size` bytes and its echo, to show fragments crossing both ways.
+    func udpRoundTrip(from host: String, to address: String, port: Int, size: Int) throws -> Bool {
+        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
+        let script = """
+            import socket
+            d = bytes(range(256)) * (\(size) // 256 + 1); d = d[:\(size)]
+            s = socket.socket(socket.\(family), socket.SOCK_DGRAM); s.settimeout(2)
+            for i in range(3):
+                try:
+                    s.sendto(d, ('\(address)', \(port))); r = s.recvfrom(65535)[0]; print('ok' if r == d[::-1] else 'bad %d' % len(r)); break
+                except socket.timeout: pass
+            """
+        return try rig.run(host, ["python3", "-c", script]).stdout.hasPrefix("ok")
+    }
+}
+
 @Suite(.serialized) struct TranslatorIntegrationTests {
     /// c6 -> s4 through the dynamic pool and the masquerade: ping, a TCP
     /// download checked by hash, and UDP request/response.
@@ -136,6 +191,87 @@ struct TranslatorDidNotStart: Error, CustomStringConvertible {
 
         _ = try g.udpEcho("s6", "2001:db8:2::2", port: 9999)
         #expect(try g.udpAsk("c4", TranslatorGateway.s6eam, port: 9999, message: "mapping") == "gnippam")
+    }
+
+    /// Datagrams larger than any link cross as fragments in both directions:
+    /// IPv6 fragments become IPv4 fragments, and IPv4 fragments become IPv6
+    /// fragments no larger than lowest-ipv6-mtu.
+    @Test func fragmentedUDPBothWays() throws {
+        let g = try TranslatorGateway.start()
+        defer { g.rig.teardown() }
+        _ = try g.udpEcho("s4", "203.0.113.2", port: 9999)
+        #expect(try g.udpRoundTrip(from: "c6", to: TranslatorGateway.s4in6, port: 9999, size: 4000), "c6 <-> s4: \(g.translator.errors)")
+        _ = try g.udpEcho("s6", "2001:db8:2::2", port: 9999)
+        #expect(try g.udpRoundTrip(from: "c4", to: TranslatorGateway.s6eam, port: 9999, size: 4000), "c4 <-> s6")
+    }
+
+    /// The IPv6 links at MTU 1280 and the IPv4 links at 1500: large TCP
+    /// transfers complete in each direction, both ways round.
+    @Test func tcpAcrossMTU1280() throws {
+        let g = try TranslatorGateway.start()
+        defer { g.rig.teardown() }
+        for (host, gwSide) in [("c6", "c6"), ("s6", "s6")] {
+            try g.rig.checked(host, ["ip", "link", "set", "eth0", "mtu", "1280"])
+            try g.rig.checked("gw", ["ip", "link", "set", gwSide, "mtu", "1280"])
+        }
+        _ = try g.tcpSink("s4", "203.0.113.2", port: 7000)
+        let up = try g.upload(from: "c6", to: TranslatorGateway.s4in6, port: 7000, size: 3 << 20)
+        #expect(up.0 == up.1, "c6 -> s4 upload")
+        _ = try g.tcpSink("s6", "2001:db8:2::2", port: 7000)
+        let up4 = try g.upload(from: "c4", to: TranslatorGateway.s6eam, port: 7000, size: 3 << 20)
+        #expect(up4.0 == up4.1, "c4 -> s6 upload")
+        let (dir, sha) = try g.blob(size: 3 << 20)
+        _ = try g.httpServer("s4", "203.0.113.2", dir: dir)
+        _ = try g.httpServer("s6", "2001:db8:2::2", dir: dir)
+        let down = try g.rig.run("c6", ["sh", "-c", "curl -sS --max-time 30 http://[\(TranslatorGateway.s4in6)]:8080/blob | sha256sum"], timeout: .seconds(60))
+        #expect(down.stdout.hasPrefix(sha), "s4 -> c6 download: \(down)")
+        let down4 = try g.rig.run("c4", ["sh", "-c", "curl -sS --max-time 30 http://\(TranslatorGateway.s6eam):8080/blob | sha256sum"], timeout: .seconds(60))
+        #expect(down4.stdout.hasPrefix(sha), "s6 -> c4 download: \(down4)")
+    }
+
+    /// The translator restarts in the middle of a download: the pool mapping
+    /// comes back from the state file, so the TCP connection goes on.
+    @Test func poolSurvivesARestart() throws {
+        let g = try TranslatorGateway.start()
+        defer { g.rig.teardown() }
+        let (dir, sha) = try g.blob(size: 3 << 20)
+        _ = try g.httpServer("s4", "203.0.113.2", dir: dir)
+        let download = try g.rig.start("c6", ["sh", "-c", "curl -sS --max-time 40 --limit-rate 600K http://[\(TranslatorGateway.s4in6)]:8080/blob | sha256sum"], name: "slow-download")
+        usleep(1_500_000)
+        #expect(isAlive(download.pid), "the download is still running when the translator stops")
+        g.rig.stop(g.translator)
+        let state = try String(contentsOfFile: g.rig.scratch + "/state/pool4.state", encoding: .utf8)
+        #expect(state.contains("2001:db8:1::2 192.0.2.128"), "the mapping was saved: \(state)")
+        let again = try TranslatorGateway.startTranslator(g.rig, g.config)
+        #expect(again.errors.contains("pool 192.0.2.128/25 with 1 restored mapping"), "\(again.errors)")
+        #expect(Spawn.wait(download.pid, timeout: .seconds(45)) == 0)
+        #expect(download.output.hasPrefix(sha), "the download finished intact: \(download.output) \(download.errors)")
+    }
+
+    /// Garbage written into the TUN device (through a packet socket, as a
+    /// conformance suite would) is counted and dropped, and translation goes on.
+    @Test func malformedPacketsAreDroppedAndTranslationGoesOn() throws {
+        let g = try TranslatorGateway.start()
+        defer { g.rig.teardown() }
+        let inject = """
+            import socket, os, random
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
+            for i in range(2000):
+                n = random.randint(1, 100); d = bytearray(os.urandom(n))
+                if i % 3 == 0: d[0] = 0x60 | (d[0] & 0x0f)
+                if i % 3 == 1: d[0] = 0x45
+                s.sendto(bytes(d), ('sg-nat64', 0x86dd if d[0] >> 4 == 6 else 0x0800))
+            """
+        try g.rig.checked("gw", ["python3", "-c", inject])
+        let ping = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6])
+        #expect(ping.succeeded, "\(ping)")
+        g.rig.stop(g.translator)
+        let log = g.translator.errors
+        let counters = log.split(separator: "\n").first { $0.contains("counters:") } ?? ""
+        let drops = counters.split(separator: " ").filter { $0.hasPrefix("drop.") }.compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
+        #expect(drops >= 1500, "\(counters)")
+        #expect(counters.contains("drop.malformed=") && counters.contains("drop.unknown_ip_version="), "\(counters)")
+        #expect(counters.contains("6to4="), "\(counters)")
     }
 
     /// A hop limit that runs out at the translator comes back as a translated
