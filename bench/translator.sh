@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Benchmark of the translator: iperf3 TCP throughput c6 -> s4 and the rate of
+# small UDP packets (64-byte payload), through
+#   1. plain IPv6 forwarding c6 -> s6 (the ceiling),
+#   2. Tayga from Debian (dynamic pool + nft masquerade),
+#   3. sixgate's TUN translator (same pool, same masquerade, rules by sixgatectl),
+# in one run, on one topology of network namespaces it creates and removes.
+# Not part of `make test`. Needs root, tayga and iperf3 (installed if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "needs root: it creates network namespaces" >&2; exit 1; }
+for p in tayga iperf3; do command -v $p >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; done
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+swift build -c release --product sixgatectl >/dev/null
+swift build -c release --product sixgated >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+
+id=sgbench$$
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    for h in c6 gw s4 s6; do ip netns del $id-$h 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+x() { local h=$1; shift; ip netns exec $id-$h "$@"; }
+
+for h in c6 gw s4 s6; do
+    ip netns add $id-$h
+    x $h sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    x $h ip link set lo up
+done
+x gw sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+link() {  # host, gw address, host address, default via
+    ip -n $id-gw link add $1 type veth peer name eth0 netns $id-$1
+    ip -n $id-gw addr add $2 dev $1 nodad 2>/dev/null || ip -n $id-gw addr add $2 dev $1
+    ip -n $id-$1 addr add $3 dev eth0 nodad 2>/dev/null || ip -n $id-$1 addr add $3 dev eth0
+    ip -n $id-gw link set $1 up
+    ip -n $id-$1 link set eth0 up
+    ip -n $id-$1 route add default via $4
+}
+link c6 2001:db8:1::1/64 2001:db8:1::2/64 2001:db8:1::1
+link s6 2001:db8:2::1/64 2001:db8:2::2/64 2001:db8:2::1
+link s4 203.0.113.1/24 203.0.113.2/24 203.0.113.1
+S4IN6=2001:db8:64::cb00:7102
+
+# Started with exec (ip netns exec execs the program), so each PID is the
+# program's own and the cleanup can stop it.
+ip netns exec $id-s4 iperf3 -s -B 203.0.113.2 >/dev/null 2>&1 & pids+=($!)
+ip netns exec $id-s6 iperf3 -s -B 2001:db8:2::2 >/dev/null 2>&1 & pids+=($!)
+sleep 0.5
+
+tcp() { timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -t "$SECONDS_PER_RUN" -J 2>/dev/null | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
+udp() { timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -u -l 64 -b 0 -t "$SECONDS_PER_RUN" -J 2>/dev/null | python3 -c '
+import json,sys; e=json.load(sys.stdin)["end"]["sum"]
+print("%.0f %.2f" % ((e["packets"]-e["lost_packets"])/e["seconds"], e["lost_percent"]))'; }
+
+echo "== plain IPv6 forwarding c6 -> s6"
+plain_tcp=$(tcp 2001:db8:2::2); read -r plain_pps plain_loss <<<"$(udp 2001:db8:2::2)"
+
+echo "== Tayga"
+mkdir -p "$work/tayga"
+cat > "$work/tayga.conf" <<CONF
+tun-device nat64t
+ipv4-addr 192.0.2.1
+prefix 2001:db8:64::/96
+dynamic-pool 192.0.2.128/25
+data-dir $work/tayga
+CONF
+x gw tayga -c "$work/tayga.conf" --mktun >/dev/null
+x gw ip link set nat64t up
+x gw ip route add 192.0.2.128/25 dev nat64t
+x gw ip route add 2001:db8:64::/96 dev nat64t
+x gw nft add table ip taygabench
+x gw nft add chain ip taygabench post '{ type nat hook postrouting priority srcnat; }'
+x gw nft add rule ip taygabench post oifname s4 ip saddr 192.0.2.128/25 masquerade
+ip netns exec $id-gw tayga -c "$work/tayga.conf" --nodetach & pids+=($!)
+sleep 1
+tayga_tcp=$(tcp $S4IN6); read -r tayga_pps tayga_loss <<<"$(udp $S4IN6)"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+sleep 0.5
+x gw ip link del nat64t
+x gw nft delete table ip taygabench
+
+echo "== sixgate"
+cat > "$work/sixgate.toml" <<CONF
+prefix = "2001:db8:64::/96"
+[gateway]
+uplink4 = "s4"
+inside6 = "c6"
+clients = ["2001:db8:1::/64"]
+[nat64]
+pool4 = "192.0.2.128/25"
+address4 = "192.0.2.1"
+[dns64]
+enabled = false
+[controller]
+state_dir = "$work/state"
+CONF
+"$BIN/sixgatectl" apply "$work/sixgate.toml" --netns $id-gw >/dev/null
+ip netns exec $id-gw "$BIN/sixgated" translate --config "$work/sixgate.toml" 2>"$work/sixgated.log" & pids+=($!)
+sleep 1
+ours_tcp=$(tcp $S4IN6); read -r ours_pps ours_loss <<<"$(udp $S4IN6)"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+echo
+printf '%-22s %12s %14s %8s\n' path "TCP Gbit/s" "UDP64 pkt/s" "loss %"
+printf '%-22s %12s %14s %8s\n' "plain forwarding" "$plain_tcp" "$plain_pps" "$plain_loss"
+printf '%-22s %12s %14s %8s\n' "tayga" "$tayga_tcp" "$tayga_pps" "$tayga_loss"
+printf '%-22s %12s %14s %8s\n' "sixgate (TUN)" "$ours_tcp" "$ours_pps" "$ours_loss"
+tcp_ratio=$(ratio "$ours_tcp" "$tayga_tcp"); pps_ratio=$(ratio "$ours_pps" "$tayga_pps")
+echo "sixgate / tayga: TCP ${tcp_ratio}x, small UDP ${pps_ratio}x"
+verdict() { awk -v m="$1" -v g="$2" 'BEGIN { exit !(m >= g) }' && echo PASS || echo FAIL; }
+echo "target tcp_vs_tayga ${tcp_ratio} 5 $(verdict "$tcp_ratio" 5)"
+echo "target udp64_vs_tayga ${pps_ratio} 2 $(verdict "$pps_ratio" 2)"
+loss_ok=$(awk -v l="$ours_loss" 'BEGIN { exit !(l < 1) }' && echo PASS || echo FAIL)
+echo "target udp64_loss ${ours_loss}% 1% $loss_ok"
