@@ -245,3 +245,41 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         guard case .forward = o else { Issue.record("the engine stopped translating: \(o)"); return }
     }
 }
+
+@Suite struct ExtensionHeaderAndPrefixTests {
+    /// Hop-by-hop and destination options are skipped; lengths count only what
+    /// follows them; a routing header with no segments left passes.
+    @Test func extensionHeadersAreSkipped() throws {
+        let e = try makeEngine()
+        let udp = Build.udp(sport: 7, dport: 9, data: Array("ext".utf8), src: c6, dst: s4in6)
+        let hbh: [UInt8] = [60, 0, 1, 4, 0, 0, 0, 0]      // -> destination options, PadN
+        let dst: [UInt8] = [43, 1] + [1, 12] + Array(repeating: 0, count: 12)  // -> routing, 16 bytes
+        let rh: [UInt8] = [17, 2, 0, 0, 0, 0, 0, 0] + IPv6Address("2001:db8::9")!.bytes  // segments left 0
+        let (o, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 0, payload: hbh + dst + rh + udp))
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(v4.count == 20 + udp.count && v4[9] == 17)
+        #expect(Int(v4[2]) << 8 | Int(v4[3]) == 20 + udp.count, "total length counts no extension header")
+        #expect(Verify.ipv4Header(v4) && Verify.l4of4(v4))
+    }
+
+    /// RFC 6052 at every length, through the engine: the destination embedded
+    /// in the prefix comes out, and the source comes back in it.
+    @Test(arguments: ["2001:db8::/32", "2001:db8:100::/40", "2001:db8:122::/48", "2001:db8:122:300::/56", "2001:db8:122:344::/64", "2001:db8:122:344::/96"])
+    func everyPrefixLength(prefix: String) throws {
+        // A /32 from the documentation space covers every client address, so the
+        // client is mapped explicitly (mappings come before the prefix).
+        let e = try makeEngine(prefix: prefix, eam: [("192.0.2.50/32", "\(c6)/128")])
+        let p = try NAT64Prefix(IPv6Prefix.parse(prefix))
+        let target = IPv4Address("198.51.100.77")!
+        let dst = p.embed(target).description
+        let (_, v4) = run(e, Build.ipv6(src: c6, dst: dst, next: 17, payload: Build.udp(sport: 1, dport: 2, data: [1], src: c6, dst: dst)))
+        #expect(IPv4Address(bytes: v4[16..<20]) == target)
+        #expect(Verify.l4of4(v4))
+        #expect(IPv4Address(bytes: v4[12..<16]).description == "192.0.2.50")
+        let back = Build.ipv4(src: "198.51.100.77", dst: "192.0.2.50", proto: 17, payload: Build.udp(sport: 2, dport: 1, data: [1], src: "198.51.100.77", dst: "192.0.2.50"))
+        let (_, v6) = run(e, back)
+        #expect(IPv6Address(bytes: v6[8..<24]).description == dst)
+        #expect(IPv6Address(bytes: v6[24..<40]).description == c6)
+        #expect(Verify.l4of6(v6))
+    }
+}
