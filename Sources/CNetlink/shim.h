@@ -49,5 +49,6 @@ static inline int sixgate_ioctl_int(int fd, unsigned long request, unsigned long
    Swift does not import; their encoding differs between architectures. */
 static inline unsigned long sixgate_tunsetiff(void) { return TUNSETIFF; }
 static inline unsigned long sixgate_tunsetpersist(void) { return TUNSETPERSIST; }
+static inline unsigned long sixgate_tunsetoffload(void) { return TUNSETOFFLOAD; }
 
 #endif

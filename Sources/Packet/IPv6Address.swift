@@ -9,6 +9,14 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
         self.low = low
     }
 
+    /// An IPv4 address in the low 32 bits: its words sum like the IPv4 address
+    /// in a pseudo-header, for swapping one family's addresses for the other's.
+    @inlinable
+    public init(v4: IPv4Address) {
+        high = 0
+        low = UInt64(v4.rawValue)
+    }
+
     public init(bytes: some Collection<UInt8>) {
         precondition(bytes.count == 16, "an IPv6 address has 16 bytes")
         var h: UInt64 = 0, l: UInt64 = 0

@@ -27,6 +27,9 @@ public final class Engine: @unchecked Sendable {
     private let counters = Mutex(TranslatorCounters())
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
+    /// The offload header of the packet being translated, when the queue has
+    /// them: set before `process`, read after it.
+    public var offload = Offload()
     /// Where extra packets go when one packet becomes several (IPv6 fragments).
     /// Without it, such packets are passed whole and left to path MTU discovery.
     public var emit: ((UnsafeMutableRawPointer, Int) -> Void)?
@@ -55,6 +58,8 @@ public final class Engine: @unchecked Sendable {
         case 4: outcome = translate4to6(base, start: start, length: length, now: now)
         default: outcome = .drop(.unknownVersion)
         }
+        // An error the translator answers with is a plain packet.
+        if case .reply = outcome { offload = Offload() }
         return count(outcome)
     }
 
@@ -79,6 +84,17 @@ public final class Engine: @unchecked Sendable {
         errorBudget -= 1
         counters.withLock { $0.errorsSent[kind.rawValue] += 1 }
         return true
+    }
+
+    /// A TCP or UDP checksum update for new pseudo-header addresses. When the
+    /// checksum is still to be completed (offload), the field holds the
+    /// pseudo-header sum itself, not its complement, and is updated as such.
+    func updateChecksum(_ p: UnsafeMutableRawPointer, at: Int, udp: Bool, pending: Bool,
+                        removing old: (IPv6Address, IPv6Address), adding new: (IPv6Address, IPv6Address)) {
+        let field = p.u16(at)
+        var c = InternetChecksum.update(pending ? ~field : field, removing: old.0, adding: new.0)
+        c = InternetChecksum.update(c, removing: old.1, adding: new.1)
+        p.setU16(at, pending ? ~c : (udp && c == 0 ? 0xFFFF : c))
     }
 
     func nextIdentification() -> UInt16 {

@@ -41,7 +41,8 @@ extension Engine {
                 let at = proto == Proto.tcp ? 16 : 6
                 guard upperLength >= at + 2 else { return .drop(.malformed) }
                 let old = p.u16(ihl + at)
-                if proto == Proto.udp, old == 0 {
+                let pending = offload.checksumPending && Int(offload.checksumStart) == ihl
+                if proto == Proto.udp, old == 0, !pending {
                     // IPv6 forbids a zero UDP checksum (RFC 7915 §4.5).
                     guard settings.zeroChecksum == .compute, !isFragment else { return .drop(.zeroUDPChecksum) }
                     var c = InternetChecksum()
@@ -50,9 +51,8 @@ extension Engine {
                     let v = c.value
                     p.setU16(ihl + at, v == 0 ? 0xFFFF : v)
                 } else {
-                    var c = InternetChecksum.update(old, removing: IPv6Address(high: 0, low: UInt64(src4.rawValue)), adding: src6)
-                    c = InternetChecksum.update(c, removing: IPv6Address(high: 0, low: UInt64(dst4.rawValue)), adding: dst6)
-                    p.setU16(ihl + at, proto == Proto.udp && c == 0 ? 0xFFFF : c)
+                    updateChecksum(p, at: ihl + at, udp: proto == Proto.udp, pending: pending,
+                                   removing: (IPv6Address(v4: src4), IPv6Address(v4: dst4)), adding: (src6, dst6))
                 }
             }
         case Proto.icmp:
@@ -72,7 +72,7 @@ extension Engine {
         // RFC 7915 §4: a packet IPv4 may fragment (DF clear, or already a
         // fragment) must not make an IPv6 packet above lowest-ipv6-mtu; such
         // packets get a fragment header and are split below.
-        let split = !df && 40 + upperLength > settings.lowestIPv6MTU && emit != nil
+        let split = !df && 40 + upperLength > settings.lowestIPv6MTU && emit != nil && !offload.isSegmented
         let withFragmentHeader = isFragment || split
         let headerLength = withFragmentHeader ? 48 : 40
         let out = upper - headerLength
@@ -92,6 +92,7 @@ extension Engine {
             q.setU16(42, offset | (more ? 1 : 0))
             q.setU32(44, identification)
         }
+        offload.moved(from: upper, to: headerLength, toIPv6: true)
         if split {
             return counted(false, fragment(base, start: start + out, payload: upperLength, offset: Int(offset), more: more))
         }
@@ -164,9 +165,8 @@ extension Engine {
                 if ck + 2 <= len - 8 {
                     let old = ip.u16(ck)
                     if !(iproto == Proto.udp && old == 0) {
-                        var c = InternetChecksum.update(old, removing: IPv6Address(high: 0, low: UInt64(isrc.rawValue)), adding: isrc6)
-                        c = InternetChecksum.update(c, removing: IPv6Address(high: 0, low: UInt64(idst.rawValue)), adding: idst6)
-                        ip.setU16(ck, c)
+                        updateChecksum(ip, at: ck, udp: iproto == Proto.udp, pending: false,
+                                       removing: (IPv6Address(v4: isrc), IPv6Address(v4: idst)), adding: (isrc6, idst6))
                     }
                 }
             } else if iproto == Proto.icmp, iihl < len - 8 {

@@ -79,11 +79,10 @@ extension Engine {
             if h.fragment.map({ $0.offset == 0 }) ?? true {
                 let at = h.nextHeader == Proto.tcp ? 16 : 6
                 guard upperLength >= at + 2 else { return .drop(.malformed) }
-                let old = p.u16(h.upper + at)
-                if !(h.nextHeader == Proto.udp && old == 0) {
-                    var c = InternetChecksum.update(old, removing: src6, adding: IPv6Address(high: 0, low: UInt64(src4.rawValue)))
-                    c = InternetChecksum.update(c, removing: dst6, adding: IPv6Address(high: 0, low: UInt64(dst4.rawValue)))
-                    p.setU16(h.upper + at, h.nextHeader == Proto.udp && c == 0 ? 0xFFFF : c)
+                let pending = offload.checksumPending && Int(offload.checksumStart) == h.upper
+                if pending || !(h.nextHeader == Proto.udp && p.u16(h.upper + at) == 0) {
+                    updateChecksum(p, at: h.upper + at, udp: h.nextHeader == Proto.udp, pending: pending,
+                                   removing: (src6, dst6), adding: (IPv6Address(v4: src4), IPv6Address(v4: dst4)))
                 }
             }
         case Proto.icmpv6:
@@ -113,8 +112,10 @@ extension Engine {
         } else {
             // RFC 7915 §5.1: DF only above 1260 bytes, where IPv6 PMTUD can work;
             // smaller packets may be fragmented on the IPv4 side and need an ID.
-            q.setU16(4, length4 > 1260 ? 0 : nextIdentification())
-            q.setU16(6, length4 > 1260 ? 0x4000 : 0)
+            // A super-packet's segments are all above it.
+            let df = length4 > 1260 || offload.isSegmented
+            q.setU16(4, df ? 0 : nextIdentification())
+            q.setU16(6, df ? 0x4000 : 0)
         }
         q.setU8(8, hop - 1)
         q.setU8(9, proto)
@@ -124,6 +125,7 @@ extension Engine {
         var c = InternetChecksum()
         c.add(q, offset: 0, count: 20)
         q.setU16(10, c.value)
+        offload.moved(from: upper, to: 20, toIPv6: false)
 
         // RFC 7757 §4.2 hairpinning: an IPv4 destination that is itself mapped
         // to IPv6 goes straight back through the other direction.
@@ -171,9 +173,8 @@ extension Engine {
                 if ck + 2 <= innerTotal {
                     let old = ip.u16(ck)
                     if !(iproto == Proto.udp && old == 0) {
-                        var c = InternetChecksum.update(old, removing: isrc, adding: IPv6Address(high: 0, low: UInt64(isrc4.rawValue)))
-                        c = InternetChecksum.update(c, removing: idst, adding: IPv6Address(high: 0, low: UInt64(idst4.rawValue)))
-                        ip.setU16(ck, c)
+                        updateChecksum(ip, at: ck, udp: iproto == Proto.udp, pending: false,
+                                       removing: (isrc, idst), adding: (IPv6Address(v4: isrc4), IPv6Address(v4: idst4)))
                     }
                 }
             } else if iproto == Proto.icmp, ih.upper + 1 <= innerTotal {

@@ -32,8 +32,8 @@ public final class TunDatapath: Sendable {
     public func start() throws(TunQueue.OpenError) {
         var pairs: [(TunQueue, TunQueue?)] = []
         for _ in 0..<queues {
-            let main = try TunQueue.open(device)
-            let v4 = try device4.map { (d) throws(TunQueue.OpenError) in try TunQueue.open(d) }
+            let main = try TunQueue.open(device, offload: true)
+            let v4 = try device4.map { (d) throws(TunQueue.OpenError) in try TunQueue.open(d, offload: true) }
             pairs.append((main, v4))
         }
         for (main, v4) in pairs {
@@ -48,15 +48,24 @@ public final class TunDatapath: Sendable {
     /// One reader: waits on its queue(s), translates, writes each result to the
     /// device of its family.
     private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) {
+        // The offload header is read into, and written from, the bytes just in
+        // front of each packet.
         let capacity = Engine.headroom + 65536
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
-        engine.emit = { main.write($0, length: $1) }
+        engine.emit = { packet, length in
+            Offload().write(to: packet - Offload.size)
+            main.write(packet - Offload.size, length: length + Offload.size)
+        }
         func handle(_ q: TunQueue) {
-            let n = q.read(into: buffer + Engine.headroom, capacity: capacity - Engine.headroom)
-            guard n > 0 else { return }
-            switch engine.process(buffer, start: Engine.headroom, length: n, now: UInt64(time(nil))) {
+            let header = buffer + Engine.headroom - Offload.size
+            let n = q.read(into: header, capacity: capacity - Engine.headroom + Offload.size)
+            guard n > Offload.size else { return }
+            engine.offload = Offload(reading: header)
+            switch engine.process(buffer, start: Engine.headroom, length: n - Offload.size, now: UInt64(time(nil))) {
             case .forward(let s, let l), .reply(let s, let l):
-                if let v4, buffer.u8(s) >> 4 == 4 { v4.write(buffer + s, length: l) } else { main.write(buffer + s, length: l) }
+                let out = buffer + s - Offload.size
+                engine.offload.write(to: out)
+                if let v4, buffer.u8(s) >> 4 == 4 { v4.write(out, length: l + Offload.size) } else { main.write(out, length: l + Offload.size) }
             case .drop:
                 break
             }

@@ -17,7 +17,9 @@ public struct TunQueue: Sendable {
         }
     }
 
-    public static func open(_ device: String, multiQueue: Bool = true) throws(OpenError) -> TunQueue {
+    /// Opens a queue. With `offload`, every packet carries a virtio-net header
+    /// and the kernel may hand over TCP super-packets and unfinished checksums.
+    public static func open(_ device: String, multiQueue: Bool = true, offload: Bool = false) throws(OpenError) -> TunQueue {
         let fd = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw OpenError(device: device, code: errno) }
         var request = ifreq()
@@ -25,8 +27,9 @@ public struct TunQueue: Sendable {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
             buffer.copyBytes(from: device.utf8.prefix(15))
         }
-        request.ifr_ifru.ifru_flags = Int16(IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0))
-        guard sixgate_ioctl_ptr(fd, sixgate_tunsetiff(), &request) == 0 else {
+        request.ifr_ifru.ifru_flags = Int16(IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0) | (offload ? IFF_VNET_HDR : 0))
+        guard sixgate_ioctl_ptr(fd, sixgate_tunsetiff(), &request) == 0,
+              !offload || sixgate_ioctl_int(fd, sixgate_tunsetoffload(), UInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)) == 0 else {
             let e = errno
             Glibc.close(fd)
             throw OpenError(device: device, code: e)

@@ -283,3 +283,46 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(Verify.l4of6(v6))
     }
 }
+
+@Suite struct OffloadTests {
+    /// A TCP super-packet with its checksum still to complete: the field holds
+    /// the pseudo-header sum, which is swapped to the other family's; the GSO
+    /// type, checksum start and header length follow the new header.
+    @Test func pendingChecksumAndSegmentationFollowTheTranslation() throws {
+        let e = try makeEngine()
+        var tcp = Build.tcp(sport: 40000, dport: 80, src: c6, dst: s4in6) + Array(repeating: 0x5A, count: 4000)
+        // What the kernel leaves in the field: the (uncomplemented) pseudo-header sum.
+        var pseudo6 = InternetChecksum()
+        pseudo6.addPseudoHeader(source: IPv6Address(c6)!, destination: IPv6Address(s4in6)!, nextHeader: 6, length: tcp.count)
+        let seed6 = ~pseudo6.value
+        tcp[16] = UInt8(seed6 >> 8)
+        tcp[17] = UInt8(seed6 & 0xFF)
+        var o = Offload()
+        o.flags = 1
+        o.gsoType = 4 | 0x80
+        o.gsoSize = 1440
+        o.checksumStart = 40
+        o.checksumOffset = 16
+        o.headerLength = 60
+        e.offload = o
+        let (outcome, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 6, payload: tcp))
+        guard case .forward = outcome else { Issue.record("\(outcome)"); return }
+        #expect(e.offload.gsoType == 1 | 0x80, "TCPv6 became TCPv4, ECN kept")
+        #expect(e.offload.checksumStart == 20 && e.offload.headerLength == 40 && e.offload.gsoSize == 1440)
+        #expect(v4[6] & 0x40 != 0, "segments of a super-packet carry DF")
+        var pseudo4 = InternetChecksum()
+        pseudo4.addPseudoHeader(source: IPv4Address(bytes: v4[12..<16]), destination: IPv4Address(bytes: v4[16..<20]), protocol: 6, length: tcp.count)
+        #expect(Int(v4[36]) << 8 | Int(v4[37]) == Int(~pseudo4.value), "the field now holds the IPv4 pseudo-header sum")
+        #expect(Verify.ipv4Header(v4))
+
+        // And back: IPv4 super-packet to IPv6.
+        e.offload = Offload()
+        e.offload.flags = 1
+        e.offload.gsoType = 1
+        e.offload.checksumStart = 20
+        e.offload.headerLength = 40
+        let (_, v6) = run(e, v4.enumerated().map { $0.offset >= 12 && $0.offset < 20 ? v4[$0.offset < 16 ? $0.offset + 4 : $0.offset - 4] : $0.element })
+        #expect(e.offload.gsoType == 4 && e.offload.checksumStart == 40 && e.offload.headerLength == 60)
+        _ = v6
+    }
+}
