@@ -50,6 +50,8 @@ public final class DynamicPool: Sendable {
         state.withLock { s in
             if let i = s.by6[host], var m = s.mappings[i] {
                 if m.lastUsed != now {
+                    // The state file needs the time of use too, but not every second.
+                    if now &- m.lastUsed >= 60 { s.dirty = true }
                     m.lastUsed = now
                     s.mappings[i] = m
                 }
@@ -82,6 +84,7 @@ public final class DynamicPool: Sendable {
         state.withLock { s in
             guard let i = s.by4[a], var m = s.mappings[i] else { return nil }
             if m.lastUsed != now {
+                if now &- m.lastUsed >= 60 { s.dirty = true }
                 m.lastUsed = now
                 s.mappings[i] = m
             }
@@ -93,11 +96,14 @@ public final class DynamicPool: Sendable {
     public func expire(now: UInt64) {
         state.withLock { s in
             for (i, m) in s.mappings.enumerated() {
-                guard let m, now > m.lastUsed + idleTimeout else { continue }
+                guard let m, isIdle(m, now: now) else { continue }
                 release(&s, at: i, m)
             }
         }
     }
+
+    /// Without overflow, whatever a state file says.
+    private func isIdle(_ m: Mapping, now: UInt64) -> Bool { now > m.lastUsed && now - m.lastUsed > idleTimeout }
 
     private func release(_ s: inout State, at i: Int, _ m: Mapping) {
         s.by6[m.ipv6] = nil
@@ -120,7 +126,7 @@ public final class DynamicPool: Sendable {
             }
             if attempt == 0 {
                 for (i, m) in s.mappings.enumerated() {
-                    if let m, now > m.lastUsed + idleTimeout { release(&s, at: i, m) }
+                    if let m, isIdle(m, now: now) { release(&s, at: i, m) }
                 }
             }
         }
@@ -135,6 +141,13 @@ public final class DynamicPool: Sendable {
     /// over the old one, so a crash leaves either the old file or the new one.
     public func save() throws {
         guard let stateFile else { return }
+        // One save at a time: the housekeeping timer and a signal may both ask.
+        try saving.withLock { _ in try write(to: stateFile) }
+    }
+
+    private let saving = Mutex(())
+
+    private func write(to stateFile: String) throws {
         let (text, dirty): (String, Bool) = state.withLock { s in
             let lines = s.mappings.compactMap { $0 }.map { "\($0.ipv6) \($0.ipv4) \($0.lastUsed)\n" }
             let d = s.dirty
@@ -145,8 +158,16 @@ public final class DynamicPool: Sendable {
         let dir = (stateFile as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let temp = stateFile + ".tmp"
-        try text.write(toFile: temp, atomically: false, encoding: .utf8)
-        guard rename(temp, stateFile) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        do {
+            try text.write(toFile: temp, atomically: false, encoding: .utf8)
+            // On disk before it replaces the old file, or a crash could leave neither.
+            let fd = open(temp, O_RDONLY)
+            if fd >= 0 { fsync(fd); close(fd) }
+            guard rename(temp, stateFile) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        } catch {
+            state.withLock { $0.dirty = true }
+            throw error
+        }
     }
 
     /// Loads saved mappings that still fit the range; lines that do not parse
@@ -158,7 +179,7 @@ public final class DynamicPool: Sendable {
                 let f = line.split(separator: " ")
                 guard f.count == 3, let v6 = IPv6Address(f[0]), let v4 = IPv4Address(f[1]), let t = UInt64(f[2]),
                       range.contains(v4), !reserved.contains(v4), s.by6[v6] == nil, s.by4[v4] == nil,
-                      now <= t + idleTimeout else { continue }
+                      !isIdle(Mapping(ipv6: v6, ipv4: v4, lastUsed: t), now: now) else { continue }
                 s.by6[v6] = s.mappings.count
                 s.by4[v4] = s.mappings.count
                 s.mappings.append(Mapping(ipv6: v6, ipv4: v4, lastUsed: t))

@@ -12,7 +12,9 @@ extension Engine {
         hc.add(p, offset: 0, count: ihl)
         guard hc.value == 0 else { return .drop(.badChecksum) }
 
-        let ttl = p.u8(8), proto = p.u8(9)
+        // Everything needed from the IPv4 header is read now: the ICMP translation
+        // below may write its new headers over it.
+        let ttl = p.u8(8), proto = p.u8(9), tos = p.u8(1), identification = UInt32(p.u16(4))
         let flags = p.u16(6)
         let more = flags & 0x2000 != 0, offset = (flags & 0x1FFF) << 3
         let isFragment = more || offset != 0
@@ -72,13 +74,14 @@ extension Engine {
         // RFC 7915 §4: a packet IPv4 may fragment (DF clear, or already a
         // fragment) must not make an IPv6 packet above lowest-ipv6-mtu; such
         // packets get a fragment header and are split below.
-        let split = !df && 40 + upperLength > settings.lowestIPv6MTU && emit != nil && !offload.isSegmented
+        // A fragment whose end lies past 65535 can never be reassembled.
+        guard Int(offset) + upperLength <= 65535 else { return .drop(.malformed) }
+        let split = !df && (isFragment ? 48 : 40) + upperLength > settings.lowestIPv6MTU && emit != nil
+            && !offload.isSegmented && !offload.checksumPending
         let withFragmentHeader = isFragment || split
         let headerLength = withFragmentHeader ? 48 : 40
         let out = upper - headerLength
         guard start + out >= 0 else { return .drop(.malformed) }
-        // Read what is still needed before the new header overwrites the old one.
-        let tos = p.u8(1), identification = UInt32(p.u16(4))
         let q = p + out
         q.setU32(0, 0x6000_0000 | UInt32(tos) << 20)
         q.setU16(4, UInt16(upperLength + headerLength - 40))
@@ -94,6 +97,7 @@ extension Engine {
         }
         offload.moved(from: upper, to: headerLength, toIPv6: true)
         if split {
+            offload = Offload()
             return counted(false, fragment(base, start: start + out, payload: upperLength, offset: Int(offset), more: more))
         }
         return counted(false, .forward(start: start + out, length: headerLength + upperLength))
@@ -115,7 +119,7 @@ extension Engine {
             let h = base + at
             h.copyMemory(from: fragmentHeader, byteCount: 48)
             h.setU16(4, UInt16(8 + piece))
-            h.setU16(42, UInt16(offset + done) | (last && !more ? 0 : 1))
+            h.setU16(42, UInt16(truncatingIfNeeded: offset + done) | (last && !more ? 0 : 1))
             if last { return .forward(start: at, length: 48 + piece) }
             emit?(base + at, 48 + piece)
             done += piece
@@ -169,7 +173,7 @@ extension Engine {
                                        removing: (IPv6Address(v4: isrc), IPv6Address(v4: idst)), adding: (isrc6, idst6))
                     }
                 }
-            } else if iproto == Proto.icmp, iihl < len - 8 {
+            } else if iproto == Proto.icmp, iihl + 2 <= len - 8 {
                 let t = ip.u8(iihl)
                 if t == 0 || t == 8, let im = ICMPMap.to6(type: t, code: ip.u8(iihl + 1)) { ip.setU8(iihl, im.type) }
             }

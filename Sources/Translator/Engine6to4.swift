@@ -45,6 +45,9 @@ extension Engine {
         let src6 = p.ipv6(8), dst6 = p.ipv6(24)
         let hop = p.u8(7)
 
+        // Multicast (MLD reports of the kernel on the device, say) is never
+        // translated, and never answered.
+        if dst6.high >> 56 == 0xFF || src6.high >> 56 == 0xFF { return .drop(.untranslatableDestination) }
         if hop <= 1 {
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 3, code: 0, field: 0, kind: .timeExceeded6, now: now)
         }
@@ -66,7 +69,7 @@ extension Engine {
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: .poolExhausted)
         case .failure(let r):
             // An ICMPv6 error from a router without an IPv4 form gets an RFC 6791 source.
-            guard h.nextHeader == Proto.icmpv6, p.u8(h.upper) < 128 else { return .drop(r) }
+            guard h.nextHeader == Proto.icmpv6, h.upper < total, p.u8(h.upper) < 128 else { return .drop(r) }
             src4 = settings.rfc6791.map { IPv4Address(rawValue: $0.address.rawValue | (UInt32.random(in: 0...UInt32.max) & ~$0.mask)) } ?? settings.errorSource4
         }
 
@@ -102,6 +105,7 @@ extension Engine {
         let out = upper - 20
         let q = p + out
         let length4 = 20 + upperLength
+        guard length4 <= 65535 else { return .drop(.malformed) }
         let trafficClass = UInt8(truncatingIfNeeded: p.u32(0) >> 20)
         q.setU8(0, 0x45)
         q.setU8(1, trafficClass)
@@ -129,7 +133,8 @@ extension Engine {
 
         // RFC 7757 §4.2 hairpinning: an IPv4 destination that is itself mapped
         // to IPv6 goes straight back through the other direction.
-        if settings.eam.ipv6(for: dst4) != nil || pool?.host(for: dst4, now: now) != nil {
+        let hairpinPool = pool.map { $0.range.contains(dst4) && $0.host(for: dst4, now: now) != nil } ?? false
+        if settings.eam.ipv6(for: dst4) != nil || hairpinPool {
             return translate4to6(base, start: start + out, length: length4, now: now)
         }
         return counted(true, .forward(start: start + out, length: length4))
@@ -162,13 +167,18 @@ extension Engine {
             let innerTotal = len - 8
             guard let ih = Self.parse6(ip, total: min(innerTotal, 40 + Int(ip.u16(4)))) ?? Self.parse6(ip, total: innerTotal) else { return .failure(.malformed) }
             let isrc = ip.ipv6(8), idst = ip.ipv6(24)
-            guard let isrc4 = inner4(isrc, now: now), case .success(let idst4) = destination4(idst) else { return .failure(.untranslatableSource) }
+            // RFC 7915 §5.2: the quoted packet loses its fragment header too.
+            if type == 2, ih.fragment != nil, rest > 76 { rest -= 8 }
+            // The quoted packet went from the IPv4 side to ours: its source maps
+            // like a destination (mapping or prefix), its destination is one of our
+            // hosts (mapping, prefix or an existing pool address).
+            guard case .success(let isrc4) = destination4(isrc), let idst4 = inner4(idst, now: now) else { return .failure(.untranslatableSource) }
             let iproto = ih.nextHeader == Proto.icmpv6 ? Proto.icmp : ih.nextHeader
             let ihop = ip.u8(7)
             let itc = UInt8(truncatingIfNeeded: ip.u32(0) >> 20)
             let ipayloadLength = Int(ip.u16(4)) - (ih.upper - 40)
             // Inner TCP/UDP checksums are updated too, so the error still matches the flow.
-            if iproto == Proto.tcp || iproto == Proto.udp {
+            if iproto == Proto.tcp || iproto == Proto.udp, ih.fragment.map({ $0.offset == 0 }) ?? true {
                 let ck = ih.upper + (iproto == Proto.tcp ? 16 : 6)
                 if ck + 2 <= innerTotal {
                     let old = ip.u16(ck)
@@ -177,7 +187,7 @@ extension Engine {
                                        removing: (isrc, idst), adding: (IPv6Address(v4: isrc4), IPv6Address(v4: idst4)))
                     }
                 }
-            } else if iproto == Proto.icmp, ih.upper + 1 <= innerTotal {
+            } else if iproto == Proto.icmp, ih.upper + 2 <= innerTotal {
                 // An echo inside an error: its type changes too (checksum left as sent).
                 let t = ip.u8(ih.upper)
                 if let im = ICMPMap.to4(type: t, code: ip.u8(ih.upper + 1)), t >= 128 { ip.setU8(ih.upper, im.type) }

@@ -8,8 +8,10 @@ extension Engine {
                               type: UInt8, code: UInt8, field: UInt32, kind: SentError, now: UInt64,
                               dropping reason: DropReason = .hopLimitExceeded) -> Outcome {
         let drop: DropReason = kind == .timeExceeded6 ? .hopLimitExceeded : kind == .parameterProblem6 ? .routingHeader : reason
-        // Never answer an error with an error (RFC 4443 §2.4 e).
+        // Never answer an error with an error, nor anything from the unspecified
+        // address or to multicast (RFC 4443 §2.4 e).
         let p = base + start
+        if destination == IPv6Address(high: 0, low: 0) { return .drop(drop) }
         if let h = Self.parse6(p, total: length), h.nextHeader == Proto.icmpv6, h.upper < length, p.u8(h.upper) < 128 { return .drop(drop) }
         guard mayReply(kind, now: now) else { return .drop(.rateLimited) }
         count(.drop(drop))
@@ -39,7 +41,13 @@ extension Engine {
                               type: UInt8, code: UInt8, field: UInt32, kind: SentError, now: UInt64, dropping reason: DropReason) -> Outcome {
         let p = base + start
         let ihl = Int(p.u8(0) & 0x0F) * 4
-        if p.u8(9) == Proto.icmp, ihl < length, [0, 8, 13, 14, 15, 16, 17, 18].contains(p.u8(ihl)) == false { return .drop(reason) }
+        // RFC 1812 §4.3.2.7: no error about an error, a non-first fragment, or
+        // a packet from or to a broadcast, multicast or unspecified address.
+        let informational = ihl < length && [0, 8, 13, 14, 15, 16, 17, 18].contains(p.u8(ihl))
+        if p.u8(9) == Proto.icmp, !informational { return .drop(reason) }
+        if p.u16(6) & 0x1FFF != 0 { return .drop(reason) }
+        let from = p.ipv4(12), to = p.ipv4(16)
+        for a in [from, to] where a.rawValue == 0 || a.rawValue == .max || a.rawValue >> 28 == 0xE { return .drop(reason) }
         guard mayReply(kind, now: now) else { return .drop(.rateLimited) }
         count(.drop(reason))
         // RFC 1812 §4.3.2.3: as much as fits in 576 bytes.

@@ -326,3 +326,58 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         _ = v6
     }
 }
+
+@Suite struct ReviewRegressionTests {
+    /// A fragment ending past 65535 would overflow the IPv6 fragment offset.
+    @Test func fragmentPastTheEndIsDroppedNotACrash() throws {
+        let e = try makeEngine(eam: eam)
+        let p4 = Build.ipv4(src: c4, dst: s6eam, proto: 17, id: 1, flags: 8038, payload: Array(repeating: 1, count: 1400))
+        #expect(run(e, p4).0 == .drop(.malformed))
+    }
+
+    /// An ICMPv6 error about traffic to a pool host (a router on the IPv6 side
+    /// saying Packet Too Big) becomes a Fragmentation Needed for the IPv4 peer.
+    @Test func errorAboutAPoolHostIsTranslated() throws {
+        let e = try makeEngine()
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 6, payload: Build.tcp(sport: 40000, dport: 80, src: c6, dst: s4in6)))
+        let quoted = Build.ipv6(src: s4in6, dst: c6, next: 6, payload: Build.tcp(sport: 80, dport: 40000, src: s4in6, dst: c6))
+        let router = "2001:db8:1::1"
+        let ptb = Build.ipv6(src: router, dst: s4in6, next: 58, payload: Build.icmpv6(type: 2, code: 0, rest: 1280, body: quoted, src: router, dst: s4in6))
+        let (o, v4) = run(e, ptb)
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(v4[20] == 3 && v4[21] == 4 && Int(v4[26]) << 8 | Int(v4[27]) == 1260)
+        #expect(IPv4Address(bytes: v4[16..<20]).description == s4)
+        let inner = Array(v4[28...])
+        #expect(IPv4Address(bytes: inner[12..<16]).description == s4 && IPv4Address(bytes: inner[16..<20]).description == "192.0.2.128")
+        #expect(Verify.ipv4Header(v4) && Verify.l4of4(v4) && Verify.ipv4Header(inner) && Verify.l4of4(inner))
+    }
+
+    /// The traffic class of a translated ICMP error comes from the IPv4 header,
+    /// read before the new headers are written over it.
+    @Test func trafficClassOfTranslatedErrors() throws {
+        let e = try makeEngine()
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 5000, dport: 9, data: [1], src: c6, dst: s4in6)))
+        let quoted = Build.ipv4(src: "192.0.2.128", dst: s4, proto: 17, payload: Build.udp(sport: 5000, dport: 9, data: [1], src: "192.0.2.128", dst: s4))
+        let err = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 1, tos: 0x28, payload: Build.icmpv4(type: 3, code: 3, body: quoted))
+        let (_, v6) = run(e, err)
+        #expect(v6[0] == 0x62 && v6[1] >> 4 == 0x8, "traffic class 0x28")
+    }
+
+    @Test func multicastIsNeitherTranslatedNorAnswered() throws {
+        let e = try makeEngine()
+        let mld = Build.ipv6(src: "fe80::1", dst: "ff02::16", next: 58, hop: 1, payload: Build.icmpv6(type: 143, code: 0, body: [0, 0, 0, 0], src: "fe80::1", dst: "ff02::16"))
+        #expect(run(e, mld).0 == .drop(.untranslatableDestination))
+        #expect(e.snapshot.errorsSent.reduce(0, +) == 0)
+    }
+
+    @Test func absurdStateFileDoesNotCrash() throws {
+        let dir = NSTemporaryDirectory() + "sixgate-pool-\(getpid())-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try "2001:db8:1::2 192.0.2.130 18446744073709551615\n2001:db8:1::3 192.0.2.131 garbage\n".write(toFile: dir + "/p", atomically: true, encoding: .utf8)
+        let pool = DynamicPool(range: try IPv4Prefix.parse("192.0.2.128/25"), idleTimeout: .max, stateFile: dir + "/p")
+        pool.load(now: 100)
+        pool.expire(now: 200)
+        #expect(pool.count == 1)
+    }
+}
