@@ -54,9 +54,22 @@ ip netns exec $id-s6 iperf3 -s -B 2001:db8:2::2 >/dev/null 2>&1 & pids+=($!)
 sleep 0.5
 
 tcp() { timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -t "$SECONDS_PER_RUN" -J 2>/dev/null | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
-udp() { timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -u -l 64 -b 0 -t "$SECONDS_PER_RUN" -J 2>/dev/null | python3 -c '
+# The highest offered rate of 64-byte datagrams delivered with under 1% loss,
+# found by raising the offered rate by a quarter from 40,000 packets per second;
+# prints "rate loss%". The load generator (one iperf3 client) has its own ceiling:
+# compare with the plain-forwarding line.
+udp() {
+    local best="0 0" pps=40000 line
+    while [ $pps -le 1280000 ]; do
+        line=$(timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -u -l 64 -b $((pps * 64 * 8)) -t "$SECONDS_PER_RUN" -J 2>/dev/null | python3 -c '
 import json,sys; e=json.load(sys.stdin)["end"]["sum"]
-print("%.0f %.2f" % ((e["packets"]-e["lost_packets"])/e["seconds"], e["lost_percent"]))'; }
+print("%.0f %.2f" % ((e["packets"]-e["lost_packets"])/e["seconds"], e["lost_percent"]))') || break
+        awk -v l="${line#* }" 'BEGIN { exit !(l < 1) }' || break
+        best=$line
+        pps=$((pps * 5 / 4))
+    done
+    echo "$best"
+}
 
 echo "== plain IPv6 forwarding c6 -> s6"
 plain_tcp=$(tcp 2001:db8:2::2); read -r plain_pps plain_loss <<<"$(udp 2001:db8:2::2)"
@@ -108,6 +121,7 @@ ours_tcp=$(tcp $S4IN6); read -r ours_pps ours_loss <<<"$(udp $S4IN6)"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
 printf '%-22s %12s %14s %8s\n' path "TCP Gbit/s" "UDP64 pkt/s" "loss %"
+echo "(UDP64: the highest rate delivered with under 1% loss, offered rates rising by a quarter from 40,000/s)"
 printf '%-22s %12s %14s %8s\n' "plain forwarding" "$plain_tcp" "$plain_pps" "$plain_loss"
 printf '%-22s %12s %14s %8s\n' "tayga" "$tayga_tcp" "$tayga_pps" "$tayga_loss"
 printf '%-22s %12s %14s %8s\n' "sixgate (TUN)" "$ours_tcp" "$ours_pps" "$ours_loss"

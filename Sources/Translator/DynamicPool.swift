@@ -31,6 +31,11 @@ public final class DynamicPool: Sendable {
     }
 
     private let state = Mutex(State())
+    private let releases = Atomic<UInt64>(0)
+
+    /// Changes whenever a mapping is released, so that engines can tell a
+    /// cached mapping is still the pool's without taking its lock.
+    public var generation: UInt64 { releases.load(ordering: .acquiring) }
     private let reserved: Set<IPv4Address>
 
     /// `reserved` are addresses of the range never handed out (the
@@ -106,6 +111,7 @@ public final class DynamicPool: Sendable {
     private func isIdle(_ m: Mapping, now: UInt64) -> Bool { now > m.lastUsed && now - m.lastUsed > idleTimeout }
 
     private func release(_ s: inout State, at i: Int, _ m: Mapping) {
+        releases.add(1, ordering: .releasing)
         s.by6[m.ipv6] = nil
         s.by4[m.ipv4] = nil
         s.mappings[i] = nil

@@ -27,6 +27,8 @@ public final class Engine: @unchecked Sendable {
     private let counters = Mutex(TranslatorCounters())
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
+    private var lastSource: (host: IPv6Address, address: IPv4Address, second: UInt64, generation: UInt64)?
+
     /// The offload header of the packet being translated, when the queue has
     /// them: set before `process`, read after it.
     public var offload = Offload()
@@ -45,7 +47,16 @@ public final class Engine: @unchecked Sendable {
 
     deinit { fragmentHeader.deallocate() }
 
-    public var snapshot: TranslatorCounters { counters.withLock { $0 } }
+    /// The forwarding counters, bumped on every packet: atomics, not the lock.
+    private let forwarded6to4 = Atomic<Int>(0)
+    private let forwarded4to6 = Atomic<Int>(0)
+
+    public var snapshot: TranslatorCounters {
+        var c = counters.withLock { $0 }
+        c.translated6to4 = forwarded6to4.load(ordering: .relaxed)
+        c.translated4to6 = forwarded4to6.load(ordering: .relaxed)
+        return c
+    }
 
     /// Translates the packet of `length` bytes at `base + start`; `now` is the
     /// wall clock in seconds (for the pool).
@@ -70,7 +81,9 @@ public final class Engine: @unchecked Sendable {
     }
 
     func counted(_ direction6to4: Bool, _ o: Outcome) -> Outcome {
-        if case .forward = o { counters.withLock { if direction6to4 { $0.translated6to4 += 1 } else { $0.translated4to6 += 1 } } }
+        if case .forward = o {
+            if direction6to4 { forwarded6to4.add(1, ordering: .relaxed) } else { forwarded4to6.add(1, ordering: .relaxed) }
+        }
         return o
     }
 
@@ -119,7 +132,12 @@ public final class Engine: @unchecked Sendable {
             return settings.prefix.canRepresent(v4) ? .success(v4) : .failure(.nonGlobalAddress)
         }
         guard let pool else { return .failure(.untranslatableSource) }
+        // The host of the last packet, most often the host of this one: its
+        // mapping is reused without the pool's lock while no mapping was
+        // released, and refreshed through the pool once a second.
+        if let c = lastSource, c.host == a, c.second == now, c.generation == pool.generation { return .success(c.address) }
         guard let v4 = pool.address(for: a, now: now) else { return .failure(.poolExhausted) }
+        lastSource = (a, v4, now, pool.generation)
         return .success(v4)
     }
 
