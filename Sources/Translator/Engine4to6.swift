@@ -20,6 +20,12 @@ extension Engine {
         let isFragment = more || offset != 0
         let src4 = p.ipv4(12), dst4 = p.ipv4(16)
 
+        // RFC 7915 §4.1: an unexpired source route cannot be honoured across the
+        // translation; the sender is told (source route failed).
+        if ihl > 20, Self.hasUnexpiredSourceRoute(p, headerLength: ihl) {
+            return replyFromTranslator4(base, start: start, length: total, to: src4, type: 3, code: 5, field: 0,
+                                        kind: .unreachable4, now: now, dropping: .sourceRoute)
+        }
         if ttl <= 1 {
             return replyFromTranslator4(base, start: start, length: total, to: src4, type: 11, code: 0, field: 0,
                                         kind: .timeExceeded4, now: now, dropping: .ttlExceeded)
@@ -103,6 +109,22 @@ extension Engine {
         return counted(false, .forward(start: start + out, length: headerLength + upperLength))
     }
 
+    /// Walks the IPv4 options for LSRR (131) or SSRR (137) with addresses left.
+    static func hasUnexpiredSourceRoute(_ p: UnsafeMutableRawPointer, headerLength: Int) -> Bool {
+        var i = 20
+        while i < headerLength {
+            let type = p.u8(i)
+            if type == 0 { return false }
+            if type == 1 { i += 1; continue }
+            guard i + 1 < headerLength else { return false }
+            let len = Int(p.u8(i + 1))
+            guard len >= 2 else { return false }
+            if type == 131 || type == 137, i + 2 < headerLength, Int(p.u8(i + 2)) <= len { return true }
+            i += len
+        }
+        return false
+    }
+
     /// Splits the IPv6 packet at `base + start` (48-byte header with fragment
     /// header, then `payload` bytes) into fragments of at most lowest-ipv6-mtu.
     /// Each fragment's header is written just before its piece of payload, over
@@ -132,6 +154,10 @@ extension Engine {
     func icmp4to6(_ p: UnsafeMutableRawPointer, at: Int, length: Int, source: IPv6Address, destination: IPv6Address,
                   now: UInt64) -> Result<(Int, Int), DropReason> {
         guard length >= 8 else { return .failure(.malformed) }
+        // The checksum is recomputed below: a corrupt message must not leave valid.
+        var check = InternetChecksum()
+        check.add(p, offset: at, count: length)
+        guard check.value == 0 else { return .failure(.badChecksum) }
         let type = p.u8(at), code = p.u8(at + 1)
         guard let m = ICMPMap.to6(type: type, code: code) else { return .failure(.unsupportedICMP) }
         var start = at, len = length

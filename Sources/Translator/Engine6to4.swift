@@ -145,6 +145,11 @@ extension Engine {
     /// where the ICMPv4 message now starts and its length.
     func icmp6to4(_ p: UnsafeMutableRawPointer, at: Int, length: Int, now: UInt64) -> Result<(Int, Int), DropReason> {
         guard length >= 8 else { return .failure(.malformed) }
+        // The checksum is recomputed below: a corrupt message must not leave valid.
+        var check = InternetChecksum()
+        check.addPseudoHeader(source: p.ipv6(8), destination: p.ipv6(24), nextHeader: Proto.icmpv6, length: length)
+        check.add(p, offset: at, count: length)
+        guard check.value == 0 else { return .failure(.badChecksum) }
         let type = p.u8(at), code = p.u8(at + 1)
         guard let m = ICMPMap.to4(type: type, code: code) else { return .failure(.unsupportedICMP) }
         var start = at, len = length

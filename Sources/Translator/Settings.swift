@@ -44,7 +44,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
     case untranslatableSource, untranslatableDestination, nonGlobalAddress, poolExhausted
     case hopLimitExceeded, ttlExceeded, routingHeader
     case unsupportedICMP, fragmentedICMP, zeroUDPChecksum
-    case tooBig, rateLimited
+    case tooBig, rateLimited, sourceRoute
 
     public var description: String {
         switch self {
@@ -63,6 +63,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
         case .zeroUDPChecksum: "zero_udp_checksum"
         case .tooBig: "too_big"
         case .rateLimited: "icmp_error_rate_limited"
+        case .sourceRoute: "ipv4_source_route"
         }
     }
 }

@@ -381,3 +381,39 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(pool.count == 1)
     }
 }
+
+@Suite struct InputChecksTests {
+    @Test func corruptICMPIsDroppedBothWays() throws {
+        let e = try makeEngine()
+        var echo6 = Build.icmpv6(type: 128, code: 0, rest: 0x00010001, body: [1, 2, 3, 4], src: c6, dst: s4in6)
+        echo6[9] ^= 0xFF
+        #expect(run(e, Build.ipv6(src: c6, dst: s4in6, next: 58, payload: echo6)).0 == .drop(.badChecksum))
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 1, dport: 2, data: [], src: c6, dst: s4in6)))
+        var echo4 = Build.icmpv4(type: 0, code: 0, rest: 0x00010001, body: [1, 2, 3, 4])
+        echo4[9] ^= 0xFF
+        #expect(run(e, Build.ipv4(src: s4, dst: "192.0.2.128", proto: 1, payload: echo4)).0 == .drop(.badChecksum))
+    }
+
+    /// RFC 7915 §4.1: an unexpired IPv4 source route is answered with
+    /// "source route failed" and not translated.
+    @Test func unexpiredSourceRouteIsRefused() throws {
+        let e = try makeEngine(eam: eam)
+        // LSRR with one address left (pointer 4 <= length 7), then end of options.
+        let options: [UInt8] = [131, 7, 4, 198, 51, 100, 9, 0]
+        var p4 = Build.ipv4(src: c4, dst: s6eam, proto: 17, payload: Build.udp(sport: 1, dport: 2, data: [1], src: c4, dst: s6eam))
+        p4.insert(contentsOf: options, at: 20)
+        p4[0] = 0x47
+        p4[2] = UInt8((p4.count >> 8) & 0xFF)
+        p4[3] = UInt8(p4.count & 0xFF)
+        p4[10] = 0
+        p4[11] = 0
+        var c = InternetChecksum()
+        c.add(Array(p4[0..<28]))
+        p4[10] = UInt8(c.value >> 8)
+        p4[11] = UInt8(c.value & 0xFF)
+        let (o, r) = run(e, p4)
+        guard case .reply = o else { Issue.record("\(o)"); return }
+        #expect(r[20] == 3 && r[21] == 5 && IPv4Address(bytes: r[16..<20]).description == c4)
+        #expect(e.snapshot[.sourceRoute] == 1)
+    }
+}
