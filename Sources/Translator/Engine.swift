@@ -163,6 +163,46 @@ public final class Engine: @unchecked Sendable {
     }
 }
 
+/// The header writers of the three places that make headers: the outer and the
+/// quoted packet of a translation, and the errors the translator sends.
+enum Header {
+    /// A 20-byte IPv4 header at `q`, with its checksum.
+    static func ipv4(_ q: UnsafeMutableRawPointer, tos: UInt8, totalLength: Int, id: UInt16, flags: UInt16,
+                     ttl: UInt8, proto: UInt8, source: IPv4Address, destination: IPv4Address) {
+        q.setU8(0, 0x45)
+        q.setU8(1, tos)
+        q.setU16(2, UInt16(clamping: totalLength))
+        q.setU16(4, id)
+        q.setU16(6, flags)
+        q.setU8(8, ttl)
+        q.setU8(9, proto)
+        q.setU16(10, 0)
+        q.setIPv4(12, source)
+        q.setIPv4(16, destination)
+        var c = InternetChecksum()
+        c.add(q, offset: 0, count: 20)
+        q.setU16(10, c.value)
+    }
+
+    /// A 40-byte IPv6 header at `q`, followed by a fragment header when
+    /// `fragment` is given (offset in bytes, more-fragments flag, identification).
+    static func ipv6(_ q: UnsafeMutableRawPointer, trafficClass: UInt8, payloadLength: Int, next: UInt8, hopLimit: UInt8,
+                     source: IPv6Address, destination: IPv6Address, fragment: (offset: UInt16, more: Bool, id: UInt32)? = nil) {
+        q.setU32(0, 0x6000_0000 | UInt32(trafficClass) << 20)
+        q.setU16(4, UInt16(clamping: payloadLength))
+        q.setU8(6, fragment == nil ? next : Proto.fragment)
+        q.setU8(7, hopLimit)
+        q.setIPv6(8, source)
+        q.setIPv6(24, destination)
+        if let f = fragment {
+            q.setU8(40, next)
+            q.setU8(41, 0)
+            q.setU16(42, f.offset | (f.more ? 1 : 0))
+            q.setU32(44, f.id)
+        }
+    }
+}
+
 /// IP protocol numbers the translator treats specially.
 enum Proto {
     static let icmp: UInt8 = 1

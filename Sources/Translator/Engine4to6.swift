@@ -89,18 +89,8 @@ extension Engine {
         let out = upper - headerLength
         guard start + out >= 0 else { return .drop(.malformed) }
         let q = p + out
-        q.setU32(0, 0x6000_0000 | UInt32(tos) << 20)
-        q.setU16(4, UInt16(upperLength + headerLength - 40))
-        q.setU8(6, withFragmentHeader ? Proto.fragment : nextHeader)
-        q.setU8(7, ttl - 1)
-        q.setIPv6(8, src6)
-        q.setIPv6(24, dst6)
-        if withFragmentHeader {
-            q.setU8(40, nextHeader)
-            q.setU8(41, 0)
-            q.setU16(42, offset | (more ? 1 : 0))
-            q.setU32(44, identification)
-        }
+        Header.ipv6(q, trafficClass: tos, payloadLength: upperLength + headerLength - 40, next: nextHeader, hopLimit: ttl - 1,
+                    source: src6, destination: dst6, fragment: withFragmentHeader ? (offset, more, identification) : nil)
         offload.moved(from: upper, to: headerLength, toIPv6: true)
         if split {
             offload = Offload()
@@ -206,19 +196,9 @@ extension Engine {
             let ih = ifrag ? 48 : 40
             let q = ip + iihl - ih
             let ittl = ip.u8(8), itos = ip.u8(1), iid = ip.u16(4)
-            q.setU32(0, 0x6000_0000 | UInt32(itos) << 20)
-            q.setU16(4, UInt16(clamping: max(0, itotal - iihl) + ih - 40))
             let inext = iproto == Proto.icmp ? Proto.icmpv6 : iproto
-            q.setU8(6, ifrag ? Proto.fragment : inext)
-            q.setU8(7, ittl)
-            q.setIPv6(8, isrc6)
-            q.setIPv6(24, idst6)
-            if ifrag {
-                q.setU8(40, inext)
-                q.setU8(41, 0)
-                q.setU16(42, ioffset | (imore ? 1 : 0))
-                q.setU32(44, UInt32(iid))
-            }
+            Header.ipv6(q, trafficClass: itos, payloadLength: max(0, itotal - iihl) + ih - 40, next: inext, hopLimit: ittl,
+                        source: isrc6, destination: idst6, fragment: ifrag ? (ioffset, imore, UInt32(iid)) : nil)
             start = inner + iihl - ih - 8
             // RFC 4443 §2.4 c: the whole error within 1280 bytes.
             len = min(len - 8 - iihl + ih + 8, 1280 - 40)

@@ -107,28 +107,19 @@ extension Engine {
         let length4 = 20 + upperLength
         guard length4 <= 65535 else { return .drop(.malformed) }
         let trafficClass = UInt8(truncatingIfNeeded: p.u32(0) >> 20)
-        q.setU8(0, 0x45)
-        q.setU8(1, trafficClass)
-        q.setU16(2, UInt16(length4))
+        let id: UInt16, flags: UInt16
         if let f = h.fragment {
-            q.setU16(4, UInt16(truncatingIfNeeded: f.id))
-            q.setU16(6, (f.more ? 0x2000 : 0) | f.offset >> 3)
+            id = UInt16(truncatingIfNeeded: f.id)
+            flags = (f.more ? 0x2000 : 0) | f.offset >> 3
         } else {
             // RFC 7915 §5.1: DF only above 1260 bytes, where IPv6 PMTUD can work;
             // smaller packets may be fragmented on the IPv4 side and need an ID.
             // A super-packet's segments are all above it.
             let df = length4 > 1260 || offload.isSegmented
-            q.setU16(4, df ? 0 : nextIdentification())
-            q.setU16(6, df ? 0x4000 : 0)
+            id = df ? 0 : nextIdentification()
+            flags = df ? 0x4000 : 0
         }
-        q.setU8(8, hop - 1)
-        q.setU8(9, proto)
-        q.setU16(10, 0)
-        q.setIPv4(12, src4)
-        q.setIPv4(16, dst4)
-        var c = InternetChecksum()
-        c.add(q, offset: 0, count: 20)
-        q.setU16(10, c.value)
+        Header.ipv4(q, tos: trafficClass, totalLength: length4, id: id, flags: flags, ttl: hop - 1, proto: proto, source: src4, destination: dst4)
         offload.moved(from: upper, to: 20, toIPv6: false)
 
         // RFC 7757 §4.2 hairpinning: an IPv4 destination that is itself mapped
@@ -199,19 +190,9 @@ extension Engine {
             }
             let h4 = ih.upper - 20
             let q = ip + h4
-            q.setU8(0, 0x45)
-            q.setU8(1, itc)
-            q.setU16(2, UInt16(clamping: 20 + ipayloadLength))
-            q.setU16(4, ih.fragment.map { UInt16(truncatingIfNeeded: $0.id) } ?? 0)
-            q.setU16(6, ih.fragment.map { ($0.more ? 0x2000 : 0) | $0.offset >> 3 } ?? 0)
-            q.setU8(8, ihop)
-            q.setU8(9, iproto)
-            q.setU16(10, 0)
-            q.setIPv4(12, isrc4)
-            q.setIPv4(16, idst4)
-            var ic = InternetChecksum()
-            ic.add(q, offset: 0, count: 20)
-            q.setU16(10, ic.value)
+            Header.ipv4(q, tos: itc, totalLength: 20 + ipayloadLength, id: ih.fragment.map { UInt16(truncatingIfNeeded: $0.id) } ?? 0,
+                        flags: ih.fragment.map { ($0.more ? 0x2000 : 0) | $0.offset >> 3 } ?? 0, ttl: ihop, proto: iproto,
+                        source: isrc4, destination: idst4)
             // The ICMPv4 header moves up to sit in front of the new inner header.
             start = inner + h4 - 8
             len = innerTotal - h4 + 8

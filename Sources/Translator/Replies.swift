@@ -19,12 +19,8 @@ extension Engine {
         let quoted = min(length, 1280 - 48)
         let out = start - 48
         let q = base + out
-        q.setU32(0, 0x6000_0000)
-        q.setU16(4, UInt16(8 + quoted))
-        q.setU8(6, Proto.icmpv6)
-        q.setU8(7, 64)
-        q.setIPv6(8, settings.errorSource6)
-        q.setIPv6(24, destination)
+        Header.ipv6(q, trafficClass: 0, payloadLength: 8 + quoted, next: Proto.icmpv6, hopLimit: 64,
+                    source: settings.errorSource6, destination: destination)
         q.setU8(40, type)
         q.setU8(41, code)
         q.setU16(42, 0)
@@ -54,19 +50,8 @@ extension Engine {
         let quoted = min(length, 576 - 28)
         let out = start - 28
         let q = base + out
-        q.setU8(0, 0x45)
-        q.setU8(1, 0)
-        q.setU16(2, UInt16(28 + quoted))
-        q.setU16(4, nextIdentification())
-        q.setU16(6, 0)
-        q.setU8(8, 64)
-        q.setU8(9, Proto.icmp)
-        q.setU16(10, 0)
-        q.setIPv4(12, settings.errorSource4)
-        q.setIPv4(16, destination)
-        var h = InternetChecksum()
-        h.add(q, offset: 0, count: 20)
-        q.setU16(10, h.value)
+        Header.ipv4(q, tos: 0, totalLength: 28 + quoted, id: nextIdentification(), flags: 0, ttl: 64, proto: Proto.icmp,
+                    source: settings.errorSource4, destination: destination)
         q.setU8(20, type)
         q.setU8(21, code)
         q.setU16(22, 0)
