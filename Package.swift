@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator"]),
+        .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
