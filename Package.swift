@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // libmnl and libnftnl install their headers in /usr/include; libnl's live in
@@ -23,7 +24,10 @@ let package = Package(
         ),
         .target(name: "Packet"),
         .target(name: "Translator", dependencies: ["Packet", "CNetlink"]),
-        .target(name: "DNS64", dependencies: ["Packet"]),
+        .target(
+            name: "DNS64",
+            dependencies: ["Packet", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .target(name: "SixBedFour", dependencies: ["Packet"]),
         .target(
             name: "Controller",
@@ -35,7 +39,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sixgated",
-            dependencies: ["Controller", "Translator", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Controller", "Translator", "DNS64", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "SixBedFourPeer",

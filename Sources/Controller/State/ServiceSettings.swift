@@ -1,3 +1,4 @@
+import DNS64
 import Foundation
 import Packet
 import Translator
@@ -28,5 +29,15 @@ extension Config {
 
     public var translatorQueues: Int {
         nat64.queues > 0 ? nat64.queues : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+}
+
+extension Config {
+    /// What the DNS64 server is handed: the one prefix, and the access list in
+    /// force (never "any" unless the config says so).
+    public var dns64Settings: DNS64Settings {
+        DNS64Settings(prefix: prefix, exclude: dns64.exclude, allow: dns64Allow, listen: dns64.listen, upstreams: dns64.upstreams,
+                      timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
+                      ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR)
     }
 }

@@ -1,24 +1,28 @@
 import ArgumentParser
 import Controller
+import DNS64
 import Dispatch
 import Foundation
 import Glibc
+import NIOPosix
 import Packet
 import Translator
 
 /// The daemon hosting the translator, DNS64 and the 6bed4 router. For now it
 /// runs the translator on its own (`translate`); the other services and their
 /// supervision arrive with their issues.
-struct Sixgated: ParsableCommand {
+@available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
+@main
+struct Sixgated: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sixgated",
         abstract: "The sixgate daemon: NAT64 translator, DNS64 and 6bed4 router from one config.",
         version: SixgateVersion.string,
-        subcommands: [Translate.self]
+        subcommands: [Translate.self, DNS64Command.self]
     )
 }
 
-struct Translate: ParsableCommand {
+struct Translate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run only the translator, on the TUN device(s) of the config.",
         discussion: """
@@ -30,7 +34,7 @@ struct Translate: ParsableCommand {
 
     @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
 
-    func run() throws {
+    func run() async throws {
         let c: Config
         do {
             c = try ConfigLoader.load(path: config)
@@ -73,7 +77,49 @@ struct Translate: ParsableCommand {
             source.resume()
             signalSources.append(source)
         }
-        dispatchMain()
+        // The readers run on their own threads; this task only waits for a signal.
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
+
+struct DNS64Command: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dns64",
+        abstract: "Run only the DNS64 server of the config.",
+        discussion: "It answers on dns64.listen, only to dns64.allow (by default the gateway's client networks), and asks dns64.upstreams."
+    )
+
+    @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
+
+    func run() async throws {
+        let c: Config
+        do {
+            c = try ConfigLoader.load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try DNS64Server(settings: c.dns64Settings, group: group)
+        let settings = c.dns64Settings
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
+            source.setEventHandler {
+                log("dns64 stopping on signal \(sig); counters: \(server.counters)")
+                Glibc.exit(0)
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+        do {
+            try await server.run {
+                log("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
+            }
+        } catch {
+            log("dns64: \(error)")
+            throw ExitCode(1)
+        }
     }
 }
 
@@ -94,4 +140,3 @@ extension TranslatorCounters {
     }
 }
 
-Sixgated.main()
