@@ -15,9 +15,10 @@ public struct DNS64Settings: Sendable {
     public var tcpIdleTimeout: Duration
     public var ednsUDPSize: Int
     public var answerPTR: Bool
+    public var cacheBytes: Int
 
     public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
-                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool) {
+                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int) {
         self.prefix = prefix
         self.exclude = exclude
         self.allow = allow
@@ -28,14 +29,18 @@ public struct DNS64Settings: Sendable {
         self.tcpIdleTimeout = tcpIdleTimeout
         self.ednsUDPSize = ednsUDPSize
         self.answerPTR = answerPTR
+        self.cacheBytes = cacheBytes
     }
 }
 
 public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
     public var queries = 0, synthesized = 0, passedThrough = 0, local = 0, refused = 0, formErr = 0, upstreamFailures = 0
+    public var cacheHits = 0, cacheMisses = 0
+
+    public var cacheHitRate: Double { cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses) }
 
     public var description: String {
-        "queries=\(queries) synthesized=\(synthesized) passed_through=\(passedThrough) local=\(local) refused=\(refused) formerr=\(formErr) upstream_failures=\(upstreamFailures)"
+        "queries=\(queries) synthesized=\(synthesized) passed_through=\(passedThrough) local=\(local) refused=\(refused) formerr=\(formErr) upstream_failures=\(upstreamFailures) cache_hits=\(cacheHits) cache_misses=\(cacheMisses)"
     }
 }
 
@@ -48,6 +53,7 @@ public final class DNS64Server: Sendable {
     let acl: AccessList
     let upstream: Upstream
     let group: any EventLoopGroup
+    let cache: AnswerCache
     private let counting = Mutex(DNS64Counters())
 
     public init(settings: DNS64Settings, group: any EventLoopGroup) throws {
@@ -55,10 +61,15 @@ public final class DNS64Server: Sendable {
         self.group = group
         synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude)
         acl = AccessList(settings.allow)
+        cache = AnswerCache(bytes: settings.cacheBytes)
         upstream = try Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group)
     }
 
-    public var counters: DNS64Counters { counting.withLock { $0 } }
+    public var counters: DNS64Counters {
+        var c = counting.withLock { $0 }
+        (c.cacheHits, c.cacheMisses) = (cache.statistics.hits, cache.statistics.misses)
+        return c
+    }
 
     func count(_ f: (inout DNS64Counters) -> Void) { counting.withLock { f(&$0) } }
 
@@ -100,7 +111,16 @@ public final class DNS64Server: Sendable {
             return reply(RCode.refused)
         }
         do {
-            var m = try await resolve(query, q)
+            let key = AnswerCache.Key(q, dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
+            // Monotonic seconds: a change of the wall clock cannot keep stale answers.
+            let now = UInt64(ProcessClock.shared.seconds)
+            var m: Message
+            if let hit = cache.lookup(key, now: now) {
+                m = hit
+            } else {
+                m = try await resolve(query, q)
+                cache.store(key, m, now: now)
+            }
             m.id = query.id
             m.isResponse = true
             m.questions = query.questions
@@ -228,6 +248,13 @@ public final class DNS64Server: Sendable {
             }
         }
     }
+}
+
+/// Monotonic seconds since the process started.
+final class ProcessClock: Sendable {
+    static let shared = ProcessClock()
+    private let start = ContinuousClock.now
+    var seconds: Int64 { (ContinuousClock.now - start).components.seconds }
 }
 
 /// Closes a connection when IdleStateHandler says it has been quiet too long.

@@ -38,6 +38,6 @@ extension Config {
     public var dns64Settings: DNS64Settings {
         DNS64Settings(prefix: prefix, exclude: dns64.exclude, allow: dns64Allow, listen: dns64.listen, upstreams: dns64.upstreams,
                       timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
-                      ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR)
+                      ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20)
     }
 }
