@@ -35,12 +35,12 @@ public struct DNS64Settings: Sendable {
 
 public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
     public var queries = 0, synthesized = 0, passedThrough = 0, local = 0, refused = 0, formErr = 0, upstreamFailures = 0
-    public var cacheHits = 0, cacheMisses = 0
+    public var cacheHits = 0, cacheMisses = 0, overload = 0
 
     public var cacheHitRate: Double { cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses) }
 
     public var description: String {
-        "queries=\(queries) synthesized=\(synthesized) passed_through=\(passedThrough) local=\(local) refused=\(refused) formerr=\(formErr) upstream_failures=\(upstreamFailures) cache_hits=\(cacheHits) cache_misses=\(cacheMisses)"
+        "queries=\(queries) synthesized=\(synthesized) passed_through=\(passedThrough) local=\(local) refused=\(refused) formerr=\(formErr) upstream_failures=\(upstreamFailures) cache_hits=\(cacheHits) cache_misses=\(cacheMisses) overload=\(overload)"
     }
 }
 
@@ -55,6 +55,12 @@ public final class DNS64Server: Sendable {
     let group: any EventLoopGroup
     let cache: AnswerCache
     private let counting = Mutex(DNS64Counters())
+    /// Queries being answered now. A flood must not grow memory without bound:
+    /// past the limit, UDP queries are dropped (their clients retry).
+    private let inFlight = Atomic<Int>(0)
+    static let maxInFlight = 4096
+    private let connections = Atomic<Int>(0)
+    static let maxConnections = 512
 
     public init(settings: DNS64Settings, group: any EventLoopGroup) throws {
         self.settings = settings
@@ -211,8 +217,14 @@ public final class DNS64Server: Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await envelope in inbound {
                     guard let client = envelope.remoteAddress.ipAddress.flatMap(IPAddress.init) else { continue }
+                    guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxInFlight else {
+                        inFlight.wrappingSubtract(1, ordering: .relaxed)
+                        count { $0.overload += 1 }
+                        continue
+                    }
                     let bytes = Array(envelope.data.readableBytesView)
                     group.addTask {
+                        defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
                         guard let out = await self.answer(bytes, from: client, overUDP: true) else { return }
                         try? await outbound.write(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: out)))
                     }
@@ -225,7 +237,17 @@ public final class DNS64Server: Sendable {
         try await server.executeThenClose { connections in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await connection in connections {
-                    group.addTask { try? await self.serveConnection(connection) }
+                    // Past the limit a new connection is closed at once (RFC 7766 §6.2.2).
+                    guard self.connections.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxConnections else {
+                        self.connections.wrappingSubtract(1, ordering: .relaxed)
+                        count { $0.overload += 1 }
+                        connection.channel.close(promise: nil)
+                        continue
+                    }
+                    group.addTask {
+                        defer { self.connections.wrappingSubtract(1, ordering: .relaxed) }
+                        try? await self.serveConnection(connection)
+                    }
                 }
             }
         }
