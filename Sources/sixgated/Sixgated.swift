@@ -35,13 +35,7 @@ struct Translate: AsyncParsableCommand {
     @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
 
     func run() async throws {
-        let c: Config
-        do {
-            c = try ConfigLoader.load(path: config)
-        } catch {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(1)
-        }
+        let c = try loadConfig(config)
         guard c.nat64.enabled else {
             FileHandle.standardError.write(Data("sixgated translate: nat64.enabled is false in \(config)\n".utf8))
             throw ExitCode(1)
@@ -66,16 +60,9 @@ struct Translate: AsyncParsableCommand {
             do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
         }
         timer.resume()
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
-            source.setEventHandler {
-                do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
-                log("translator stopping on signal \(sig); counters: \(datapath.counters.summary)")
-                Glibc.exit(0)
-            }
-            source.resume()
-            signalSources.append(source)
+        onTermination { sig in
+            do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
+            log("translator stopping on signal \(sig); counters: \(datapath.counters.summary)")
         }
         // The readers run on their own threads; this task only waits for a signal.
         while true { try await Task.sleep(for: .seconds(3600)) }
@@ -92,26 +79,11 @@ struct DNS64Command: AsyncParsableCommand {
     @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
 
     func run() async throws {
-        let c: Config
-        do {
-            c = try ConfigLoader.load(path: config)
-        } catch {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(1)
-        }
+        let c = try loadConfig(config)
         let group = MultiThreadedEventLoopGroup.singleton
         let server = try DNS64Server(settings: c.dns64Settings, group: group)
         let settings = c.dns64Settings
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
-            source.setEventHandler {
-                log("dns64 stopping on signal \(sig); counters: \(server.counters)")
-                Glibc.exit(0)
-            }
-            source.resume()
-            signalSources.append(source)
-        }
+        onTermination { sig in log("dns64 stopping on signal \(sig); counters: \(server.counters)") }
         do {
             try await server.run {
                 log("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
@@ -123,8 +95,32 @@ struct DNS64Command: AsyncParsableCommand {
     }
 }
 
+/// Loads the config, or prints every problem and exits 1.
+func loadConfig(_ path: String) throws -> Config {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        FileHandle.standardError.write(Data((error.description + "\n").utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// On SIGTERM or SIGINT: `body` (save state, log counters), then exit 0.
+func onTermination(_ body: @escaping @Sendable (Int32) -> Void) {
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
+        source.setEventHandler {
+            body(sig)
+            Glibc.exit(0)
+        }
+        source.resume()
+        signalSources.append(source)
+    }
+}
+
 /// Kept so that the signal sources live as long as the process; written only
-/// by the main thread before it parks in dispatchMain.
+/// while a command starts, before anything else runs.
 nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
 
 func log(_ line: String) {
