@@ -40,8 +40,14 @@ import Testing
             let a = try rig.start("gw", ["sleep", "600"], name: "sleep-a")
             let b = try rig.start("s4", ["sleep", "600"], name: "sleep-b")
             pids = [a.pid, b.pid]
-            let inside = try rig.checked("gw", ["ip", "netns", "identify", String(a.pid)]).stdout
-            #expect(inside.trimmingCharacters(in: .whitespacesAndNewlines) == rig.ns("gw"), "the process runs inside gw")
+            // `ip netns exec` enters the namespace just after the spawn: give it a moment.
+            var inside = ""
+            for _ in 0..<100 {
+                inside = try rig.checked("gw", ["ip", "netns", "identify", String(a.pid)]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !inside.isEmpty { break }
+                usleep(20_000)
+            }
+            #expect(inside == rig.ns("gw"), "the process runs inside gw")
             rig.stop(a)
             #expect(!isAlive(a.pid))
             #expect(isAlive(b.pid))
