@@ -124,8 +124,14 @@ extension TranslatorGateway {
         let family = address.contains(":") ? "AF_INET6" : "AF_INET"
         let script = """
             import socket, hashlib, os
-            d = os.urandom(\(size)); s = socket.socket(socket.\(family)); s.settimeout(30)
-            s.connect(('\(address)', \(port))); s.sendall(d); s.shutdown(socket.SHUT_WR)
+            import time
+            d = os.urandom(\(size))
+            for i in range(50):  # the sink may still be starting
+                try:
+                    s = socket.socket(socket.\(family)); s.settimeout(30); s.connect(('\(address)', \(port))); break
+                except OSError:
+                    time.sleep(0.1)
+            s.sendall(d); s.shutdown(socket.SHUT_WR)
             r = b''
             while True:
                 x = s.recv(100)
