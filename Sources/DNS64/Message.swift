@@ -10,7 +10,6 @@ public enum RRType {
     public static let aaaa: UInt16 = 28
     public static let dname: UInt16 = 39
     public static let opt: UInt16 = 41
-    public static let rrsig: UInt16 = 46
 }
 
 public enum RCode {
@@ -96,4 +95,21 @@ public struct Message: Hashable, Sendable {
     public init() {}
 
     public var question: Question? { questions.first }
+}
+
+extension Message {
+    /// An empty response to `query`, as this server makes them: its ID,
+    /// opcode, RD and CD bits and question echoed, recursion available.
+    public static func response(to query: Message, rcode: UInt8 = RCode.noError) -> Message {
+        var m = Message()
+        m.id = query.id
+        m.isResponse = true
+        m.opcode = query.opcode
+        m.recursionDesired = query.recursionDesired
+        m.recursionAvailable = true
+        m.checkingDisabled = query.checkingDisabled
+        m.rcode = rcode
+        m.questions = query.questions
+        return m
+    }
 }

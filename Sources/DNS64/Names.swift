@@ -10,13 +10,7 @@ public enum SpecialNames {
     /// prefix; the well-known prefix's rule on non-global addresses does not
     /// apply to these two (RFC 7050 §3 requires them to be synthesised).
     public static func ipv4onlyAnswer(query: Message, prefix: NAT64Prefix, ttl: UInt32 = 3600) -> Message {
-        var m = Message()
-        m.id = query.id
-        m.isResponse = true
-        m.recursionDesired = query.recursionDesired
-        m.recursionAvailable = true
-        m.authoritative = false
-        m.questions = query.questions
+        var m = Message.response(to: query)
         m.answers = DNS64Defaults.ipv4onlyAddresses.map {
             ResourceRecord(name: ipv4only, type: RRType.aaaa, ttl: ttl, data: .aaaa(prefix.embed($0)))
         }

@@ -96,17 +96,7 @@ public final class DNS64Server: Sendable {
         }
         guard !query.isResponse else { return nil }
         let limit = overUDP ? max(512, min(Int(query.edns?.udpSize ?? 512), settings.ednsUDPSize)) : 65535
-        func reply(_ rcode: UInt8) -> [UInt8] {
-            var m = Message()
-            m.id = query.id
-            m.isResponse = true
-            m.opcode = query.opcode
-            m.recursionDesired = query.recursionDesired
-            m.recursionAvailable = true
-            m.rcode = rcode
-            m.questions = query.questions
-            return Wire.encodeForUDP(m, limit: limit)
-        }
+        func reply(_ rcode: UInt8) -> [UInt8] { Wire.encodeForUDP(.response(to: query, rcode: rcode), limit: limit) }
         guard query.opcode == 0 else { return reply(RCode.notImp) }
         guard query.questions.count == 1, let q = query.question else {
             count { $0.formErr += 1 }

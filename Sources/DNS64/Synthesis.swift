@@ -78,17 +78,8 @@ public struct Synthesis: Sendable {
             }
         }
         guard synthesised > 0 else { return nil }
-        var m = Message()
-        m.id = query.id
-        m.isResponse = true
-        m.opcode = query.opcode
-        m.recursionDesired = query.recursionDesired
-        m.recursionAvailable = true
-        m.checkingDisabled = query.checkingDisabled
-        // §5.5: what we made was not validated.
-        m.authenticData = false
-        m.rcode = RCode.noError
-        m.questions = query.questions
+        // §5.5: what we made was not validated, so AD stays clear.
+        var m = Message.response(to: query)
         m.answers = answers
         return m
     }

@@ -102,3 +102,36 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// Addresses and prefixes travel in JSON (plan, audit) as their canonical text.
+extension IPAddress: Codable {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        guard let a = IPAddress(text) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "\"\(text)\" is not an IP address")
+        }
+        self = a
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+extension IPPrefix: Codable {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        do {
+            self = try IPPrefix.parse(try c.decode(String.self))
+        } catch let e as AddressParseError {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: e.description)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}

@@ -153,7 +153,7 @@ extension Engine {
             guard let ptr = ICMPMap.pointer6to4(rest) else { return .failure(.unsupportedICMP) }
             rest = UInt32(ptr) << 24
         } else if type < 128 {
-            rest = type == 2 ? rest : 0
+            rest = 0  // unused in the other errors
         }
         if type < 128 {
             // An error: translate the packet it carries (RFC 7915 §5.3).

@@ -44,7 +44,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
     case untranslatableSource, untranslatableDestination, nonGlobalAddress, poolExhausted
     case hopLimitExceeded, ttlExceeded, routingHeader
     case unsupportedICMP, fragmentedICMP, zeroUDPChecksum
-    case tooBig, rateLimited, sourceRoute
+    case rateLimited, sourceRoute
 
     public var description: String {
         switch self {
@@ -61,7 +61,6 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
         case .unsupportedICMP: "unsupported_icmp"
         case .fragmentedICMP: "fragmented_icmp"
         case .zeroUDPChecksum: "zero_udp_checksum"
-        case .tooBig: "too_big"
         case .rateLimited: "icmp_error_rate_limited"
         case .sourceRoute: "ipv4_source_route"
         }
@@ -70,7 +69,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
 
 /// The ICMP errors the translator sends itself.
 public enum SentError: Int, CaseIterable, Sendable, CustomStringConvertible {
-    case timeExceeded4, timeExceeded6, unreachable4, unreachable6, parameterProblem6, fragmentationNeeded4, packetTooBig6
+    case timeExceeded4, timeExceeded6, unreachable4, unreachable6, parameterProblem6
 
     public var description: String {
         switch self {
@@ -79,8 +78,6 @@ public enum SentError: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .unreachable4: "icmp_unreachable"
         case .unreachable6: "icmpv6_unreachable"
         case .parameterProblem6: "icmpv6_parameter_problem"
-        case .fragmentationNeeded4: "icmp_fragmentation_needed"
-        case .packetTooBig6: "icmpv6_packet_too_big"
         }
     }
 }

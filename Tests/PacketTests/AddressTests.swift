@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Packet
 import Testing
@@ -106,5 +107,17 @@ import Testing
         #expect(throws: AddressParseError.malformedPort("192.0.2.53:0")) { try IPEndpoint.parse("192.0.2.53:0", defaultPort: 53) }
         #expect(throws: AddressParseError.malformedPort("[::1]:70000")) { try IPEndpoint.parse("[::1]:70000", defaultPort: 53) }
         #expect(throws: AddressParseError.malformedAddress("[::1")) { try IPEndpoint.parse("[::1", defaultPort: 53) }
+    }
+}
+
+@Suite struct CodableTests {
+    @Test func addressesAndPrefixesTravelAsText() throws {
+        let values: [IPPrefix] = [try IPPrefix.parse("2001:db8:64::/96"), try IPPrefix.parse("192.0.2.0/25")]
+        let json = try JSONEncoder().encode(values)
+        #expect(String(decoding: json, as: UTF8.self) == #"["2001:db8:64::\/96","192.0.2.0\/25"]"#)
+        #expect(try JSONDecoder().decode([IPPrefix].self, from: json) == values)
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode([IPPrefix].self, from: Data(#"["192.0.2.1/24"]"#.utf8)) }
+        let a = IPAddress("2001:db8::1")!
+        #expect(try JSONDecoder().decode(IPAddress.self, from: JSONEncoder().encode(a)) == a)
     }
 }

@@ -315,15 +315,26 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(Int(v4[36]) << 8 | Int(v4[37]) == Int(~pseudo4.value), "the field now holds the IPv4 pseudo-header sum")
         #expect(Verify.ipv4Header(v4))
 
-        // And back: IPv4 super-packet to IPv6.
+        // And back: an IPv4 super-packet to the pool address becomes IPv6.
+        var seg = Build.tcp(sport: 80, dport: 40000, src: s4, dst: "192.0.2.128") + Array(repeating: 0xA5, count: 4000)
+        var p4 = InternetChecksum()
+        p4.addPseudoHeader(source: IPv4Address(s4)!, destination: IPv4Address("192.0.2.128")!, protocol: 6, length: seg.count)
+        seg[16] = UInt8(~p4.value >> 8)
+        seg[17] = UInt8(~p4.value & 0xFF)
         e.offload = Offload()
         e.offload.flags = 1
         e.offload.gsoType = 1
+        e.offload.gsoSize = 1460
         e.offload.checksumStart = 20
+        e.offload.checksumOffset = 16
         e.offload.headerLength = 40
-        let (_, v6) = run(e, v4.enumerated().map { $0.offset >= 12 && $0.offset < 20 ? v4[$0.offset < 16 ? $0.offset + 4 : $0.offset - 4] : $0.element })
+        let (back, v6) = run(e, Build.ipv4(src: s4, dst: "192.0.2.128", proto: 6, payload: seg))
+        guard case .forward = back else { Issue.record("\(back)"); return }
         #expect(e.offload.gsoType == 4 && e.offload.checksumStart == 40 && e.offload.headerLength == 60)
-        _ = v6
+        var p6 = InternetChecksum()
+        p6.addPseudoHeader(source: IPv6Address(s4in6)!, destination: IPv6Address(c6)!, nextHeader: 6, length: seg.count)
+        #expect(Int(v6[56]) << 8 | Int(v6[57]) == Int(~p6.value), "the field now holds the IPv6 pseudo-header sum")
+        #expect(Array(v6[60...]) == Array(seg[20...]), "the payload is untouched")
     }
 }
 

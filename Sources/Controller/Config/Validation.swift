@@ -78,12 +78,12 @@ struct Validation {
     /// Reports each range that overlaps an earlier-starting one. A sweep over the
     /// ranges sorted by start, so that 10,000 mappings cost n log n, not n².
     private func reportOverlaps<P: Overlapping>(_ ranges: [(ConfigPath, P)], fix: String) {
-        let sorted = ranges.enumerated().sorted { ($0.element.1.start, $0.offset) < ($1.element.1.start, $1.offset) }
+        let sorted = ranges.enumerated().sorted { ($0.element.1.range.lowerBound, $0.offset) < ($1.element.1.range.lowerBound, $1.offset) }
         var widest: (path: ConfigPath, range: P)?
         for (_, (path, range)) in sorted {
-            if let w = widest, range.start <= w.range.end {
+            if let w = widest, range.range.lowerBound <= w.range.range.upperBound {
                 reader.report(path, "\(range) overlaps \(w.path) (\(w.range))", fix: fix)
-                if range.end > w.range.end { widest = (path, range) }
+                if range.range.upperBound > w.range.range.upperBound { widest = (path, range) }
             } else {
                 widest = (path, range)
             }
@@ -125,18 +125,11 @@ struct Validation {
     }
 }
 
-/// A prefix as the closed range of addresses it holds.
+/// A prefix as the closed range of addresses it holds (Packet gives both
+/// families one).
 protocol Overlapping: CustomStringConvertible {
-    var start: UInt128 { get }
-    var end: UInt128 { get }
+    var range: ClosedRange<UInt128> { get }
 }
 
-extension IPv4Prefix: Overlapping {
-    var start: UInt128 { range.lowerBound }
-    var end: UInt128 { range.upperBound }
-}
-
-extension IPv6Prefix: Overlapping {
-    var start: UInt128 { range.lowerBound }
-    var end: UInt128 { range.upperBound }
-}
+extension IPv4Prefix: Overlapping {}
+extension IPv6Prefix: Overlapping {}

@@ -20,28 +20,6 @@ public struct OwnedRoute: Sendable, Hashable, Codable, CustomStringConvertible {
     }
 
     public var description: String { "\(destination) dev \(device) metric \(metric)" }
-
-    private enum CodingKeys: String, CodingKey { case destination, device, metric }
-
-    // Packet's prefix types are not Codable; the canonical text is the stable form.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let text = try c.decode(String.self, forKey: .destination)
-        do {
-            destination = try IPPrefix.parse(text)
-        } catch {
-            throw DecodingError.dataCorruptedError(forKey: .destination, in: c, debugDescription: error.description)
-        }
-        device = try c.decode(String.self, forKey: .device)
-        metric = try c.decode(UInt32.self, forKey: .metric)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(destination.description, forKey: .destination)
-        try c.encode(device, forKey: .device)
-        try c.encode(metric, forKey: .metric)
-    }
 }
 
 /// One network device as the kernel reports it.
@@ -81,26 +59,6 @@ public struct InterfaceAddress: Sendable, Hashable, Codable, CustomStringConvert
     }
 
     public var description: String { "\(address)/\(length) dev \(device)" }
-
-    private enum CodingKeys: String, CodingKey { case device, address, length }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        device = try c.decode(String.self, forKey: .device)
-        let text = try c.decode(String.self, forKey: .address)
-        guard let a = IPAddress(text) else {
-            throw DecodingError.dataCorruptedError(forKey: .address, in: c, debugDescription: "\"\(text)\" is not an IP address")
-        }
-        address = a
-        length = try c.decode(Int.self, forKey: .length)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(device, forKey: .device)
-        try c.encode(address.description, forKey: .address)
-        try c.encode(length, forKey: .length)
-    }
 }
 
 /// Routes, links, addresses and TUN devices of one network namespace, through a

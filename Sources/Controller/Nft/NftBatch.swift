@@ -12,7 +12,6 @@ final class NftBatch {
     private var seq: UInt32
     private var setID: UInt32 = 0
     private(set) var acknowledged: [UInt32: String] = [:]
-    private(set) var changeCount = 0
     let table: String
 
     private static let family = UInt16(NFPROTO_INET)
@@ -27,7 +26,6 @@ final class NftBatch {
 
     deinit { buffer.deallocate() }
 
-    var isEmpty: Bool { changeCount == 0 }
     var lastSeq: UInt32 { seq }
 
     /// Appends one message built at the end of the buffer.
@@ -54,7 +52,6 @@ final class NftBatch {
             return nlh
         }
         acknowledged[s] = what
-        changeCount += 1
     }
 
     /// The finished batch; the caller owns the returned memory.
