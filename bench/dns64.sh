@@ -49,6 +49,7 @@ server:
     xfrdfile: "$work/xfrd.state"
     zonelistfile: "$work/zone.list"
     database: ""
+    rrl-ratelimit: 0
     username: ""
     chroot: ""
 remote-control:
@@ -91,6 +92,7 @@ enabled = false
 listen = ["[2001:db8:1::1]:53"]
 upstreams = ["[2001:db8:2::2]:53"]
 allow = ["::/0"]
+threads = $THREADS
 CONF
 
 ip netns exec $ns nsd -d -c "$work/nsd.conf" >/dev/null 2>&1 & pids+=($!)

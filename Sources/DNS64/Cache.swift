@@ -4,25 +4,73 @@ import Synchronization
 /// memory: when the bound is reached the oldest entries go first. The key
 /// holds the client's DO and CD bits, so a validating client never gets an
 /// answer that was synthesised for another.
+///
+/// Entries are kept as the response's wire bytes, with the offsets of their
+/// TTLs: a hit is a copy and a few stores (ID, RD, the question's case, the
+/// aged TTLs), which is what lets the server answer hits without decoding.
 public final class AnswerCache: Sendable {
     public struct Key: Hashable, Sendable {
-        let name: DNSName
+        /// The question name in wire form (uncompressed), lowercased.
+        let name: [UInt8]
         let type: UInt16
         let klass: UInt16
-        let dnssecOK: Bool
-        let checkingDisabled: Bool
+        /// DO, CD, and whether the query had EDNS (the answer's OPT follows it).
+        let flags: UInt8
 
-        public init(_ q: Question, dnssecOK: Bool, checkingDisabled: Bool) {
-            name = q.name
-            type = q.type
-            klass = q.klass
-            self.dnssecOK = dnssecOK
-            self.checkingDisabled = checkingDisabled
+        public func hash(into h: inout Hasher) {
+            name.withUnsafeBytes { h.combine(bytes: $0) }
+            h.combine(UInt64(type) << 24 | UInt64(klass) << 8 | UInt64(flags))
+        }
+
+        init(lowercasedWireName name: [UInt8], type: UInt16, klass: UInt16, dnssecOK: Bool, checkingDisabled: Bool, edns: Bool) {
+            self.name = name
+            self.type = type
+            self.klass = klass
+            flags = (dnssecOK ? 1 : 0) | (checkingDisabled ? 2 : 0) | (edns || dnssecOK ? 4 : 0)
+        }
+
+        public init(_ q: Question, dnssecOK: Bool, checkingDisabled: Bool, edns: Bool = false) {
+            // Length bytes are below 64, so lowering the whole wire form only touches letters.
+            self.init(lowercasedWireName: q.name.wire.map(DNSName.lower), type: q.type, klass: q.klass, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled, edns: edns)
+        }
+    }
+
+    /// A response as stored: its bytes (ID and RD to be set per query) and
+    /// the offsets of the TTLs to lower by the age.
+    public struct Hit: Sendable {
+        public let wire: [UInt8]
+        let ttlOffsets: [Int]
+        let age: UInt32
+
+        public var count: Int { wire.count }
+
+        /// Writes the response for a query with `id`, `recursionDesired` and
+        /// the question name `qname` (the client's spelling of the key's name,
+        /// same length) into `out`, which holds at least `count` bytes.
+        public func write(into out: UnsafeMutableRawBufferPointer, id: UInt16, recursionDesired: Bool, qname: UnsafeRawBufferPointer) {
+            wire.withUnsafeBytes { out.copyMemory(from: $0) }
+            out.storeBytes(of: id.bigEndian, toByteOffset: 0, as: UInt16.self)
+            out[2] = out[2] & 0xFE | (recursionDesired ? 1 : 0)
+            UnsafeMutableRawBufferPointer(rebasing: out[12..<12 + qname.count]).copyMemory(from: qname)
+            guard age > 0 else { return }
+            for at in ttlOffsets {
+                let ttl = UInt32(bigEndian: out.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+                out.storeBytes(of: (ttl > age ? ttl - age : 0).bigEndian, toByteOffset: at, as: UInt32.self)
+            }
+        }
+
+        /// The response as bytes, for the paths that need an array (TCP, tests).
+        public func response(id: UInt16, recursionDesired: Bool, qname: [UInt8]) -> [UInt8] {
+            [UInt8](unsafeUninitializedCapacity: wire.count) { out, n in
+                qname.withUnsafeBytes { write(into: UnsafeMutableRawBufferPointer(out), id: id, recursionDesired: recursionDesired, qname: $0) }
+                n = wire.count
+            }
         }
     }
 
     struct Entry {
-        var message: Message
+        var wire: [UInt8]
+        var ttlOffsets: [Int]
         var stored: UInt64
         var expires: UInt64
         var size: Int
@@ -33,8 +81,6 @@ public final class AnswerCache: Sendable {
         var order: [Key] = []
         var head = 0
         var bytes = 0
-        var hits = 0
-        var misses = 0
     }
 
     public let capacity: Int
@@ -42,33 +88,25 @@ public final class AnswerCache: Sendable {
 
     public init(bytes capacity: Int) { self.capacity = capacity }
 
-    public var statistics: (hits: Int, misses: Int, entries: Int, bytes: Int) {
-        state.withLock { ($0.hits, $0.misses, $0.entries.count, $0.bytes) }
+    public var statistics: (entries: Int, bytes: Int) {
+        state.withLock { ($0.entries.count, $0.bytes) }
     }
 
-    /// The cached answer with TTLs lowered by its age; nil when absent or expired.
-    public func lookup(_ key: Key, now: UInt64) -> Message? {
+    /// The cached response and its age; nil when absent or expired.
+    public func lookup(_ key: Key, now: UInt64) -> Hit? {
         guard capacity > 0 else { return nil }
         return state.withLock { s in
-            guard let e = s.entries[key], now < e.expires else {
-                s.misses += 1
-                return nil
-            }
-            s.hits += 1
-            let age = UInt32(clamping: now - e.stored)
-            var m = e.message
-            for section in [\Message.answers, \Message.authority, \Message.additional] {
-                m[keyPath: section] = m[keyPath: section].map { var r = $0; r.ttl = $0.ttl > age ? $0.ttl - age : 0; return r }
-            }
-            return m
+            guard let e = s.entries[key], now < e.expires else { return nil }
+            return Hit(wire: e.wire, ttlOffsets: e.ttlOffsets, age: UInt32(clamping: now - e.stored))
         }
     }
 
-    /// Keeps `message` for its lifetime: the smallest TTL of its answers, or
-    /// for an answer without records (NXDOMAIN, NODATA) the negative TTL of
-    /// its SOA (RFC 2308 §5). Errors are not kept.
+    /// Keeps the response `message` for its lifetime: the smallest TTL of its
+    /// answers, or for an answer without records (NXDOMAIN, NODATA) the
+    /// negative TTL of its SOA (RFC 2308 §5). Errors are not kept.
     public func store(_ key: Key, _ message: Message, now: UInt64) {
-        guard capacity > 0, message.rcode == RCode.noError || message.rcode == RCode.nxDomain, !message.truncated else { return }
+        guard capacity > 0, message.rcode == RCode.noError || message.rcode == RCode.nxDomain, !message.truncated,
+              message.question.map({ Key($0, dnssecOK: false, checkingDisabled: false).name == key.name }) == true else { return }
         let ttl: UInt32?
         if !message.answers.isEmpty {
             ttl = message.answers.map(\.ttl).min()
@@ -79,10 +117,11 @@ public final class AnswerCache: Sendable {
             }.first
         }
         guard let ttl, ttl > 0 else { return }
-        let size = Wire.encode(message).count + 64
+        let (wire, ttlOffsets) = Wire.encodeKeepingTTLOffsets(message)
+        let size = wire.count + 8 * ttlOffsets.count + key.name.count + 128
         state.withLock { s in
             if let old = s.entries[key] { s.bytes -= old.size } else { s.order.append(key) }
-            s.entries[key] = Entry(message: message, stored: now, expires: now + UInt64(ttl), size: size)
+            s.entries[key] = Entry(wire: wire, ttlOffsets: ttlOffsets, stored: now, expires: now + UInt64(ttl), size: size)
             s.bytes += size
             // Oldest first, until within the bound.
             while s.bytes > capacity, s.head < s.order.count {

@@ -26,6 +26,18 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     /// Wire length, uncompressed.
     public var wireLength: Int { labels.reduce(1) { $0 + $1.count + 1 } }
 
+    /// Wire form, uncompressed, spelled as it came.
+    public var wire: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(wireLength)
+        for l in labels {
+            out.append(UInt8(l.count))
+            out += l
+        }
+        out.append(0)
+        return out
+    }
+
     public var description: String {
         labels.isEmpty ? "." : labels.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ".") + "."
     }

@@ -16,9 +16,11 @@ public struct DNS64Settings: Sendable {
     public var ednsUDPSize: Int
     public var answerPTR: Bool
     public var cacheBytes: Int
+    /// Event-loop threads, each with its own UDP socket per listen address.
+    public var threads: Int
 
     public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
-                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int) {
+                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1) {
         self.prefix = prefix
         self.exclude = exclude
         self.allow = allow
@@ -30,6 +32,7 @@ public struct DNS64Settings: Sendable {
         self.ednsUDPSize = ednsUDPSize
         self.answerPTR = answerPTR
         self.cacheBytes = cacheBytes
+        self.threads = max(1, threads)
     }
 }
 
@@ -55,12 +58,19 @@ public final class DNS64Server: Sendable {
     let group: any EventLoopGroup
     let cache: AnswerCache
     private let counting = Mutex(DNS64Counters())
+    /// The two counters every cache hit touches, kept outside the lock.
+    private let queries = Atomic<Int>(0)
+    private let cacheHits = Atomic<Int>(0)
     /// Queries being answered now. A flood must not grow memory without bound:
     /// past the limit, UDP queries are dropped (their clients retry).
     private let inFlight = Atomic<Int>(0)
     static let maxInFlight = 4096
     private let connections = Atomic<Int>(0)
     static let maxConnections = 512
+    /// Datagrams per read, and the room for each: larger queries arrive cut
+    /// short and get FORMERR. No resolver sends queries this large.
+    static let readBatch = 32
+    static let maxQuery = 4096
 
     public init(settings: DNS64Settings, group: any EventLoopGroup) throws {
         self.settings = settings
@@ -73,18 +83,41 @@ public final class DNS64Server: Sendable {
 
     public var counters: DNS64Counters {
         var c = counting.withLock { $0 }
-        (c.cacheHits, c.cacheMisses) = (cache.statistics.hits, cache.statistics.misses)
+        c.queries = queries.load(ordering: .relaxed)
+        c.cacheHits = cacheHits.load(ordering: .relaxed)
         return c
     }
 
     func count(_ f: (inout DNS64Counters) -> Void) { counting.withLock { f(&$0) } }
+    func countQuery() { queries.wrappingAdd(1, ordering: .relaxed) }
+
+    /// Monotonic seconds: a change of the wall clock cannot keep stale answers.
+    var now: UInt64 { UInt64(ProcessClock.shared.seconds) }
+
+    /// The largest response a UDP client takes: its buffer, within our EDNS size.
+    func udpLimit(_ clientSize: Int) -> Int { max(512, min(clientSize, settings.ednsUDPSize)) }
 
     // MARK: - Answering
 
+    /// The answer to a UDP query when it is a cache hit for an allowed client
+    /// and fits its buffer, written into a buffer from `allocator`; nil sends
+    /// the query down the full path (`answer`). Does not count the query.
+    func answerFromCache(_ query: ByteBuffer, from client: IPAddress, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        query.withUnsafeReadableBytes { p -> ByteBuffer? in
+            guard let head = QueryHead(p), acl.allows(client), let hit = cache.lookup(head.key, now: now), hit.count <= udpLimit(head.udpSize) else { return nil }
+            cacheHits.wrappingAdd(1, ordering: .relaxed)
+            var out = allocator.buffer(capacity: hit.count)
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: hit.count) { o in
+                hit.write(into: o, id: head.id, recursionDesired: head.recursionDesired, qname: UnsafeRawBufferPointer(rebasing: p[12..<head.nameEnd]))
+                return hit.count
+            }
+            return out
+        }
+    }
+
     /// The wire answer to the wire query `bytes` from `client`; nil to stay
-    /// silent. `udpLimit` is nil over TCP.
+    /// silent. Does not count the query (the callers do, once).
     public func answer(_ bytes: [UInt8], from client: IPAddress, overUDP: Bool) async -> [UInt8]? {
-        count { $0.queries += 1 }
         let query: Message
         do {
             query = try Wire.decode(bytes)
@@ -95,7 +128,7 @@ public final class DNS64Server: Sendable {
             return [bytes[0], bytes[1], 0x80 | bytes[2] & 0x78, RCode.formErr, 0, 0, 0, 0, 0, 0, 0, 0]
         }
         guard !query.isResponse else { return nil }
-        let limit = overUDP ? max(512, min(Int(query.edns?.udpSize ?? 512), settings.ednsUDPSize)) : 65535
+        let limit = overUDP ? udpLimit(Int(query.edns?.udpSize ?? 512)) : 65535
         func reply(_ rcode: UInt8) -> [UInt8] { Wire.encodeForUDP(.response(to: query, rcode: rcode), limit: limit) }
         guard query.opcode == 0 else { return reply(RCode.notImp) }
         guard query.questions.count == 1, let q = query.question else {
@@ -106,23 +139,24 @@ public final class DNS64Server: Sendable {
             count { $0.refused += 1 }
             return reply(RCode.refused)
         }
+        let key = AnswerCache.Key(q, dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled, edns: query.edns != nil)
+        if let hit = cache.lookup(key, now: now) {
+            cacheHits.wrappingAdd(1, ordering: .relaxed)
+            let wire = hit.response(id: query.id, recursionDesired: query.recursionDesired, qname: q.name.wire)
+            // Too large for this client: truncated as any other answer.
+            if wire.count > limit, let m = try? Wire.decode(wire) { return Wire.encodeForUDP(m, limit: limit) }
+            return wire
+        }
+        count { $0.cacheMisses += 1 }
         do {
-            let key = AnswerCache.Key(q, dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
-            // Monotonic seconds: a change of the wall clock cannot keep stale answers.
-            let now = UInt64(ProcessClock.shared.seconds)
-            var m: Message
-            if let hit = cache.lookup(key, now: now) {
-                m = hit
-            } else {
-                m = try await resolve(query, q)
-                cache.store(key, m, now: now)
-            }
+            var m = try await resolve(query, q)
             m.id = query.id
             m.isResponse = true
             m.questions = query.questions
             m.recursionDesired = query.recursionDesired
             m.recursionAvailable = true
             m.edns = query.edns.map { EDNS(udpSize: UInt16(settings.ednsUDPSize), dnssecOK: $0.dnssecOK) }
+            cache.store(key, m, now: now)
             return Wire.encodeForUDP(m, limit: limit)
         } catch {
             count { $0.upstreamFailures += 1 }
@@ -170,56 +204,82 @@ public final class DNS64Server: Sendable {
 
     // MARK: - Serving
 
-    /// Binds UDP and TCP on every listen address, calls `ready`, and serves until cancelled.
-    public func run(ready: @Sendable () -> Void = {}) async throws {
-        var udp: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
-        var tcp: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
-        let idle = TimeAmount.nanoseconds(Int64(settings.tcpIdleTimeout.components.seconds) * 1_000_000_000)
-        for endpoint in settings.listen {
-            let address = try SocketAddress(ipAddress: endpoint.address.description, port: Int(endpoint.port))
-            udp.append(try await DatagramBootstrap(group: group)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(to: address) { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: ch)
-                    }
-                })
-            tcp.append(try await ServerBootstrap(group: group)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(to: address) { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        // RFC 7766 §6.2.3: idle connections are closed.
-                        try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
-                        try ch.pipeline.syncOperations.addHandler(CloseWhenIdle())
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
-                    }
-                })
-        }
-        ready()
-        try await withThrowingDiscardingTaskGroup { group in
-            for channel in udp { group.addTask { try await self.serveUDP(channel) } }
-            for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
-        }
+    /// A query the cache could not answer, on its way to the full path.
+    struct Miss: Sendable {
+        let bytes: [UInt8]
+        let client: IPAddress
+        let remote: SocketAddress
+        let channel: any Channel
     }
 
-    func serveUDP(_ channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>) async throws {
-        try await channel.executeThenClose { inbound, outbound in
+    /// Binds UDP and TCP on every listen address, calls `ready`, and serves until cancelled.
+    ///
+    /// Each event loop gets its own UDP socket on the address (SO_REUSEPORT, so
+    /// the kernel spreads clients over the threads), read and written in
+    /// batches (recvmmsg, sendmmsg). Cache hits are answered on the loop
+    /// itself; everything else becomes a task.
+    public func run(ready: @Sendable () -> Void = {}) async throws {
+        var udp: [any Channel] = []
+        var tcp: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
+        let (misses, sink) = AsyncStream.makeStream(of: Miss.self)
+        let idle = TimeAmount.nanoseconds(Int64(settings.tcpIdleTimeout.components.seconds) * 1_000_000_000)
+        do {
+            for endpoint in settings.listen {
+                let address = try SocketAddress(ipAddress: endpoint.address.description, port: Int(endpoint.port))
+                // TCP first and without SO_REUSEPORT: when another server holds
+                // the address, this bind fails instead of sharing its UDP port.
+                tcp.append(try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .bind(to: address) { ch in
+                        ch.eventLoop.makeCompletedFuture {
+                            // RFC 7766 §6.2.3: idle connections are closed.
+                            try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
+                            try ch.pipeline.syncOperations.addHandler(CloseWhenIdle())
+                            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
+                        }
+                    })
+                for loop in group.makeIterator().prefix(settings.threads) {
+                    udp.append(try await DatagramBootstrap(group: loop)
+                        .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1)
+                        .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
+                        // A vector read splits this buffer between its datagrams.
+                        .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.maxQuery))
+                        .channelInitializer { ch in
+                            ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UDPQueryHandler(server: self, misses: sink)) }
+                        }
+                        .bind(to: address).get())
+                }
+            }
+        } catch {
+            for ch in udp { try? await ch.close() }
+            for ch in tcp { try? await ch.channel.close() }
+            throw error
+        }
+        ready()
+        let udpChannels = udp
+        defer {
+            sink.finish()
+            for ch in udpChannels { ch.close(promise: nil) }
+        }
+        try await withTaskCancellationHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                for try await envelope in inbound {
-                    guard let client = envelope.remoteAddress.ipAddress.flatMap(IPAddress.init) else { continue }
+                for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
+                for await miss in misses {
                     guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxInFlight else {
                         inFlight.wrappingSubtract(1, ordering: .relaxed)
                         count { $0.overload += 1 }
                         continue
                     }
-                    let bytes = Array(envelope.data.readableBytesView)
                     group.addTask {
                         defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
-                        guard let out = await self.answer(bytes, from: client, overUDP: true) else { return }
-                        try? await outbound.write(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: out)))
+                        guard let out = await self.answer(miss.bytes, from: miss.client, overUDP: true) else { return }
+                        miss.channel.writeAndFlush(AddressedEnvelope(remoteAddress: miss.remote, data: ByteBuffer(bytes: out)), promise: nil)
                     }
                 }
+                group.cancelAll()
             }
+        } onCancel: {
+            sink.finish()
         }
     }
 
@@ -245,12 +305,13 @@ public final class DNS64Server: Sendable {
 
     /// One TCP connection: queries may come pipelined; each is answered in turn.
     func serveConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
-        guard let client = connection.channel.remoteAddress?.ipAddress.flatMap(IPAddress.init) else { return }
+        guard let client = connection.channel.remoteAddress.flatMap(IPAddress.init) else { return }
         try await connection.executeThenClose { inbound, outbound in
             var frames = TCPFrames()
             for try await chunk in inbound {
                 frames.append(chunk)
                 while let frame = frames.next() {
+                    countQuery()
                     guard let out = await answer(frame, from: client, overUDP: false) else { continue }
                     var buffer = ByteBuffer()
                     buffer.writeInteger(UInt16(out.count))
@@ -258,6 +319,53 @@ public final class DNS64Server: Sendable {
                     try await outbound.write(buffer)
                 }
             }
+        }
+    }
+}
+
+/// The UDP side of the server on one event loop: cache hits are answered
+/// here, written as they come and flushed once per batch of reads.
+final class UDPQueryHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    let server: DNS64Server
+    let misses: AsyncStream<DNS64Server.Miss>.Continuation
+    var unflushed = false
+
+    init(server: DNS64Server, misses: AsyncStream<DNS64Server.Miss>.Continuation) {
+        self.server = server
+        self.misses = misses
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard let client = IPAddress(envelope.remoteAddress) else { return }
+        server.countQuery()
+        if let out = server.answerFromCache(envelope.data, from: client, allocator: context.channel.allocator) {
+            context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: out)), promise: nil)
+            unflushed = true
+        } else {
+            misses.yield(.init(bytes: Array(envelope.data.readableBytesView), client: client, remote: envelope.remoteAddress, channel: context.channel))
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if unflushed {
+            unflushed = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+}
+
+extension IPAddress {
+    /// The address of a socket address, without going through text.
+    init?(_ s: SocketAddress) {
+        switch s {
+        case .v4(let a): self = .v4(IPv4Address(rawValue: UInt32(bigEndian: a.address.sin_addr.s_addr)))
+        case .v6(let a): self = .v6(withUnsafeBytes(of: a.address.sin6_addr) { IPv6Address(networkBytes: $0) })
+        case .unixDomainSocket: return nil
         }
     }
 }

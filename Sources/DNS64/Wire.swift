@@ -139,8 +139,13 @@ public enum Wire {
 
     // MARK: - Encoding
 
-    public static func encode(_ m: Message) -> [UInt8] {
+    public static func encode(_ m: Message) -> [UInt8] { encodeKeepingTTLOffsets(m).wire }
+
+    /// The wire form and where each record's TTL is in it (the OPT record's
+    /// flags are not a TTL and are not listed).
+    public static func encodeKeepingTTLOffsets(_ m: Message) -> (wire: [UInt8], ttlOffsets: [Int]) {
         var w = Writer()
+        w.out.reserveCapacity(512)
         w.u16(m.id)
         var flags: UInt16 = UInt16(m.opcode & 0xF) << 11 | UInt16(m.rcode & 0xF)
         if m.isResponse { flags |= 0x8000 }
@@ -169,13 +174,14 @@ public enum Wire {
             w.u16(UInt16(e.options.count))
             w.bytes(e.options)
         }
-        return w.out
+        return (w.out, w.ttlOffsets)
     }
 
     struct Writer {
         var out: [UInt8] = []
         /// Offsets of names already written, for compression (RFC 1035 §4.1.4).
         var written: [DNSName: Int] = [:]
+        var ttlOffsets: [Int] = []
 
         mutating func u16(_ v: UInt16) { out += [UInt8(v >> 8), UInt8(v & 0xFF)] }
         mutating func u32(_ v: UInt32) { u16(UInt16(v >> 16)); u16(UInt16(v & 0xFFFF)) }
@@ -201,6 +207,7 @@ public enum Wire {
             name(r.name)
             u16(r.type)
             u16(r.klass)
+            ttlOffsets.append(out.count)
             u32(r.ttl)
             let lengthAt = out.count
             u16(0)

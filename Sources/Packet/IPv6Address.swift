@@ -17,6 +17,14 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
         low = UInt64(v4.rawValue)
     }
 
+    /// From 16 bytes in network order, such as an `in6_addr`.
+    @inlinable
+    public init(networkBytes p: UnsafeRawBufferPointer) {
+        precondition(p.count == 16, "an IPv6 address has 16 bytes")
+        high = UInt64(bigEndian: p.loadUnaligned(as: UInt64.self))
+        low = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+
     public init(bytes: some Collection<UInt8>) {
         precondition(bytes.count == 16, "an IPv6 address has 16 bytes")
         var h: UInt64 = 0, l: UInt64 = 0

@@ -80,9 +80,9 @@ struct DNS64Command: AsyncParsableCommand {
 
     func run() async throws {
         let c = try loadConfig(config)
-        let group = MultiThreadedEventLoopGroup.singleton
-        let server = try DNS64Server(settings: c.dns64Settings, group: group)
         let settings = c.dns64Settings
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
+        let server = try DNS64Server(settings: settings, group: group)
         onTermination { sig in log("dns64 stopping on signal \(sig); counters: \(server.counters)") }
         do {
             try await server.run {

@@ -161,6 +161,10 @@ struct DNS64Gateway {
         g.rig.stop(g.nsd)
         // What was answered before is answered from the cache.
         #expect(try g.dig("v4only.example.org").answers.first?.hasPrefix("v4only.example.org.") == true)
+        // A hit answers in the client's spelling (dig also checks the ID), with the TTL aged.
+        let hit = try g.dig("V4ONLY.Example.org").answers
+        #expect(hit.count == 1 && hit[0].hasPrefix("V4ONLY.Example.org. ") && hit[0].hasSuffix(" AAAA 2001:db8:64::c000:20a"), "\(hit)")
+        #expect(hit.first.flatMap { Int($0.split(separator: " ")[1]) }.map { (290...300).contains($0) } == true, "\(hit)")
         let start = ContinuousClock.now
         let r = try g.dig("multi.example.org")
         #expect(r.status == "SERVFAIL")

@@ -27,9 +27,9 @@ extension Config {
         return pool
     }
 
-    public var translatorQueues: Int {
-        nat64.queues > 0 ? nat64.queues : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    public var translatorQueues: Int { nat64.queues > 0 ? nat64.queues : onlineCPUs }
+
+    var onlineCPUs: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }
 
 extension Config {
@@ -38,6 +38,7 @@ extension Config {
     public var dns64Settings: DNS64Settings {
         DNS64Settings(prefix: prefix, exclude: dns64.exclude, allow: dns64Allow, listen: dns64.listen, upstreams: dns64.upstreams,
                       timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
-                      ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20)
+                      ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20,
+                      threads: dns64.threads > 0 ? dns64.threads : onlineCPUs)
     }
 }
