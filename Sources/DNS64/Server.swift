@@ -204,12 +204,23 @@ public final class DNS64Server: Sendable {
 
     // MARK: - Serving
 
-    /// A query the cache could not answer, on its way to the full path.
-    struct Miss: Sendable {
-        let bytes: [UInt8]
-        let client: IPAddress
-        let remote: SocketAddress
-        let channel: any Channel
+    /// Answers a UDP query the cache could not answer in a task of its own,
+    /// on `executor` (its channel's event loop, so that the upstream exchange
+    /// and the reply do not hop between threads). Past `maxInFlight`, the
+    /// query is dropped and counted; its client retries.
+    func resolveLater(_ bytes: [UInt8], from client: IPAddress, remote: SocketAddress, channel: any Channel, executor: EventLoopTaskExecutor) {
+        guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxInFlight else {
+            inFlight.wrappingSubtract(1, ordering: .relaxed)
+            count { $0.overload += 1 }
+            return
+        }
+        // Unstructured, but bounded: by maxInFlight in number, and by the
+        // upstream timeout and attempts in time.
+        Task(executorPreference: executor) {
+            defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
+            guard let out = await self.answer(bytes, from: client, overUDP: true) else { return }
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: out)), promise: nil)
+        }
     }
 
     /// Binds UDP and TCP on every listen address, calls `ready`, and serves until cancelled.
@@ -217,11 +228,10 @@ public final class DNS64Server: Sendable {
     /// Each event loop gets its own UDP socket on the address (SO_REUSEPORT, so
     /// the kernel spreads clients over the threads), read and written in
     /// batches (recvmmsg, sendmmsg). Cache hits are answered on the loop
-    /// itself; everything else becomes a task.
+    /// itself; everything else becomes a task (`resolveLater`).
     public func run(ready: @Sendable () -> Void = {}) async throws {
         var udp: [any Channel] = []
         var tcp: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
-        let (misses, sink) = AsyncStream.makeStream(of: Miss.self)
         let idle = TimeAmount.nanoseconds(Int64(settings.tcpIdleTimeout.components.seconds) * 1_000_000_000)
         do {
             for endpoint in settings.listen {
@@ -245,7 +255,7 @@ public final class DNS64Server: Sendable {
                         // A vector read splits this buffer between its datagrams.
                         .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.maxQuery))
                         .channelInitializer { ch in
-                            ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UDPQueryHandler(server: self, misses: sink)) }
+                            ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UDPQueryHandler(server: self, loop: ch.eventLoop)) }
                         }
                         .bind(to: address).get())
                 }
@@ -257,29 +267,9 @@ public final class DNS64Server: Sendable {
         }
         ready()
         let udpChannels = udp
-        defer {
-            sink.finish()
-            for ch in udpChannels { ch.close(promise: nil) }
-        }
-        try await withTaskCancellationHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
-                for await miss in misses {
-                    guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxInFlight else {
-                        inFlight.wrappingSubtract(1, ordering: .relaxed)
-                        count { $0.overload += 1 }
-                        continue
-                    }
-                    group.addTask {
-                        defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
-                        guard let out = await self.answer(miss.bytes, from: miss.client, overUDP: true) else { return }
-                        miss.channel.writeAndFlush(AddressedEnvelope(remoteAddress: miss.remote, data: ByteBuffer(bytes: out)), promise: nil)
-                    }
-                }
-                group.cancelAll()
-            }
-        } onCancel: {
-            sink.finish()
+        defer { for ch in udpChannels { ch.close(promise: nil) } }
+        try await withThrowingDiscardingTaskGroup { group in
+            for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
         }
     }
 
@@ -330,12 +320,12 @@ final class UDPQueryHandler: ChannelInboundHandler {
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     let server: DNS64Server
-    let misses: AsyncStream<DNS64Server.Miss>.Continuation
+    let executor: EventLoopTaskExecutor
     var unflushed = false
 
-    init(server: DNS64Server, misses: AsyncStream<DNS64Server.Miss>.Continuation) {
+    init(server: DNS64Server, loop: any EventLoop) {
         self.server = server
-        self.misses = misses
+        executor = EventLoopTaskExecutor(loop)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -346,7 +336,7 @@ final class UDPQueryHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: out)), promise: nil)
             unflushed = true
         } else {
-            misses.yield(.init(bytes: Array(envelope.data.readableBytesView), client: client, remote: envelope.remoteAddress, channel: context.channel))
+            server.resolveLater(Array(envelope.data.readableBytesView), from: client, remote: envelope.remoteAddress, channel: context.channel, executor: executor)
         }
     }
 
@@ -367,6 +357,19 @@ extension IPAddress {
         case .v6(let a): self = .v6(withUnsafeBytes(of: a.address.sin6_addr) { IPv6Address(networkBytes: $0) })
         case .unixDomainSocket: return nil
         }
+    }
+}
+
+/// Runs tasks on a NIO event loop, so that a task awaiting that loop's
+/// futures resumes on the thread that completed them.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
 

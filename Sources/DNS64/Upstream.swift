@@ -33,7 +33,7 @@ public struct Upstream: Sendable {
             q.edns = EDNS(udpSize: 1232, dnssecOK: dnssecOK)
             let query = q
             do {
-                let answer = try await withTimeout(timeout) { try await self.udp(query, to: server) }
+                let answer = try await udp(query, to: server)
                 if let answer, answer.truncated {
                     if let full = try await withTimeout(timeout, { try await self.tcp(query, to: server) }) { return full }
                 } else if let answer {
@@ -52,22 +52,31 @@ public struct Upstream: Sendable {
         answer.isResponse && answer.id == query.id && answer.questions == query.questions
     }
 
+    /// One UDP exchange: a fresh socket, one datagram out, the first
+    /// matching answer in, or nil at the timeout. A plain channel handler and
+    /// a timer on its event loop: this is every cache miss's path, so it
+    /// stays free of extra tasks.
     func udp(_ query: Message, to server: SocketAddress) async throws -> Message? {
-        let bind = server.protocol == .inet6 ? "::" : "0.0.0.0"
-        let channel = try await DatagramBootstrap(group: group).bind(host: bind, port: 0) { ch in
-            ch.eventLoop.makeCompletedFuture {
-                try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: ch)
+        // The caller's loop when it runs on one (see EventLoopTaskExecutor).
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        let answer = loop.makePromise(of: Message?.self)
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(AnswerHandler(query: query, server: server, answer: answer)) }
             }
+            .bind(host: server.protocol == .inet6 ? "::" : "0.0.0.0", port: 0).get()
+        let timer = loop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            answer.succeed(nil)
         }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: Wire.encode(query))))
-            for try await envelope in inbound {
-                // Anything not from the server asked, or not answering this question, is ignored.
-                guard envelope.remoteAddress == server,
-                      let m = try? Wire.decode(Array(envelope.data.readableBytesView)), Self.matches(m, query) else { continue }
-                return m
-            }
-            return nil
+        defer {
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: Wire.encode(query))), promise: nil)
+        return try await withTaskCancellationHandler {
+            try await answer.futureResult.get()
+        } onCancel: {
+            answer.fail(CancellationError())
         }
     }
 
@@ -106,6 +115,34 @@ struct TCPFrames {
         let frame = Array(buffer[2..<(2 + length)])
         buffer.removeFirst(2 + length)
         return frame
+    }
+}
+
+/// Completes `answer` with the first datagram that comes from the server
+/// asked and answers its question with its ID; anything else is ignored.
+final class AnswerHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    let query: Message
+    let server: SocketAddress
+    let answer: EventLoopPromise<Message?>
+
+    init(query: Message, server: SocketAddress, answer: EventLoopPromise<Message?>) {
+        self.query = query
+        self.server = server
+        self.answer = answer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard envelope.remoteAddress == server,
+              let m = try? Wire.decode(Array(envelope.data.readableBytesView)), Upstream.matches(m, query) else { return }
+        answer.succeed(m)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // An ICMP unreachable from the server, for one: this attempt failed.
+        answer.fail(error)
     }
 }
 
