@@ -114,8 +114,9 @@ extension Engine {
         } else {
             // RFC 7915 §5.1: DF only above 1260 bytes, where IPv6 PMTUD can work;
             // smaller packets may be fragmented on the IPv4 side and need an ID.
-            // A super-packet's segments are all above it.
-            let df = length4 > 1260 || offload.isSegmented
+            // A TCP super-packet's segments are all above it; a UDP one's are
+            // gsoSize-byte datagrams.
+            let df = offload.isSegmented ? !offload.isUDPSegmented || 28 + Int(offload.gsoSize) > 1260 : length4 > 1260
             id = df ? 0 : nextIdentification()
             flags = df ? 0x4000 : 0
         }

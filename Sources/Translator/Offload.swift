@@ -1,11 +1,12 @@
 /// The virtio-net header that a TUN queue opened with IFF_VNET_HDR puts in
-/// front of every packet. With it the kernel hands over TCP super-packets (GSO,
-/// up to 64 KiB) and packets whose checksum is still to be completed, so one
-/// translation serves many segments. Fields are in host byte order.
+/// front of every packet. With it the kernel hands over TCP and UDP
+/// super-packets (GSO, up to 64 KiB) and packets whose checksum is still to be
+/// completed, so one translation, one read and one write serve many segments.
+/// Fields are in host byte order.
 public struct Offload: Sendable, Equatable {
     public static let size = 10
     static let needsChecksum: UInt8 = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
-    static let tcp4: UInt8 = 1, tcp6: UInt8 = 4, ecn: UInt8 = 0x80  // VIRTIO_NET_HDR_GSO_*
+    static let tcp4: UInt8 = 1, tcp6: UInt8 = 4, udpL4: UInt8 = 5, ecn: UInt8 = 0x80  // VIRTIO_NET_HDR_GSO_*
 
     public var flags: UInt8 = 0
     public var gsoType: UInt8 = 0
@@ -36,6 +37,9 @@ public struct Offload: Sendable, Equatable {
     }
 
     var isSegmented: Bool { gsoType & ~Self.ecn != 0 }
+    /// UDP segmentation (USO): `gsoSize` bytes of payload per datagram, the
+    /// same for both families.
+    public var isUDPSegmented: Bool { gsoType & ~Self.ecn == Self.udpL4 }
     var checksumPending: Bool { flags & Self.needsChecksum != 0 }
 
     /// The upper-layer header moved from `from` to `to` bytes into the packet,
@@ -43,6 +47,6 @@ public struct Offload: Sendable, Equatable {
     mutating func moved(from: Int, to: Int, toIPv6: Bool) {
         if checksumPending { checksumStart = UInt16(to) }
         if headerLength > 0 { headerLength = UInt16(clamping: Int(headerLength) - from + to) }
-        if isSegmented { gsoType = gsoType & Self.ecn | (toIPv6 ? Self.tcp6 : Self.tcp4) }
+        if isSegmented, !isUDPSegmented { gsoType = gsoType & Self.ecn | (toIPv6 ? Self.tcp6 : Self.tcp4) }
     }
 }

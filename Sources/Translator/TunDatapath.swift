@@ -52,22 +52,37 @@ public final class TunDatapath: Sendable {
         // front of each packet.
         let capacity = Engine.headroom + 65536
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        // Where the datagrams of a UDP super-packet are made when they must be
+        // translated one by one (Engine.mustSegment).
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
         engine.emit = { packet, length in
             Offload().write(to: packet - Offload.size)
             main.write(packet - Offload.size, length: length + Offload.size)
+        }
+        func translate(_ base: UnsafeMutableRawPointer, length: Int, now: UInt64) {
+            switch engine.process(base, start: Engine.headroom, length: length, now: now) {
+            case .forward(let s, let l), .reply(let s, let l):
+                let out = base + s - Offload.size
+                engine.offload.write(to: out)
+                if let v4, base.u8(s) >> 4 == 4 { v4.write(out, length: l + Offload.size) } else { main.write(out, length: l + Offload.size) }
+            case .drop:
+                break
+            }
         }
         func handle(_ q: TunQueue) {
             let header = buffer + Engine.headroom - Offload.size
             let n = q.read(into: header, capacity: capacity - Engine.headroom + Offload.size)
             guard n > Offload.size else { return }
             engine.offload = Offload(reading: header)
-            switch engine.process(buffer, start: Engine.headroom, length: n - Offload.size, now: UInt64(time(nil))) {
-            case .forward(let s, let l), .reply(let s, let l):
-                let out = buffer + s - Offload.size
-                engine.offload.write(to: out)
-                if let v4, buffer.u8(s) >> 4 == 4 { v4.write(out, length: l + Offload.size) } else { main.write(out, length: l + Offload.size) }
-            case .drop:
-                break
+            let now = UInt64(time(nil))
+            let packet = buffer + Engine.headroom
+            if engine.mustSegment(packet, length: n - Offload.size) {
+                Engine.segmentUDP4(packet, length: n - Offload.size, gsoSize: Int(engine.offload.gsoSize), into: scratch + Engine.headroom) { l in
+                    engine.offload = Offload()
+                    translate(scratch, length: l, now: now)
+                }
+            } else {
+                translate(buffer, length: n - Offload.size, now: now)
             }
         }
         guard let v4 else {

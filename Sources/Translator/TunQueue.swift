@@ -18,7 +18,8 @@ public struct TunQueue: Sendable {
     }
 
     /// Opens a queue. With `offload`, every packet carries a virtio-net header
-    /// and the kernel may hand over TCP super-packets and unfinished checksums.
+    /// and the kernel may hand over TCP and UDP super-packets and unfinished
+    /// checksums. UDP ones need Linux 6.2; older kernels get TCP only.
     public static func open(_ device: String, multiQueue: Bool = true, offload: Bool = false) throws(OpenError) -> TunQueue {
         let fd = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw OpenError(device: device, code: errno) }
@@ -28,14 +29,19 @@ public struct TunQueue: Sendable {
             buffer.copyBytes(from: device.utf8.prefix(15))
         }
         request.ifr_ifru.ifru_flags = Int16(IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0) | (offload ? IFF_VNET_HDR : 0))
+        let tcp = UInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
         guard sixgate_ioctl_ptr(fd, sixgate_tunsetiff(), &request) == 0,
-              !offload || sixgate_ioctl_int(fd, sixgate_tunsetoffload(), UInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)) == 0 else {
+              !offload || sixgate_ioctl_int(fd, sixgate_tunsetoffload(), tcp | Self.uso4 | Self.uso6) == 0
+                || (errno == EINVAL && sixgate_ioctl_int(fd, sixgate_tunsetoffload(), tcp) == 0) else {
             let e = errno
             Glibc.close(fd)
             throw OpenError(device: device, code: e)
         }
         return TunQueue(fd: fd, device: device)
     }
+
+    /// TUN_F_USO4 and TUN_F_USO6 (Linux 6.2), newer than the system headers.
+    static let uso4: UInt = 0x20, uso6: UInt = 0x40
 
     /// Reads one packet into `buffer`: its length, or a negative errno.
     @inlinable

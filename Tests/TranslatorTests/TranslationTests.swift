@@ -338,6 +338,76 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
     }
 }
 
+extension OffloadTests {
+    /// A UDP super-packet (USO) keeps its GSO type in both families; its
+    /// 64-byte datagrams are small enough to be fragmented on the IPv4 side,
+    /// so they carry no DF (RFC 7915 §5.1) but an ID.
+    @Test func udpSuperPacketsKeepTheirTypeAndSmallOnesNoDF() throws {
+        let e = try makeEngine()
+        var udp = Build.udp(sport: 40000, dport: 5201, data: Array(repeating: 0x11, count: 64 * 20), src: c6, dst: s4in6)
+        var pseudo6 = InternetChecksum()
+        pseudo6.addPseudoHeader(source: IPv6Address(c6)!, destination: IPv6Address(s4in6)!, nextHeader: 17, length: udp.count)
+        udp[6] = UInt8(~pseudo6.value >> 8)
+        udp[7] = UInt8(~pseudo6.value & 0xFF)
+        e.offload = Offload()
+        e.offload.flags = 1
+        e.offload.gsoType = 5
+        e.offload.gsoSize = 64
+        e.offload.checksumStart = 40
+        e.offload.checksumOffset = 6
+        e.offload.headerLength = 48
+        let (outcome, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp))
+        guard case .forward = outcome else { Issue.record("\(outcome)"); return }
+        #expect(e.offload.gsoType == 5 && e.offload.checksumStart == 20 && e.offload.headerLength == 28 && e.offload.gsoSize == 64)
+        #expect(v4[6] & 0x40 == 0, "92-byte datagrams may be fragmented: no DF")
+        var pseudo4 = InternetChecksum()
+        pseudo4.addPseudoHeader(source: IPv4Address(bytes: v4[12..<16]), destination: IPv4Address(bytes: v4[16..<20]), protocol: 17, length: udp.count)
+        #expect(Int(v4[26]) << 8 | Int(v4[27]) == Int(~pseudo4.value), "the field now holds the IPv4 pseudo-header sum")
+        #expect(Verify.ipv4Header(v4))
+    }
+
+    /// An IPv4 UDP super-packet with DF clear whose datagrams would not fit
+    /// lowest-ipv6-mtu as IPv6 is cut into its datagrams first, each a
+    /// complete packet with its own checksums, so that each can be fragmented.
+    @Test func largeUDPDatagramsWithoutDFAreCutFirst() throws {
+        let e = try makeEngine()
+        // c6 takes the first pool address, 192.0.2.128.
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 40000, dport: 53, data: [1], src: c6, dst: s4in6)))
+        let data = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let superPacket = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, id: 0x4000, flags: 0,
+                                     payload: Build.udp(sport: 53, dport: 40000, data: data, src: s4, dst: "192.0.2.128"))
+        e.offload = Offload()
+        e.offload.gsoType = 5
+        e.offload.gsoSize = 1400
+        var datagrams: [[UInt8]] = []
+        superPacket.withUnsafeBytes { raw in
+            let p = UnsafeMutableRawPointer(mutating: raw.baseAddress!)
+            #expect(e.mustSegment(p, length: raw.count))
+            let out = UnsafeMutableRawPointer.allocate(byteCount: 2000, alignment: 8)
+            defer { out.deallocate() }
+            Engine.segmentUDP4(p, length: raw.count, gsoSize: 1400, into: out) { datagrams.append(Array(UnsafeRawBufferPointer(start: out, count: $0))) }
+        }
+        #expect(datagrams.map(\.count) == [1428, 1428, 228])
+        #expect(datagrams.map { Int($0[4]) << 8 | Int($0[5]) } == [0x4000, 0x4001, 0x4002], "IDs as the kernel gives them")
+        #expect(datagrams.allSatisfy { Verify.ipv4Header($0) && Verify.l4of4($0) })
+        #expect(datagrams.flatMap { $0[28...] } == data, "the payload, in order")
+        // Each goes on as a plain packet: 1428 bytes become two IPv6 fragments.
+        e.offload = Offload()
+        let emitted = Emitted()
+        let (first, _) = run(e, datagrams[0], emitted: emitted)
+        guard case .forward = first else { Issue.record("\(first)"); return }
+        #expect(emitted.packets.count >= 1, "split into IPv6 fragments")
+
+        var df = superPacket
+        df[6] |= 0x40
+        e.offload.gsoType = 5
+        e.offload.gsoSize = 1400
+        df.withUnsafeBytes { #expect(!e.mustSegment(UnsafeMutableRawPointer(mutating: $0.baseAddress!), length: $0.count), "DF set: path MTU discovery's business") }
+        e.offload.gsoSize = 1000
+        superPacket.withUnsafeBytes { #expect(!e.mustSegment(UnsafeMutableRawPointer(mutating: $0.baseAddress!), length: $0.count), "1056-byte IPv6 datagrams fit") }
+    }
+}
+
 @Suite struct ReviewRegressionTests {
     /// A fragment ending past 65535 would overflow the IPv6 fragment offset.
     @Test func fragmentPastTheEndIsDroppedNotACrash() throws {
