@@ -23,12 +23,14 @@ let package = Package(
             providers: [.apt(["libmnl-dev", "libnftnl-dev", "libnl-3-dev", "libnl-route-3-dev"])]
         ),
         .target(name: "Packet"),
-        .target(name: "Translator", dependencies: ["Packet", "CNetlink"]),
+        // A TUN device's queues: the translator's and the 6bed4 router's and peer's datapaths.
+        .target(name: "Tun", dependencies: ["CNetlink"]),
+        .target(name: "Translator", dependencies: ["Packet", "Tun"]),
         .target(
             name: "DNS64",
             dependencies: ["Packet", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .target(name: "SixBedFour", dependencies: ["Packet"]),
+        .target(name: "SixBedFour", dependencies: ["Packet", "Tun"]),
         .target(
             name: "Controller",
             dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
@@ -39,11 +41,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "sixgated",
-            dependencies: ["Controller", "Translator", "DNS64", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Controller", "Translator", "DNS64", "SixBedFour", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "SixBedFourPeer",
-            dependencies: ["SixBedFour", "Packet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SixBedFour", "Packet", "Controller", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/6bed4peer"
         ),
 

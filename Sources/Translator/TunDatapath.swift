@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Packet
 import Synchronization
+import Tun
 
 /// The userspace datapath: reader threads on the queues of the TUN device(s),
 /// each with its own engine and one buffer allocated at start, so the packet
