@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <linux/if_tun.h>
+#include <sys/signalfd.h>
 
 /* setns(2) is declared only under _GNU_SOURCE, which Swift's Glibc module does
    not set; the raw system call needs no feature macro. */

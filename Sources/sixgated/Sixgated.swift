@@ -6,11 +6,12 @@ import Foundation
 import Glibc
 import NIOPosix
 import Packet
+import SixBedFour
 import Translator
 
-/// The daemon hosting the translator, DNS64 and the 6bed4 router. For now it
-/// runs the translator on its own (`translate`); the other services and their
-/// supervision arrive with their issues.
+/// The daemon hosting the translator, DNS64 and the 6bed4 router. For now
+/// each runs on its own (`translate`, `dns64`, `6bed4`); running them together
+/// under supervision arrives with its issue.
 @available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
 @main
 struct Sixgated: AsyncParsableCommand {
@@ -18,7 +19,7 @@ struct Sixgated: AsyncParsableCommand {
         commandName: "sixgated",
         abstract: "The sixgate daemon: NAT64 translator, DNS64 and 6bed4 router from one config.",
         version: SixgateVersion.string,
-        subcommands: [Translate.self, DNS64Command.self]
+        subcommands: [Translate.self, DNS64Command.self, SixBedFourCommand.self]
     )
 }
 
@@ -95,6 +96,40 @@ struct DNS64Command: AsyncParsableCommand {
     }
 }
 
+struct SixBedFourCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "6bed4",
+        abstract: "Run only the 6bed4 router of the config.",
+        discussion: """
+            It answers peers on sixbedfour.address4 and .port, relays between them, and forwards to and from \
+            IPv6 through its TUN device; `sixgatectl apply` creates the device, its addresses, the route of the \
+            6bed4 prefix and the firewall rules. Router advertisements carry the NAT64 prefix (PREF64). \
+            SIGUSR1 logs the counters.
+            """
+    )
+
+    @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
+
+    func run() async throws {
+        let c = try loadConfig(config)
+        guard let settings = c.sixBedFourSettings else {
+            FileHandle.standardError.write(Data("sixgated 6bed4: sixbedfour.enabled is false in \(config)\n".utf8))
+            throw ExitCode(1)
+        }
+        let datapath = RouterDatapath(settings: settings, device: c.sixbedfour.device)
+        do {
+            try datapath.start()
+        } catch {
+            FileHandle.standardError.write(Data("sixgated 6bed4: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        log("6bed4 router ready on \(settings.endpoint) and \(c.sixbedfour.device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(c.prefix)")
+        onSignal(SIGUSR1) { _ in log("6bed4 counters: \(datapath.router.counters)") }
+        onTermination { sig in log("6bed4 stopping on signal \(sig); counters: \(datapath.router.counters)") }
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
+
 /// Loads the config, or prints every problem and exits 1.
 func loadConfig(_ path: String) throws -> Config {
     do {
@@ -108,15 +143,19 @@ func loadConfig(_ path: String) throws -> Config {
 /// On SIGTERM or SIGINT: `body` (save state, log counters), then exit 0.
 func onTermination(_ body: @escaping @Sendable (Int32) -> Void) {
     for sig in [SIGTERM, SIGINT] {
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
-        source.setEventHandler {
-            body(sig)
+        onSignal(sig) {
+            body($0)
             Glibc.exit(0)
         }
-        source.resume()
-        signalSources.append(source)
     }
+}
+
+func onSignal(_ sig: Int32, _ body: @escaping @Sendable (Int32) -> Void) {
+    signal(sig, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "sixgate.signal"))
+    source.setEventHandler { body(sig) }
+    source.resume()
+    signalSources.append(source)
 }
 
 /// Kept so that the signal sources live as long as the process; written only

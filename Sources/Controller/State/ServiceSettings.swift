@@ -1,6 +1,7 @@
 import DNS64
 import Foundation
 import Packet
+import SixBedFour
 import Translator
 
 extension Config {
@@ -40,5 +41,18 @@ extension Config {
                       timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
                       ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20,
                       threads: dns64.threads > 0 ? dns64.threads : onlineCPUs)
+    }
+}
+
+extension Config {
+    /// What the 6bed4 router is handed; nil when it is not enabled. Its
+    /// advertisements carry the one NAT64 prefix as PREF64.
+    public var sixBedFourSettings: RouterSettings? {
+        let s = sixbedfour
+        guard s.enabled, let a = s.address4, let p = s.routerPrefix else { return nil }
+        return RouterSettings(endpoint: UDPEndpoint(address: a, port: s.port), prefix: p.address.high,
+                              advertisement: ND.Advertisement(prefix: p.address.high, routes: s.routes, pref64: prefix,
+                                                              pref64Lifetime: Int(s.pref64Lifetime.components.seconds)),
+                              rsPerSecond: s.rsPerSecond)
     }
 }

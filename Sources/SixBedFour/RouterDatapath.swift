@@ -1,0 +1,69 @@
+import Foundation
+import Glibc
+import Packet
+import Tun
+
+/// The router's I/O: the UDP socket on the configured endpoint and the TUN
+/// device towards IPv6, served by one thread with buffers allocated once.
+public final class RouterDatapath: Sendable {
+    public let router: SixBedFourRouter
+    public let device: String
+
+    public init(settings: RouterSettings, device: String) {
+        router = SixBedFourRouter(settings: settings)
+        self.device = device
+    }
+
+    public enum StartError: Error, CustomStringConvertible {
+        case socket(SocketError)
+        case tun(TunQueue.OpenError)
+
+        public var description: String {
+            switch self {
+            case .socket(let e): "cannot open the 6bed4 UDP socket: \(e)"
+            case .tun(let e): "\(e)"
+            }
+        }
+    }
+
+    /// Opens both ends (so that errors show before anything runs), then
+    /// serves them on a thread of its own.
+    public func start() throws(StartError) {
+        let socket: UDPSocket
+        do { socket = try UDPSocket.bind(router.settings.endpoint) } catch { throw .socket(error) }
+        let tun: TunQueue
+        do { tun = try TunQueue.open(device, multiQueue: false) } catch {
+            socket.close()
+            throw .tun(error)
+        }
+        let router = router
+        let thread = Thread { Self.serve(router: router, socket: socket, tun: tun) }
+        thread.name = "sixgate-6bed4"
+        thread.start()
+    }
+
+    private static func serve(router: SixBedFourRouter, socket: UDPSocket, tun: TunQueue) {
+        // Room for a datagram over 1280 bytes to be seen as such, and refused.
+        let capacity = 2048
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        func act(_ a: RouterAction) {
+            switch a {
+            case .toTUN(let p, let n): tun.write(p, length: n)
+            case .toPeer(let e, let p, let n): socket.send(p, length: n, to: e)
+            case .drop, .keepalive: break
+            }
+        }
+        var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: tun.fd, events: Int16(POLLIN), revents: 0)]
+        while true {
+            guard poll(&fds, 2, -1) > 0 else { continue }
+            let now = UInt64(time(nil))
+            if fds[0].revents & Int16(POLLIN) != 0, let (n, from) = socket.receive(into: buffer, capacity: capacity) {
+                act(router.fromPeer(buffer, length: n, from: from, now: now))
+            }
+            if fds[1].revents & Int16(POLLIN) != 0 {
+                let n = tun.read(into: buffer, capacity: capacity)
+                if n > 0 { act(router.fromTUN(buffer, length: n, now: now)) }
+            }
+        }
+    }
+}
