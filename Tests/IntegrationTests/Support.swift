@@ -32,3 +32,26 @@ func rootLinks() throws -> [String] {
         String(line.split(separator: ":", maxSplits: 2).dropFirst().first ?? "").trimmingCharacters(in: .whitespaces)
     }.sorted()
 }
+
+extension NetnsRig {
+    /// Serves `dir` over HTTP on `address` in `host`, and waits until it answers.
+    func httpServer(_ host: String, _ address: String, dir: String) throws -> NetnsRig.Process {
+        let p = try start(host, ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir], name: "http-\(host)")
+        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
+        let probe = "import socket,sys; s=socket.socket(socket.\(family)); s.settimeout(0.5); sys.exit(s.connect_ex(('\(address)', 8080)))"
+        for _ in 0..<100 {
+            if try run(host, ["python3", "-c", probe]).succeeded { break }
+            usleep(50_000)
+        }
+        return p
+    }
+
+    /// A file of random bytes and its SHA-256, as sha256sum prints it.
+    func blob(size: Int) throws -> (dir: String, sha: String) {
+        let dir = scratch + "/www"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try checked("gw", ["sh", "-c", "head -c \(size) /dev/urandom > \(dir)/blob"])
+        let sha = try checked("gw", ["sha256sum", dir + "/blob"]).stdout.split(separator: " ")[0]
+        return (dir, String(sha))
+    }
+}

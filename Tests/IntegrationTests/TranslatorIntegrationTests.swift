@@ -57,27 +57,6 @@ struct TranslatorGateway {
         return p
     }
 
-    /// Serves `dir` over HTTP on `address` in `host`, and waits until it answers.
-    func httpServer(_ host: String, _ address: String, dir: String) throws -> NetnsRig.Process {
-        let p = try rig.start(host, ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir], name: "http-\(host)")
-        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
-        let probe = "import socket,sys; s=socket.socket(socket.\(family)); s.settimeout(0.5); sys.exit(s.connect_ex(('\(address)', 8080)))"
-        for _ in 0..<100 {
-            if try rig.run(host, ["python3", "-c", probe]).succeeded { break }
-            usleep(50_000)
-        }
-        return p
-    }
-
-    /// A file of random bytes and its SHA-256, as sha256sum prints it.
-    func blob(size: Int) throws -> (dir: String, sha: String) {
-        let dir = rig.scratch + "/www"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try rig.checked("gw", ["sh", "-c", "head -c \(size) /dev/urandom > \(dir)/blob"])
-        let sha = try rig.checked("gw", ["sha256sum", dir + "/blob"]).stdout.split(separator: " ")[0]
-        return (dir, String(sha))
-    }
-
     /// A one-shot UDP echo server in `host` that answers reversed.
     func udpEcho(_ host: String, _ address: String, port: Int) throws -> NetnsRig.Process {
         let family = address.contains(":") ? "AF_INET6" : "AF_INET"
@@ -168,8 +147,8 @@ extension TranslatorGateway {
         let ping = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6])
         #expect(ping.succeeded && ping.stdout.contains("3 received"), "\(ping)\n\(g.translator.errors)")
 
-        let (dir, sha) = try g.blob(size: 2 << 20)
-        _ = try g.httpServer("s4", "203.0.113.2", dir: dir)
+        let (dir, sha) = try g.rig.blob(size: 2 << 20)
+        _ = try g.rig.httpServer("s4", "203.0.113.2", dir: dir)
         let got = try g.rig.run("c6", ["sh", "-c", "curl -sS --max-time 30 http://[\(TranslatorGateway.s4in6)]:8080/blob | sha256sum"], timeout: .seconds(60))
         #expect(got.stdout.hasPrefix(sha), "\(got)")
 
@@ -189,8 +168,8 @@ extension TranslatorGateway {
         let ping = try g.rig.run("c4", ["ping", "-4", "-n", "-c", "3", "-i", "0.2", "-W", "2", TranslatorGateway.s6eam])
         #expect(ping.succeeded && ping.stdout.contains("3 received"), "\(ping)\n\(g.translator.errors)")
 
-        let (dir, sha) = try g.blob(size: 2 << 20)
-        let server = try g.httpServer("s6", "2001:db8:2::2", dir: dir)
+        let (dir, sha) = try g.rig.blob(size: 2 << 20)
+        let server = try g.rig.httpServer("s6", "2001:db8:2::2", dir: dir)
         let got = try g.rig.run("c4", ["sh", "-c", "curl -sS --max-time 30 http://\(TranslatorGateway.s6eam):8080/blob | sha256sum"], timeout: .seconds(60))
         #expect(got.stdout.hasPrefix(sha), "\(got)")
         #expect(server.errors.contains(TranslatorGateway.c4in6 + " - - "), "the server log shows the client as prefix::c4: \(server.errors)")
@@ -226,9 +205,9 @@ extension TranslatorGateway {
         _ = try g.tcpSink("s6", "2001:db8:2::2", port: 7000)
         let up4 = try g.upload(from: "c4", to: TranslatorGateway.s6eam, port: 7000, size: 3 << 20)
         #expect(up4.0 == up4.1, "c4 -> s6 upload")
-        let (dir, sha) = try g.blob(size: 3 << 20)
-        _ = try g.httpServer("s4", "203.0.113.2", dir: dir)
-        _ = try g.httpServer("s6", "2001:db8:2::2", dir: dir)
+        let (dir, sha) = try g.rig.blob(size: 3 << 20)
+        _ = try g.rig.httpServer("s4", "203.0.113.2", dir: dir)
+        _ = try g.rig.httpServer("s6", "2001:db8:2::2", dir: dir)
         let down = try g.rig.run("c6", ["sh", "-c", "curl -sS --max-time 30 http://[\(TranslatorGateway.s4in6)]:8080/blob | sha256sum"], timeout: .seconds(60))
         #expect(down.stdout.hasPrefix(sha), "s4 -> c6 download: \(down)")
         let down4 = try g.rig.run("c4", ["sh", "-c", "curl -sS --max-time 30 http://\(TranslatorGateway.s6eam):8080/blob | sha256sum"], timeout: .seconds(60))
@@ -240,8 +219,8 @@ extension TranslatorGateway {
     @Test func poolSurvivesARestart() throws {
         let g = try TranslatorGateway.start()
         defer { g.rig.teardown() }
-        let (dir, sha) = try g.blob(size: 3 << 20)
-        _ = try g.httpServer("s4", "203.0.113.2", dir: dir)
+        let (dir, sha) = try g.rig.blob(size: 3 << 20)
+        _ = try g.rig.httpServer("s4", "203.0.113.2", dir: dir)
         let download = try g.rig.start("c6", ["sh", "-c", "curl -sS --max-time 40 --limit-rate 600K http://[\(TranslatorGateway.s4in6)]:8080/blob | sha256sum"], name: "slow-download")
         usleep(1_500_000)
         #expect(isAlive(download.pid), "the download is still running when the translator stops")

@@ -25,6 +25,17 @@ public final class NetnsRig: Sendable {
         public let gatewayInterface: String
         public let hostAddresses: [String]
         public let gatewayAddresses: [String]
+        /// The host's gateway: gw, or another host (a NAT box, say), which
+        /// then needs forwarding switched on by the test.
+        public let via: String
+
+        public init(host: String, gatewayInterface: String, hostAddresses: [String], gatewayAddresses: [String], via: String = "gw") {
+            self.host = host
+            self.gatewayInterface = gatewayInterface
+            self.hostAddresses = hostAddresses
+            self.gatewayAddresses = gatewayAddresses
+            self.via = via
+        }
     }
 
     public static let namePrefix = "sgt-"
@@ -88,10 +99,11 @@ public final class NetnsRig: Sendable {
             try ip(["-n", ns(host), "link", "set", "lo", "up"])
         }
         for link in links {
-            try ip(["-n", ns("gw"), "link", "add", link.gatewayInterface, "type", "veth", "peer", "name", "eth0", "netns", ns(link.host)])
-            for a in link.gatewayAddresses { try ip(["-n", ns("gw"), "addr", "add", a, "dev", link.gatewayInterface] + (a.contains(":") ? ["nodad"] : [])) }
+            let gw = ns(link.via)
+            try ip(["-n", gw, "link", "add", link.gatewayInterface, "type", "veth", "peer", "name", "eth0", "netns", ns(link.host)])
+            for a in link.gatewayAddresses { try ip(["-n", gw, "addr", "add", a, "dev", link.gatewayInterface] + (a.contains(":") ? ["nodad"] : [])) }
             for a in link.hostAddresses { try ip(["-n", ns(link.host), "addr", "add", a, "dev", "eth0"] + (a.contains(":") ? ["nodad"] : [])) }
-            try ip(["-n", ns("gw"), "link", "set", link.gatewayInterface, "up"])
+            try ip(["-n", gw, "link", "set", link.gatewayInterface, "up"])
             try ip(["-n", ns(link.host), "link", "set", "eth0", "up"])
             for a in link.gatewayAddresses {
                 let gateway = String(a.split(separator: "/")[0])
