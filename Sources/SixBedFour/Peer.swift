@@ -36,8 +36,12 @@ public final class PeerEngine {
     /// A direct path in use is probed when nothing came back for this long.
     static let probeAfter = 2.0
     static let probeInterval = 1.0
+    /// A peer is probed only while it has been in contact this recently.
+    static let contactLifetime = 30.0
 
+    /// When each peer was last heard from directly, and through the router.
     private var heard: [UDPEndpoint: Double] = [:]
+    private var relayed: [UDPEndpoint: Double] = [:]
     private var probed: [UDPEndpoint: Double] = [:]
     private var nextSolicitation = 0.0
     private var solicitationGap = 1.0
@@ -67,6 +71,7 @@ public final class PeerEngine {
                 return
             }
             counters.receivedFromRouter += 1
+            if let prefix, p.ipv6(8).high == prefix { relayed[SixBedFourAddress.decode(p.ipv6(8)).endpoint] = now }
             return write(p, total)
         }
         // Another peer: its source must be in our /64 and embed where it sent from.
@@ -95,7 +100,13 @@ public final class PeerEngine {
             let (peer, _) = SixBedFourAddress.decode(dst)
             if peer.port != 0, peer != server, dst != me {
                 let lastHeard = heard[peer] ?? -.infinity
-                if now - lastHeard > Self.probeAfter, now - (probed[peer] ?? -.infinity) >= Self.probeInterval {
+                // Only a peer that has talked to us (through the router) is
+                // probed: a probe that arrives first at a NAT in front of the
+                // other peer takes the port its own mapping would need there,
+                // and the path could never open. The peer behind the NAT
+                // probes first; its probe opens the way for ours.
+                let contact = max(lastHeard, relayed[peer] ?? -.infinity)
+                if now - contact <= Self.contactLifetime, now - lastHeard > Self.probeAfter, now - (probed[peer] ?? -.infinity) >= Self.probeInterval {
                     probed[peer] = now
                     counters.probes += 1
                     send(peer, scratch, ND.writeNS(scratch, source: me, target: dst, linkLayer: SixBedFourAddress.decode(me).endpoint))
@@ -139,6 +150,7 @@ public final class PeerEngine {
             nextKeepalive = now + keepalivePeriod * Double.random(in: 0.8...1.0)
         }
         if heard.count > 1024 { heard = heard.filter { now - $0.value <= Self.directLifetime } }
+        if relayed.count > 1024 { relayed = relayed.filter { now - $0.value <= Self.contactLifetime } }
         if probed.count > 1024 { probed = probed.filter { now - $0.value <= Self.probeInterval } }
         return nextKeepalive
     }
@@ -149,6 +161,7 @@ public final class PeerEngine {
         if old != new {
             // A new endpoint: paths learned for the old one no longer hold.
             heard = [:]
+            relayed = [:]
             probed = [:]
         }
         address = new
