@@ -30,7 +30,7 @@ let package = Package(
             name: "DNS64",
             dependencies: ["Packet", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .target(name: "SixBedFour", dependencies: ["Packet", "Tun"]),
+        .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink"]),
         .target(
             name: "Controller",
             dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]

@@ -40,7 +40,8 @@ struct SixBedFourPeer: ParsableCommand {
         let socket = try UDPSocket.bind(nil)
         let engine = PeerEngine(server: UDPEndpoint(address: IPv4Address(server)!, port: port), keepalivePeriod: keepalive)
         let ttl = keepaliveTTL
-        engine.send = { e, p, n in socket.send(p, length: n, to: e) }
+        let out = SendBatch(socket: socket)
+        engine.send = { e, p, n in out.add(p, length: n, to: e) }
         engine.sendKeepalive = { socket.sendKeepalive(to: $0, ttl: ttl) }
         engine.write = { p, n in host.tun.write(p, length: n) }
         engine.configure = { learned, old, new in host.configure(learned, old: old, new: new) }
@@ -56,6 +57,7 @@ struct SixBedFourPeer: ParsableCommand {
         var lastAddress: IPv6Address?
         while true {
             let deadline = engine.tick(now: now())
+            out.flush()
             if engine.address != lastAddress, let a = engine.address {
                 log("address \(a)/114 (endpoint \(SixBedFourAddress.decode(a).endpoint))")
                 lastAddress = a
@@ -72,13 +74,18 @@ struct SixBedFourPeer: ParsableCommand {
                     return
                 }
             }
-            if fds[0].revents & Int16(POLLIN) != 0, let (n, from) = socket.receive(into: buffer, capacity: 2048) {
-                engine.fromUDP(buffer, length: n, from: from, now: now())
+            // Drain what is queued, a bounded batch per side, before polling again.
+            let t = now()
+            for _ in 0..<64 {
+                guard let (n, from) = socket.receive(into: buffer, capacity: 2048) else { break }
+                engine.fromUDP(buffer, length: n, from: from, now: t)
             }
-            if fds[1].revents & Int16(POLLIN) != 0 {
+            for _ in 0..<64 {
                 let n = host.tun.read(into: buffer, capacity: 2048)
-                if n > 0 { engine.fromTUN(buffer, length: n, now: now()) }
+                guard n > 0 else { break }
+                engine.fromTUN(buffer, length: n, now: t)
             }
+            out.flush()
         }
     }
 }
@@ -95,6 +102,7 @@ final class Host {
 
     init(device: String, defaultRoute: Bool) throws {
         tun = try TunQueue.open(device, multiQueue: false)
+        tun.setNonBlocking()
         self.device = device
         self.defaultRoute = defaultRoute
         netlink = try RouteNetlink(namespace: nil)

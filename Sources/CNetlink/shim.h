@@ -42,6 +42,12 @@
 #define SIXGATE_CLONE_NEWNET 0x40000000
 static inline int sixgate_setns_net(int fd) { return (int)syscall(SYS_setns, fd, SIXGATE_CLONE_NEWNET); }
 
+/* sendmmsg(2) and struct mmsghdr are declared only under _GNU_SOURCE too. */
+struct sixgate_mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
+static inline int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flags) {
+    return (int)syscall(SYS_sendmmsg, fd, v, n, flags);
+}
+
 /* ioctl(2) is variadic, which Swift cannot call. */
 static inline int sixgate_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 static inline int sixgate_ioctl_int(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }

@@ -42,28 +42,37 @@ public final class RouterDatapath: Sendable {
         thread.start()
     }
 
+    static let batch = 64
+
     private static func serve(router: SixBedFourRouter, socket: UDPSocket, tun: TunQueue) {
         // Room for a datagram over 1280 bytes to be seen as such, and refused.
         let capacity = 2048
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        let out = SendBatch(socket: socket)
         func act(_ a: RouterAction) {
             switch a {
             case .toTUN(let p, let n): tun.write(p, length: n)
-            case .toPeer(let e, let p, let n): socket.send(p, length: n, to: e)
+            case .toPeer(let e, let p, let n): out.add(p, length: n, to: e)
             case .drop, .keepalive: break
             }
         }
+        tun.setNonBlocking()
         var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: tun.fd, events: Int16(POLLIN), revents: 0)]
         while true {
             guard poll(&fds, 2, -1) > 0 else { continue }
             let now = UInt64(time(nil))
-            if fds[0].revents & Int16(POLLIN) != 0, let (n, from) = socket.receive(into: buffer, capacity: capacity) {
+            // What is queued is drained, a bounded batch per side, before the
+            // next poll: one wake-up serves many packets under load.
+            for _ in 0..<Self.batch {
+                guard let (n, from) = socket.receive(into: buffer, capacity: capacity) else { break }
                 act(router.fromPeer(buffer, length: n, from: from, now: now))
             }
-            if fds[1].revents & Int16(POLLIN) != 0 {
+            for _ in 0..<Self.batch {
                 let n = tun.read(into: buffer, capacity: capacity)
-                if n > 0 { act(router.fromTUN(buffer, length: n, now: now)) }
+                guard n > 0 else { break }
+                act(router.fromTUN(buffer, length: n, now: now))
             }
+            out.flush()
         }
     }
 }

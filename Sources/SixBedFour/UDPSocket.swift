@@ -1,3 +1,4 @@
+import CNetlink
 import Glibc
 import Packet
 
@@ -45,13 +46,14 @@ public struct UDPSocket: Sendable {
         return UDPEndpoint(sa)
     }
 
-    /// Reads one datagram into `p`: its full length (larger than `capacity`
-    /// when it was cut, so that the caller can refuse it) and its sender.
+    /// Reads one datagram into `p`, without waiting: its full length (larger
+    /// than `capacity` when it was cut, so that the caller can refuse it) and
+    /// its sender; nil when none is queued.
     public func receive(into p: UnsafeMutableRawPointer, capacity: Int) -> (length: Int, from: UDPEndpoint)? {
         var sa = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let n = withUnsafeMutablePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, p, capacity, Int32(MSG_TRUNC), $0, &len) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, p, capacity, Int32(MSG_TRUNC | MSG_DONTWAIT), $0, &len) }
         }
         guard n >= 0 else { return nil }
         return (n, UDPEndpoint(sa))
@@ -93,5 +95,63 @@ extension sockaddr_in {
 extension UDPEndpoint {
     init(_ sa: sockaddr_in) {
         self.init(address: IPv4Address(rawValue: UInt32(bigEndian: sa.sin_addr.s_addr)), port: UInt16(bigEndian: sa.sin_port))
+    }
+}
+
+/// Datagrams gathered and sent with one sendmmsg(2): the datapaths add what
+/// one drain of their queues produces and flush once. Buffers are allocated
+/// once; adding copies the datagram (cheaper than a system call).
+public final class SendBatch {
+    public let socket: UDPSocket
+    public let capacity: Int
+    static let slot = 2048
+    private let data: UnsafeMutableRawPointer
+    private let headers: UnsafeMutablePointer<sixgate_mmsghdr>
+    private let vectors: UnsafeMutablePointer<iovec>
+    private let addresses: UnsafeMutablePointer<sockaddr_in>
+    private var count = 0
+
+    public init(socket: UDPSocket, capacity: Int = 64) {
+        self.socket = socket
+        self.capacity = capacity
+        data = .allocate(byteCount: capacity * Self.slot, alignment: 16)
+        headers = .allocate(capacity: capacity)
+        vectors = .allocate(capacity: capacity)
+        addresses = .allocate(capacity: capacity)
+        for i in 0..<capacity {
+            vectors[i] = iovec(iov_base: data + i * Self.slot, iov_len: 0)
+            headers[i] = sixgate_mmsghdr()
+            headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
+            headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            headers[i].msg_hdr.msg_iov = vectors + i
+            headers[i].msg_hdr.msg_iovlen = 1
+        }
+    }
+
+    deinit {
+        data.deallocate()
+        headers.deallocate()
+        vectors.deallocate()
+        addresses.deallocate()
+    }
+
+    public func add(_ p: UnsafeRawPointer, length: Int, to endpoint: UDPEndpoint) {
+        guard length <= Self.slot else { return }
+        if count == capacity { flush() }
+        (data + count * Self.slot).copyMemory(from: p, byteCount: length)
+        vectors[count].iov_len = length
+        addresses[count] = sockaddr_in(endpoint)
+        count += 1
+    }
+
+    /// Sends what was added. A datagram the socket cannot take now is
+    /// dropped, as a full interface queue would drop it.
+    public func flush() {
+        var sent = 0
+        while sent < count {
+            let n = sixgate_sendmmsg(socket.fd, headers + sent, UInt32(count - sent), Int32(MSG_DONTWAIT))
+            if n > 0 { sent += Int(n) } else if errno == EINTR { continue } else { sent += 1 }
+        }
+        count = 0
     }
 }

@@ -56,5 +56,11 @@ public struct TunQueue: Sendable {
         Glibc.write(fd, buffer, length) == length
     }
 
+    /// Reads return -EAGAIN instead of waiting, so that a loop can drain
+    /// what is queued after one poll.
+    public func setNonBlocking() {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
     public func close() { _ = Glibc.close(fd) }
 }
