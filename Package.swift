@@ -52,8 +52,8 @@ let package = Package(
         // Test support: builds the DESIGN.md namespace topology for integration tests.
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
-        .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour"]),
-        .testTarget(name: "TranslatorTests", dependencies: ["Translator"]),
+        .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),

@@ -43,12 +43,19 @@ struct SixBedFourPeer: ParsableCommand {
         let out = SendBatch(socket: socket)
         engine.send = { e, p, n in out.add(p, length: n, to: e) }
         engine.sendKeepalive = { socket.sendKeepalive(to: $0, ttl: ttl) }
-        engine.write = { p, n in host.tun.write(p, length: n) }
+        // Packets to the stack get a zero offload header, written in the
+        // headroom every receive buffer leaves in front of them.
+        engine.write = { p, n in
+            (p - Offload.size).initializeMemory(as: UInt8.self, repeating: 0, count: Offload.size)
+            host.tun.write(p - Offload.size, length: n + Offload.size)
+        }
         engine.configure = { learned, old, new in host.configure(learned, old: old, new: new) }
         log("6bed4peer \(SixgateVersion.string): soliciting \(engine.server) from \(socket.local) on \(device)")
 
         let signals = try SignalFD([SIGTERM, SIGINT, SIGUSR1])
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 16)
+        let headroom = 16
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: headroom + 65536, alignment: 16)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 16)
         var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: host.tun.fd, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
         let clock = ContinuousClock()
@@ -77,13 +84,15 @@ struct SixBedFourPeer: ParsableCommand {
             // Drain what is queued, a bounded batch per side, before polling again.
             let t = now()
             for _ in 0..<64 {
-                guard let (n, from) = socket.receive(into: buffer, capacity: 2048) else { break }
-                engine.fromUDP(buffer, length: n, from: from, now: t)
+                guard let (n, from) = socket.receive(into: buffer + headroom, capacity: 2048) else { break }
+                engine.fromUDP(buffer + headroom, length: n, from: from, now: t)
             }
             for _ in 0..<64 {
-                let n = host.tun.read(into: buffer, capacity: 2048)
-                guard n > 0 else { break }
-                engine.fromTUN(buffer, length: n, now: t)
+                let n = host.tun.read(into: buffer, capacity: headroom + 65536)
+                guard n > Offload.size else { break }
+                Segmenter.packets(of: buffer + Offload.size, length: n - Offload.size, offload: Offload(reading: buffer), scratch: scratch) {
+                    engine.fromTUN($0, length: $1, now: t)
+                }
             }
             out.flush()
         }
@@ -101,7 +110,8 @@ final class Host {
     static let routeProtocol: UInt8 = 9
 
     init(device: String, defaultRoute: Bool) throws {
-        tun = try TunQueue.open(device, multiQueue: false)
+        // With offloads: TCP and UDP super-packets from the stack, cut here.
+        tun = try TunQueue.open(device, multiQueue: false, offload: true)
         tun.setNonBlocking()
         self.device = device
         self.defaultRoute = defaultRoute

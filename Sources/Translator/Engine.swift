@@ -1,3 +1,4 @@
+import Tun
 import Glibc
 import Packet
 import Synchronization

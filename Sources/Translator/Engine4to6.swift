@@ -1,3 +1,4 @@
+import Tun
 import Packet
 
 /// IPv4 -> IPv6 (RFC 7915 §4).

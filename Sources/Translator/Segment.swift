@@ -1,3 +1,4 @@
+import Tun
 import Packet
 
 extension Engine {

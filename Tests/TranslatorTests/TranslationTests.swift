@@ -1,3 +1,4 @@
+import Tun
 import Foundation
 import Packet
 import Testing

@@ -5,8 +5,8 @@
 /// Fields are in host byte order.
 public struct Offload: Sendable, Equatable {
     public static let size = 10
-    static let needsChecksum: UInt8 = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
-    static let tcp4: UInt8 = 1, tcp6: UInt8 = 4, udpL4: UInt8 = 5, ecn: UInt8 = 0x80  // VIRTIO_NET_HDR_GSO_*
+    public static let needsChecksum: UInt8 = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    public static let tcp4: UInt8 = 1, tcp6: UInt8 = 4, udpL4: UInt8 = 5, ecn: UInt8 = 0x80  // VIRTIO_NET_HDR_GSO_*
 
     public var flags: UInt8 = 0
     public var gsoType: UInt8 = 0
@@ -36,17 +36,9 @@ public struct Offload: Sendable, Equatable {
         p.storeBytes(of: checksumOffset, toByteOffset: 8, as: UInt16.self)
     }
 
-    var isSegmented: Bool { gsoType & ~Self.ecn != 0 }
+    public var isSegmented: Bool { gsoType & ~Self.ecn != 0 }
     /// UDP segmentation (USO): `gsoSize` bytes of payload per datagram, the
     /// same for both families.
     public var isUDPSegmented: Bool { gsoType & ~Self.ecn == Self.udpL4 }
-    var checksumPending: Bool { flags & Self.needsChecksum != 0 }
-
-    /// The upper-layer header moved from `from` to `to` bytes into the packet,
-    /// and the packet changed family.
-    mutating func moved(from: Int, to: Int, toIPv6: Bool) {
-        if checksumPending { checksumStart = UInt16(to) }
-        if headerLength > 0 { headerLength = UInt16(clamping: Int(headerLength) - from + to) }
-        if isSegmented, !isUDPSegmented { gsoType = gsoType & Self.ecn | (toIPv6 ? Self.tcp6 : Self.tcp4) }
-    }
+    public var checksumPending: Bool { flags & Self.needsChecksum != 0 }
 }
