@@ -30,6 +30,23 @@ public enum ND {
         return c.value
     }
 
+    /// The IPv6 header every ND message has: ICMPv6, hop limit 255.
+    static func header(_ p: UnsafeMutableRawPointer, length: Int, source: IPv6Address, destination: IPv6Address, versionWord: UInt32 = 0x6000_0000) {
+        p.setU32(0, versionWord)
+        p.setU16(4, UInt16(length - 40))
+        p.setU8(6, icmpv6)
+        p.setU8(7, 255)
+        p.setIPv6(8, source)
+        p.setIPv6(24, destination)
+    }
+
+    /// A source (1) or target (2) link-layer option at `at`: the endpoint's 6 bytes.
+    static func linkLayerOption(_ p: UnsafeMutableRawPointer, at: Int, type: UInt8, _ e: UDPEndpoint) {
+        p.setU8(at, type)
+        p.setU8(at + 1, 1)
+        for (i, b) in e.linkLayer.enumerated() { p.setU8(at + 2 + i, b) }
+    }
+
     static func seal(_ p: UnsafeMutableRawPointer, length: Int) {
         p.setU16(42, 0)
         p.setU16(42, checksum(p, length: length))
@@ -83,12 +100,7 @@ public enum ND {
     public static func writeRA(_ p: UnsafeMutableRawPointer, _ ad: Advertisement, for endpoint: UDPEndpoint,
                                to destination: IPv6Address = allNodes, versionWord: UInt32 = 0x6000_0000) -> Int {
         let length = ad.length
-        p.setU32(0, versionWord)
-        p.setU16(4, UInt16(length - 40))
-        p.setU8(6, icmpv6)
-        p.setU8(7, 255)
-        p.setIPv6(8, routerLinkLocal)
-        p.setIPv6(24, destination)
+        header(p, length: length, source: routerLinkLocal, destination: destination, versionWord: versionWord)
         p.setU8(40, routerAdvertisement)
         p.setU8(41, 0)
         p.setU16(42, 0)
@@ -135,30 +147,18 @@ public enum ND {
 
     static func writeNA(_ p: UnsafeMutableRawPointer, source: IPv6Address, destination: IPv6Address, flags: UInt8,
                         target: IPv6Address, linkLayer: UDPEndpoint) -> Int {
-        p.setU32(0, 0x6000_0000)
-        p.setU16(4, 32)
-        p.setU8(6, icmpv6)
-        p.setU8(7, 255)
-        p.setIPv6(8, source)
-        p.setIPv6(24, destination)
+        header(p, length: 72, source: source, destination: destination)
         p.setU32(40, UInt32(neighborAdvertisement) << 24)
         p.setU32(44, UInt32(flags) << 24)
         p.setIPv6(48, target)
-        p.setU8(64, 2)
-        p.setU8(65, 1)
-        for (i, b) in linkLayer.linkLayer.enumerated() { p.setU8(66 + i, b) }
+        linkLayerOption(p, at: 64, type: 2, linkLayer)
         seal(p, length: 72)
         return 72
     }
 
     /// The reference peer's RS (spec §5.1), byte for byte: 56 bytes.
     public static func writeRS(_ p: UnsafeMutableRawPointer) -> Int {
-        p.setU32(0, 0x6000_0000)
-        p.setU16(4, 16)
-        p.setU8(6, icmpv6)
-        p.setU8(7, 255)
-        p.setIPv6(8, IPv6Address(high: 0, low: 0))
-        p.setIPv6(24, allRouters)
+        header(p, length: 56, source: IPv6Address(high: 0, low: 0), destination: allRouters)
         p.setU32(40, UInt32(routerSolicitation) << 24)
         p.setU32(44, 0)
         p.setU32(48, 0x0101_0000)
@@ -171,18 +171,11 @@ public enum ND {
     /// `source`, sent straight to the target's endpoint, carrying the
     /// sender's link-layer value. Returns its length (72).
     public static func writeNS(_ p: UnsafeMutableRawPointer, source: IPv6Address, target: IPv6Address, linkLayer: UDPEndpoint) -> Int {
-        p.setU32(0, 0x6000_0000)
-        p.setU16(4, 32)
-        p.setU8(6, icmpv6)
-        p.setU8(7, 255)
-        p.setIPv6(8, source)
-        p.setIPv6(24, target)
+        header(p, length: 72, source: source, destination: target)
         p.setU32(40, UInt32(neighborSolicitation) << 24)
         p.setU32(44, 0)
         p.setIPv6(48, target)
-        p.setU8(64, 1)
-        p.setU8(65, 1)
-        for (i, b) in linkLayer.linkLayer.enumerated() { p.setU8(66 + i, b) }
+        linkLayerOption(p, at: 64, type: 1, linkLayer)
         seal(p, length: 72)
         return 72
     }

@@ -79,6 +79,20 @@ import Tun
             + "8600892a0018ffffffffffffffffffff030472c0ffffffffffffffff0000000020010db8c0000201c000020bcb420000"))
     }
 
+    /// Spec §13: the NA vector, from the router given a peer's NS for fe80::.
+    @Test func answersNeighborSolicitationsWithTheSpecsNA() {
+        let r = makeRouter()
+        let asker = ep("192.0.2.12", 36292)
+        let ns = written { ND.writeNS($0, source: address(asker), target: ND.routerLinkLocal, linkLayer: asker) }
+        let (a, na) = fromPeer(r, ns, from: asker)
+        guard case .toPeer(let to, _, _) = a else { Issue.record("\(a)"); return }
+        #expect(to == asker)
+        #expect(na == hex("6000000000203afffe80000000000000000000000000000020010db8c0000201c000020c8dc40001"
+            + "8800e0b3c000000020010db8c0000201c000020164be00000201be64c0000201"))
+        // From an endpoint its source does not embed: refused.
+        #expect(fromPeer(r, ns, from: peer).0 == .drop(.ndRefused))
+    }
+
     @Test func oversizeAndMalformedAreRefusedWhole() {
         let r = makeRouter()
         #expect(fromPeer(r, packet(from: address(peer), to: address(other), payload: 1250), from: peer).0 == .drop(.oversize))

@@ -16,6 +16,17 @@ func written(_ body: (UnsafeMutableRawPointer) -> Int) -> [UInt8] {
     return Array(UnsafeRawBufferPointer(start: p, count: n))
 }
 
+/// `bytes` with its ICMPv6 checksum recomputed, after a test changed a field.
+func resealed(_ bytes: [UInt8]) -> [UInt8] {
+    var b = bytes
+    b[42] = 0
+    b[43] = 0
+    let c = withPacket(b) { ND.checksum($0, length: $1) }
+    b[42] = UInt8(c >> 8)
+    b[43] = UInt8(c & 0xFF)
+    return b
+}
+
 func withPacket<T>(_ bytes: [UInt8], _ body: (UnsafeMutableRawPointer, Int) -> T) -> T {
     var b = bytes
     return b.withUnsafeMutableBytes { body($0.baseAddress!, $0.count) }
@@ -62,12 +73,7 @@ func ep(_ a: String, _ port: UInt16) -> UDPEndpoint { UDPEndpoint(address: IPv4A
         // Without options (recomputed checksum), accepted.
         var bare = Array(referenceRS[0..<48])
         bare[5] = 8
-        bare[42] = 0
-        bare[43] = 0
-        let c = withPacket(bare) { ND.checksum($0, length: $1) }
-        bare[42] = UInt8(c >> 8)
-        bare[43] = UInt8(c & 0xFF)
-        #expect(withPacket(bare) { ND.isAcceptableRS($0, length: $1) })
+        #expect(withPacket(resealed(bare)) { ND.isAcceptableRS($0, length: $1) })
         var hop = referenceRS
         hop[7] = 64
         #expect(!withPacket(hop) { ND.isAcceptableRS($0, length: $1) }, "hop limit must be 255")
@@ -115,11 +121,6 @@ func ep(_ a: String, _ port: UInt16) -> UDPEndpoint { UDPEndpoint(address: IPv4A
     @Test func raWithAnotherPIOLengthIsRefused() {
         var ra = written { ND.writeRA($0, ND.Advertisement(prefix: prefix), for: ep("192.0.2.11", 52034)) }
         ra[58] = 64
-        ra[42] = 0
-        ra[43] = 0
-        let c = withPacket(ra) { ND.checksum($0, length: $1) }
-        ra[42] = UInt8(c >> 8)
-        ra[43] = UInt8(c & 0xFF)
-        #expect(withPacket(ra) { ND.readRA($0, length: $1) } == nil)
+        #expect(withPacket(resealed(ra)) { ND.readRA($0, length: $1) } == nil)
     }
 }
