@@ -100,6 +100,19 @@ public final class Engine: @unchecked Sendable {
         return true
     }
 
+    /// The checksum of an ICMP echo quoted inside an error, moved between the
+    /// families (RFC 7915 §4.3, §5.3): its type word changes, and ICMPv6's
+    /// pseudo-header (over the echo's whole length, from the quoted header)
+    /// comes in or goes out. Incremental, because the quote is usually cut short.
+    static func quotedEchoChecksum(_ field: UInt16, oldWord: UInt16, newWord: UInt16,
+                                   source: IPv6Address, destination: IPv6Address, length: Int, toIPv6: Bool) -> UInt16 {
+        var pseudo = InternetChecksum()
+        pseudo.addPseudoHeader(source: source, destination: destination, nextHeader: Proto.icmpv6, length: length)
+        let sum = UInt64(~pseudo.value)
+        return toIPv6 ? InternetChecksum.update(field, removingSum: UInt64(oldWord), addingSum: UInt64(newWord) &+ sum)
+            : InternetChecksum.update(field, removingSum: UInt64(oldWord) &+ sum, addingSum: UInt64(newWord))
+    }
+
     /// A TCP or UDP checksum update for new pseudo-header addresses. When the
     /// checksum is still to be completed (offload), the field holds the
     /// pseudo-header sum itself, not its complement, and is updated as such.

@@ -190,9 +190,14 @@ extension Engine {
                                        removing: (IPv6Address(v4: isrc), IPv6Address(v4: idst)), adding: (isrc6, idst6))
                     }
                 }
-            } else if iproto == Proto.icmp, iihl + 2 <= len - 8 {
+            } else if iproto == Proto.icmp, iihl + 4 <= len - 8 {
                 let t = ip.u8(iihl)
-                if t == 0 || t == 8, let im = ICMPMap.to6(type: t, code: ip.u8(iihl + 1)) { ip.setU8(iihl, im.type) }
+                if t == 0 || t == 8, let im = ICMPMap.to6(type: t, code: ip.u8(iihl + 1)) {
+                    let old = ip.u16(iihl)
+                    ip.setU8(iihl, im.type)
+                    ip.setU16(iihl + 2, Self.quotedEchoChecksum(ip.u16(iihl + 2), oldWord: old, newWord: ip.u16(iihl), source: isrc6, destination: idst6,
+                                                                length: max(0, itotal - iihl), toIPv6: true))
+                }
             }
             let ih = ifrag ? 48 : 40
             let q = ip + iihl - ih

@@ -184,10 +184,15 @@ extension Engine {
                                        removing: (isrc, idst), adding: (IPv6Address(v4: isrc4), IPv6Address(v4: idst4)))
                     }
                 }
-            } else if iproto == Proto.icmp, ih.upper + 2 <= innerTotal {
-                // An echo inside an error: its type changes too (checksum left as sent).
+            } else if iproto == Proto.icmp, ih.upper + 4 <= innerTotal {
+                // An echo inside an error: its type and checksum change too.
                 let t = ip.u8(ih.upper)
-                if let im = ICMPMap.to4(type: t, code: ip.u8(ih.upper + 1)), t >= 128 { ip.setU8(ih.upper, im.type) }
+                if let im = ICMPMap.to4(type: t, code: ip.u8(ih.upper + 1)), t >= 128 {
+                    let old = ip.u16(ih.upper)
+                    ip.setU8(ih.upper, im.type)
+                    ip.setU16(ih.upper + 2, Self.quotedEchoChecksum(ip.u16(ih.upper + 2), oldWord: old, newWord: ip.u16(ih.upper), source: isrc,
+                                                                    destination: idst, length: ipayloadLength, toIPv6: false))
+                }
             }
             let h4 = ih.upper - 20
             let q = ip + h4

@@ -92,6 +92,30 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(Verify.ipv4Header(inner) && Verify.l4of4(inner))
     }
 
+    /// An echo quoted in an error changes type and checksum with its family
+    /// (RFC 7915 §4.3, §5.3): ICMPv6's checksum covers a pseudo-header.
+    @Test func quotedEchoesGetTheirOwnFamilysChecksum() throws {
+        let e = try makeEngine()
+        _ = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: Build.udp(sport: 5000, dport: 9, data: [1], src: c6, dst: s4in6)))
+        // IPv4 -> IPv6: a Time Exceeded quoting c6's echo request as it left the pool address.
+        let echo4 = Build.icmpv4(type: 8, code: 0, rest: 0x0042_0007, body: Array(repeating: 0xAB, count: 24))
+        let quoted4 = Build.ipv4(src: "192.0.2.128", dst: s4, proto: 1, ttl: 1, payload: echo4)
+        let (o, v6) = run(e, Build.ipv4(src: "203.0.113.99", dst: "192.0.2.128", proto: 1, payload: Build.icmpv4(type: 11, code: 0, body: quoted4)))
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        let inner6 = Array(v6[48...])
+        #expect(inner6[6] == 58 && inner6[40] == 128, "an ICMPv6 echo request inside")
+        #expect(Verify.l4of6(inner6), "its checksum verifies with the IPv6 pseudo-header")
+
+        // IPv6 -> IPv4: c6 answers an echo from s4 with a Time Exceeded quoting it.
+        let echo6 = Build.icmpv6(type: 128, code: 0, rest: 0x0042_0008, body: Array(repeating: 0xCD, count: 24), src: s4in6, dst: c6)
+        let quoted6 = Build.ipv6(src: s4in6, dst: c6, next: 58, hop: 1, payload: echo6)
+        let (o2, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 58, payload: Build.icmpv6(type: 3, code: 0, body: quoted6, src: c6, dst: s4in6)))
+        guard case .forward = o2 else { Issue.record("\(o2)"); return }
+        let inner4 = Array(v4[28...])
+        #expect(inner4[9] == 1 && inner4[20] == 8, "an ICMPv4 echo request inside")
+        #expect(Verify.l4of4(inner4), "its checksum verifies without a pseudo-header")
+    }
+
     @Test func hopLimitAndTTLExpiryAreAnswered() throws {
         let e = try makeEngine()
         let packet = Build.ipv6(src: c6, dst: s4in6, next: 17, hop: 1, payload: Build.udp(sport: 1, dport: 2, data: [], src: c6, dst: s4in6))
