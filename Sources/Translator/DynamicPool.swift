@@ -28,6 +28,11 @@ public final class DynamicPool: Sendable {
         var free: [Int] = []
         var next: UInt32 = 0
         var dirty = false
+        /// The second the pool was last found full. Until a mapping is
+        /// released or the second is over, new hosts are refused without
+        /// walking the range again: a flood of new sources costs one walk a
+        /// second, not one per packet.
+        var fullAt: UInt64?
     }
 
     private let state = Mutex(State())
@@ -117,12 +122,14 @@ public final class DynamicPool: Sendable {
         s.mappings[i] = nil
         s.free.append(i)
         s.dirty = true
+        s.fullAt = nil
     }
 
     /// Walks the range from where the last allocation stopped, so a released
     /// address is reused as late as possible. Expires idle mappings once when
     /// nothing is free.
     private func nextFree(_ s: inout State, now: UInt64) -> IPv4Address? {
+        if s.fullAt == now { return nil }
         let size = range.size
         for attempt in 0..<2 {
             for _ in 0..<size {
@@ -136,6 +143,7 @@ public final class DynamicPool: Sendable {
                 }
             }
         }
+        s.fullAt = now
         return nil
     }
 
