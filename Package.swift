@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Translator", dependencies: ["Packet", "Tun"]),
         .target(
             name: "DNS64",
-            dependencies: ["Packet", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["Packet", "CNetlink", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink"]),
         .target(

@@ -47,6 +47,10 @@ struct sixgate_mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
 static inline int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flags) {
     return (int)syscall(SYS_sendmmsg, fd, v, n, flags);
 }
+/* MSG_WAITFORONE: wait for the first datagram, take what else is queued. */
+static inline int sixgate_recvmmsg_waitforone(int fd, struct sixgate_mmsghdr *v, unsigned int n) {
+    return (int)syscall(SYS_recvmmsg, fd, v, n, 0x10000, NULL);
+}
 
 /* ioctl(2) is variadic, which Swift cannot call. */
 static inline int sixgate_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }

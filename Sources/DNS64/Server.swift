@@ -67,10 +67,9 @@ public final class DNS64Server: Sendable {
     static let maxInFlight = 4096
     private let connections = Atomic<Int>(0)
     static let maxConnections = 512
-    /// Datagrams per read, and the room for each: larger queries arrive cut
-    /// short and get FORMERR. No resolver sends queries this large.
-    static let readBatch = 32
-    static let maxQuery = 4096
+    /// Where the tasks of cache misses run: the event loops, so that their
+    /// upstream exchanges resume on the thread that completes them.
+    let executors: [EventLoopTaskExecutor]
 
     public init(settings: DNS64Settings, group: any EventLoopGroup) throws {
         self.settings = settings
@@ -78,6 +77,7 @@ public final class DNS64Server: Sendable {
         synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude)
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
+        executors = group.makeIterator().map { EventLoopTaskExecutor($0) }
         upstream = try Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group)
     }
 
@@ -100,19 +100,14 @@ public final class DNS64Server: Sendable {
     // MARK: - Answering
 
     /// The answer to a UDP query when it is a cache hit for an allowed client
-    /// and fits its buffer, written into a buffer from `allocator`; nil sends
-    /// the query down the full path (`answer`). Does not count the query.
-    func answerFromCache(_ query: ByteBuffer, from client: IPAddress, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        query.withUnsafeReadableBytes { p -> ByteBuffer? in
-            guard let head = QueryHead(p), acl.allows(client), let hit = cache.lookup(head.key, now: now), hit.count <= udpLimit(head.udpSize) else { return nil }
-            cacheHits.wrappingAdd(1, ordering: .relaxed)
-            var out = allocator.buffer(capacity: hit.count)
-            out.writeWithUnsafeMutableBytes(minimumWritableBytes: hit.count) { o in
-                hit.write(into: o, id: head.id, recursionDesired: head.recursionDesired, qname: UnsafeRawBufferPointer(rebasing: p[12..<head.nameEnd]))
-                return hit.count
-            }
-            return out
-        }
+    /// and fits its buffer, written into `out`: its length. nil sends the
+    /// query down the full path (`answer`). Does not count the query.
+    func answerFromCache(_ query: UnsafeRawBufferPointer, from client: IPAddress, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let head = QueryHead(query), acl.allows(client), let hit = cache.lookup(head.key, now: now),
+              hit.count <= udpLimit(head.udpSize), hit.count <= out.count else { return nil }
+        cacheHits.wrappingAdd(1, ordering: .relaxed)
+        hit.write(into: out, id: head.id, recursionDesired: head.recursionDesired, qname: UnsafeRawBufferPointer(rebasing: query[12..<head.nameEnd]))
+        return hit.count
     }
 
     /// The wire answer to the wire query `bytes` from `client`; nil to stay
@@ -205,10 +200,10 @@ public final class DNS64Server: Sendable {
     // MARK: - Serving
 
     /// Answers a UDP query the cache could not answer in a task of its own,
-    /// on `executor` (its channel's event loop, so that the upstream exchange
-    /// and the reply do not hop between threads). Past `maxInFlight`, the
+    /// on one of the event loops (so that the upstream exchange resumes where
+    /// it completes), and hands the answer to `reply`. Past `maxInFlight`, the
     /// query is dropped and counted; its client retries.
-    func resolveLater(_ bytes: [UInt8], from client: IPAddress, remote: SocketAddress, channel: any Channel, executor: EventLoopTaskExecutor) {
+    func resolveLater(_ bytes: [UInt8], from client: IPAddress, reply: @escaping @Sendable ([UInt8]) -> Void) {
         guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxInFlight else {
             inFlight.wrappingSubtract(1, ordering: .relaxed)
             count { $0.overload += 1 }
@@ -216,21 +211,19 @@ public final class DNS64Server: Sendable {
         }
         // Unstructured, but bounded: by maxInFlight in number, and by the
         // upstream timeout and attempts in time.
-        Task(executorPreference: executor) {
+        Task(executorPreference: executors[Int.random(in: 0..<executors.count)]) {
             defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
             guard let out = await self.answer(bytes, from: client, overUDP: true) else { return }
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: out)), promise: nil)
+            reply(out)
         }
     }
 
     /// Binds UDP and TCP on every listen address, calls `ready`, and serves until cancelled.
     ///
-    /// Each event loop gets its own UDP socket on the address (SO_REUSEPORT, so
-    /// the kernel spreads clients over the threads), read and written in
-    /// batches (recvmmsg, sendmmsg). Cache hits are answered on the loop
-    /// itself; everything else becomes a task (`resolveLater`).
+    /// UDP is served by `UDPFront` threads, `threads` per address; TCP,
+    /// the upstream exchanges and the tasks of misses by the event loops.
     public func run(ready: @Sendable () -> Void = {}) async throws {
-        var udp: [any Channel] = []
+        var udp: [UDPFront] = []
         var tcp: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
         let idle = TimeAmount.nanoseconds(Int64(settings.tcpIdleTimeout.components.seconds) * 1_000_000_000)
         do {
@@ -248,26 +241,15 @@ public final class DNS64Server: Sendable {
                             return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
                         }
                     })
-                for loop in group.makeIterator().prefix(settings.threads) {
-                    udp.append(try await DatagramBootstrap(group: loop)
-                        .channelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1)
-                        .channelOption(.datagramVectorReadMessageCount, value: Self.readBatch)
-                        // A vector read splits this buffer between its datagrams.
-                        .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.readBatch * Self.maxQuery))
-                        .channelInitializer { ch in
-                            ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UDPQueryHandler(server: self, loop: ch.eventLoop)) }
-                        }
-                        .bind(to: address).get())
-                }
+                for _ in 0..<settings.threads { udp.append(try UDPFront(server: self, endpoint: endpoint)) }
             }
         } catch {
-            for ch in udp { try? await ch.close() }
+            for u in udp { close(u.fd) }
             for ch in tcp { try? await ch.channel.close() }
             throw error
         }
+        for u in udp { u.start() }
         ready()
-        let udpChannels = udp
-        defer { for ch in udpChannels { ch.close(promise: nil) } }
         try await withThrowingDiscardingTaskGroup { group in
             for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
         }
@@ -310,42 +292,6 @@ public final class DNS64Server: Sendable {
                 }
             }
         }
-    }
-}
-
-/// The UDP side of the server on one event loop: cache hits are answered
-/// here, written as they come and flushed once per batch of reads.
-final class UDPQueryHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
-
-    let server: DNS64Server
-    let executor: EventLoopTaskExecutor
-    var unflushed = false
-
-    init(server: DNS64Server, loop: any EventLoop) {
-        self.server = server
-        executor = EventLoopTaskExecutor(loop)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        guard let client = IPAddress(envelope.remoteAddress) else { return }
-        server.countQuery()
-        if let out = server.answerFromCache(envelope.data, from: client, allocator: context.channel.allocator) {
-            context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: out)), promise: nil)
-            unflushed = true
-        } else {
-            server.resolveLater(Array(envelope.data.readableBytesView), from: client, remote: envelope.remoteAddress, channel: context.channel, executor: executor)
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if unflushed {
-            unflushed = false
-            context.flush()
-        }
-        context.fireChannelReadComplete()
     }
 }
 
