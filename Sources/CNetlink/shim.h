@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <linux/if_tun.h>
 #include <sys/signalfd.h>
+#include <sys/epoll.h>
 
 /* setns(2) is declared only under _GNU_SOURCE, which Swift's Glibc module does
    not set; the raw system call needs no feature macro. */
@@ -50,6 +51,22 @@ static inline int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned i
 /* MSG_WAITFORONE: wait for the first datagram, take what else is queued. */
 static inline int sixgate_recvmmsg_waitforone(int fd, struct sixgate_mmsghdr *v, unsigned int n) {
     return (int)syscall(SYS_recvmmsg, fd, v, n, 0x10000, NULL);
+}
+
+/* epoll with plain file descriptors: struct epoll_event is packed, which
+   Swift imports poorly. */
+static inline int sixgate_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+static inline int sixgate_epoll_add(int ep, int fd) {
+    struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+}
+/* Up to n ready descriptors into fds; their count, or -1. */
+static inline int sixgate_epoll_wait(int ep, int *fds, int n, int timeout) {
+    struct epoll_event e[64];
+    if (n > 64) n = 64;
+    int got = epoll_wait(ep, e, n, timeout);
+    for (int i = 0; i < got; i++) fds[i] = e[i].data.fd;
+    return got;
 }
 
 /* ioctl(2) is variadic, which Swift cannot call. */
