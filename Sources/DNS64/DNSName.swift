@@ -53,9 +53,20 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func hash(into h: inout Hasher) {
+        // Eight lowercased bytes to a word: names are hashed on every cache
+        // store and compression lookup, and a Hasher call per byte shows.
         for l in labels {
-            h.combine(l.count)
-            for b in l { h.combine(Self.lower(b)) }
+            var word = UInt64(l.count), n = 1
+            for b in l {
+                word = word << 8 | UInt64(Self.lower(b))
+                n += 1
+                if n == 8 {
+                    h.combine(word)
+                    word = 0
+                    n = 0
+                }
+            }
+            if n > 0 { h.combine(word) }
         }
     }
 
