@@ -49,6 +49,9 @@ let package = Package(
             path: "Sources/6bed4peer"
         ),
 
+        // bench/translator.sh's load generator (not a product: nothing ships it).
+        .executableTarget(name: "udpblast", dependencies: ["CNetlink"], path: "bench/udpblast"),
+
         // Test support: builds the DESIGN.md namespace topology for integration tests.
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),

@@ -13,6 +13,7 @@ for p in tayga iperf3; do command -v $p >/dev/null || DEBIAN_FRONTEND=noninterac
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 swift build -c release --product sixgatectl >/dev/null
 swift build -c release --product sixgated >/dev/null
+swift build -c release --product udpblast >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 
 id=sgbench$$
@@ -49,33 +50,29 @@ S4IN6=2001:db8:64::cb00:7102
 
 # Started with exec (ip netns exec execs the program), so each PID is the
 # program's own and the cleanup can stop it.
-for port in 5201 5202; do
-    ip netns exec $id-s4 iperf3 -s -p $port -B 203.0.113.2 >/dev/null 2>&1 & pids+=($!)
-    ip netns exec $id-s6 iperf3 -s -p $port -B 2001:db8:2::2 >/dev/null 2>&1 & pids+=($!)
-done
+ip netns exec $id-s4 iperf3 -s -B 203.0.113.2 >/dev/null 2>&1 & pids+=($!)
+ip netns exec $id-s6 iperf3 -s -B 2001:db8:2::2 >/dev/null 2>&1 & pids+=($!)
 sleep 0.5
 
 tcp() { timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -t "$SECONDS_PER_RUN" -J 2>/dev/null | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
 # The highest offered rate of 64-byte datagrams delivered with under 1% loss,
 # found by raising the offered rate by a quarter from 40,000 packets per second;
-# prints "rate loss%". Two iperf3 clients (two flows, half the rate each): one
-# alone cannot offer more than about 150,000 packets per second here. The load
-# generators have their own ceiling: compare with the plain-forwarding line.
-udp() {
-    local best="0 0" pps=40000 line
-    while [ $pps -le 1280000 ]; do
-        local clients=()
-        for port in 5201 5202; do
-            timeout $((SECONDS_PER_RUN + 20)) ip netns exec $id-c6 iperf3 -6 -c "$1" -p $port -u -l 64 -b $((pps * 32 * 8)) -t "$SECONDS_PER_RUN" -J > "$work/udp.$port" 2>/dev/null & clients+=($!)
+# prints "rate loss%". The load comes from udpblast (bench/udpblast: four
+# flows, sendmmsg in batches) and is counted by two udpblast receivers sharing
+# the port: iperf3 cannot offer more than about 150,000 packets per second
+# here. The generators have their own ceiling: compare with the plain line.
+udp() {  # destination, receiving host, its address
+    local best="0 0" pps=40000 line sent got
+    while [ $pps -le 2000000 ]; do
+        local receivers=()
+        for i in 1 2; do
+            ip netns exec $id-$2 "$BIN/udpblast" recv "$3" 9000 $((SECONDS_PER_RUN + 2)) > "$work/recv.$i" & receivers+=($!)
         done
-        wait "${clients[@]}" || true
-        line=$(python3 -c '
-import json,sys
-got=sent=secs=0
-for f in sys.argv[1:]:
-    e=json.load(open(f))["end"]["sum"]
-    got += e["packets"]-e["lost_packets"]; sent += e["packets"]; secs = e["seconds"]
-print("%.0f %.2f" % (got/secs, 100.0*(sent-got)/sent))' "$work/udp.5201" "$work/udp.5202") || break
+        sleep 0.3
+        sent=$(ip netns exec $id-c6 "$BIN/udpblast" send "$1" 9000 $pps "$SECONDS_PER_RUN" 4)
+        wait "${receivers[@]}" || true
+        got=$(( $(tail -1 "$work/recv.1") + $(tail -1 "$work/recv.2") ))
+        line=$(awk -v s="$sent" -v g="$got" -v t="$SECONDS_PER_RUN" 'BEGIN { printf "%.0f %.2f", g / t, (s > 0 ? 100 * (s - g) / s : 100) }')
         awk -v l="${line#* }" 'BEGIN { exit !(l < 1) }' || break
         best=$line
         pps=$((pps * 5 / 4))
@@ -84,7 +81,7 @@ print("%.0f %.2f" % (got/secs, 100.0*(sent-got)/sent))' "$work/udp.5201" "$work/
 }
 
 echo "== plain IPv6 forwarding c6 -> s6"
-plain_tcp=$(tcp 2001:db8:2::2); read -r plain_pps plain_loss <<<"$(udp 2001:db8:2::2)"
+plain_tcp=$(tcp 2001:db8:2::2); read -r plain_pps plain_loss <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2)"
 
 echo "== Tayga"
 mkdir -p "$work/tayga"
@@ -104,7 +101,7 @@ x gw nft add chain ip taygabench post '{ type nat hook postrouting priority srcn
 x gw nft add rule ip taygabench post oifname s4 ip saddr 192.0.2.128/25 masquerade
 ip netns exec $id-gw tayga -c "$work/tayga.conf" --nodetach & pids+=($!)
 sleep 1
-tayga_tcp=$(tcp $S4IN6); read -r tayga_pps tayga_loss <<<"$(udp $S4IN6)"
+tayga_tcp=$(tcp $S4IN6); read -r tayga_pps tayga_loss <<<"$(udp $S4IN6 s4 203.0.113.2)"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 sleep 0.5
 x gw ip link del nat64t
@@ -128,7 +125,7 @@ CONF
 "$BIN/sixgatectl" apply "$work/sixgate.toml" --netns $id-gw >/dev/null
 ip netns exec $id-gw "$BIN/sixgated" translate --config "$work/sixgate.toml" 2>"$work/sixgated.log" & pids+=($!)
 sleep 1
-ours_tcp=$(tcp $S4IN6); read -r ours_pps ours_loss <<<"$(udp $S4IN6)"
+ours_tcp=$(tcp $S4IN6); read -r ours_pps ours_loss <<<"$(udp $S4IN6 s4 203.0.113.2)"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
