@@ -4,8 +4,11 @@ import Glibc
 
 // A load generator for bench/translator.sh, lighter than iperf3 so that the
 // path under test, not the generator, is what runs out of CPU:
-//   udpblast send DST PORT PPS SECONDS FLOWS   64-byte datagrams, paced, sendmmsg
-//                                              in batches; prints how many it sent
+//   udpblast send DST PORT PPS SECONDS FLOWS [gso]
+//                                              64-byte datagrams, paced, sendmmsg in
+//                                              batches; with gso, 16 datagrams per
+//                                              message cut by the kernel (UDP_SEGMENT,
+//                                              as QUIC stacks send); prints how many it sent
 //   udpblast recv ADDR PORT SECONDS            counts datagrams (recvmmsg); prints the count;
 //                                              several may share a port (SO_REUSEPORT)
 // ADDR and DST are IPv6 or IPv4 literals.
@@ -40,7 +43,7 @@ guard args.count >= 5 else {
     exit(2)
 }
 let batch = 64
-var payload = [UInt8](repeating: 0x5A, count: 64)
+var payload = [UInt8](repeating: 0x5A, count: 64 * 16)
 let headers = UnsafeMutablePointer<sixgate_mmsghdr>.allocate(capacity: batch)
 let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: batch)
 let buffers = UnsafeMutableRawPointer.allocate(byteCount: batch * 2048, alignment: 16)
@@ -48,10 +51,16 @@ let buffers = UnsafeMutableRawPointer.allocate(byteCount: batch * 2048, alignmen
 if args[1] == "send", args.count >= 7 {
     var (dst, len, family) = address(args[2], UInt16(args[3])!)
     let pps = Double(args[4])!, seconds = Double(args[5])!, flows = Int(args[6])!
+    let gso = args.count > 7 && args[7] == "gso"
+    let per = gso ? 16 : 1  // datagrams per message
     let fds = (0..<flows).map { _ in socket(family, Int32(SOCK_DGRAM.rawValue), 0) }
+    if gso {
+        var size: Int32 = 64
+        for fd in fds { setsockopt(fd, Int32(IPPROTO_UDP), 103, &size, socklen_t(MemoryLayout<Int32>.size)) }  // UDP_SEGMENT
+    }
     payload.withUnsafeMutableBytes { p in
         for i in 0..<batch {
-            vectors[i] = iovec(iov_base: p.baseAddress, iov_len: 64)
+            vectors[i] = iovec(iov_base: p.baseAddress, iov_len: 64 * per)
             headers[i] = sixgate_mmsghdr()
             headers[i].msg_hdr.msg_iov = vectors + i
             headers[i].msg_hdr.msg_iovlen = 1
@@ -63,14 +72,14 @@ if args[1] == "send", args.count >= 7 {
         while true {
             let t = now() - start
             if t >= seconds { break }
-            let due = Int(t * pps) - sent
+            let due = (Int(t * pps) - sent) / per
             if due <= 0 {
                 usleep(200)
                 continue
             }
             let n = min(due, batch)
             let r = sixgate_sendmmsg(fds[flow], headers, UInt32(n), 0)
-            if r > 0 { sent += Int(r) }
+            if r > 0 { sent += Int(r) * per }
             flow = (flow + 1) % flows
         }
         print(sent)
