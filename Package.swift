@@ -24,7 +24,7 @@ let package = Package(
         ),
         .target(name: "Packet"),
         // A TUN device's queues: the translator's and the 6bed4 router's and peer's datapaths.
-        .target(name: "Tun", dependencies: ["CNetlink"]),
+        .target(name: "Tun", dependencies: ["CNetlink", "Packet"]),
         .target(name: "Translator", dependencies: ["Packet", "Tun"]),
         .target(
             name: "DNS64",

@@ -90,7 +90,7 @@ struct SixBedFourPeer: ParsableCommand {
             for _ in 0..<64 {
                 let n = host.tun.read(into: buffer, capacity: headroom + 65536)
                 guard n > Offload.size else { break }
-                Segmenter.packets(of: buffer + Offload.size, length: n - Offload.size, offload: Offload(reading: buffer), scratch: scratch) {
+                Segmenter.packets(of: buffer + Offload.size, length: n - Offload.size, offload: Offload(reading: buffer), maxLength: 1280, scratch: scratch) {
                     engine.fromTUN($0, length: $1, now: t)
                 }
             }

@@ -78,7 +78,7 @@ public final class DNS64Server: Sendable {
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
         executors = group.makeIterator().map { EventLoopTaskExecutor($0) }
-        upstream = try Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group)
+        upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group)
     }
 
     public var counters: DNS64Counters {

@@ -8,8 +8,7 @@ import Packet
 /// is asked again over TCP. Failures move on to the next resolver, until the
 /// attempts are used up.
 public struct Upstream: Sendable {
-    public let endpoints: [IPEndpoint]
-    public let servers: [SocketAddress]
+    public let servers: [IPEndpoint]
     public let timeout: Duration
     public let attempts: Int
     let group: any EventLoopGroup
@@ -17,9 +16,8 @@ public struct Upstream: Sendable {
 
     public enum Failure: Error, Sendable { case noAnswer }
 
-    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup) throws {
-        endpoints = servers
-        self.servers = try servers.map { try SocketAddress(ipAddress: $0.address.description, port: Int($0.port)) }
+    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup) {
+        self.servers = servers
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.group = group
@@ -27,7 +25,7 @@ public struct Upstream: Sendable {
 
     public func resolve(_ question: Question, dnssecOK: Bool, checkingDisabled: Bool) async throws -> Message {
         for attempt in 0..<attempts {
-            let server = servers[attempt % servers.count], endpoint = endpoints[attempt % servers.count]
+            let server = servers[attempt % servers.count]
             var q = Message()
             q.id = UInt16.random(in: 0...UInt16.max)
             q.recursionDesired = true
@@ -36,7 +34,7 @@ public struct Upstream: Sendable {
             q.edns = EDNS(udpSize: 1232, dnssecOK: dnssecOK)
             let query = q
             do {
-                let answer = await sockets.exchange(Wire.encode(query), to: endpoint, timeout: timeout) { bytes in
+                let answer = await sockets.exchange(Wire.encode(query), to: server, timeout: timeout) { bytes in
                     (try? Wire.decode(bytes)).flatMap { Self.matches($0, query) ? $0 : nil }
                 }
                 try Task.checkCancellation()
@@ -58,8 +56,9 @@ public struct Upstream: Sendable {
         answer.isResponse && answer.id == query.id && answer.questions == query.questions
     }
 
-    func tcp(_ query: Message, to server: SocketAddress) async throws -> Message? {
-        let channel = try await ClientBootstrap(group: group).connect(to: server) { ch in
+    func tcp(_ query: Message, to server: IPEndpoint) async throws -> Message? {
+        let address = try SocketAddress(ipAddress: server.address.description, port: Int(server.port))
+        let channel = try await ClientBootstrap(group: group).connect(to: address) { ch in
             ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
         }
         return try await channel.executeThenClose { inbound, outbound in

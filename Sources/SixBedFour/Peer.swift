@@ -75,7 +75,8 @@ public final class PeerEngine {
             return write(p, total)
         }
         // Another peer: its source must be in our /64 and embed where it sent from.
-        guard let prefix, let me = address, SixBedFourAddress.validates(p.ipv6(8), from: from, prefix: prefix), p.ipv6(8).high == prefix else { return dropped() }
+        let src = p.ipv6(8)
+        guard let prefix, let me = address, src.high == prefix, SixBedFourAddress.decode(src).endpoint == from else { return dropped() }
         heard[from] = now
         if ND.isND(p, length: total) {
             // A probe for us is answered straight back; an answer to ours needs nothing more.

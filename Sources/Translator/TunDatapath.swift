@@ -78,7 +78,7 @@ public final class TunDatapath: Sendable {
             let now = UInt64(time(nil))
             let packet = buffer + Engine.headroom
             if engine.mustSegment(packet, length: n - Offload.size) {
-                Engine.segmentUDP4(packet, length: n - Offload.size, gsoSize: Int(engine.offload.gsoSize), into: scratch + Engine.headroom) { l in
+                Segmenter.packets(of: packet, length: n - Offload.size, offload: engine.offload, scratch: scratch + Engine.headroom) { _, l in
                     engine.offload = Offload()
                     translate(scratch, length: l, now: now)
                 }

@@ -160,7 +160,8 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         let relayedAfter = try net.routerCounters()["relayed"] ?? -1
         let received = fallback.stdout.split(separator: "\n").first { $0.contains("received") } ?? ""
         #expect(relayedAfter > relayedBefore + 20, "relayed again: \(relayedBefore) -> \(relayedAfter)")
-        #expect(fallback.stdout.contains(" 0% packet loss") == false && !received.contains(" 0 received"), "\(fallback)")
+        // Some loss proves the block hit the direct path in use; replies prove the fallback.
+        #expect(!fallback.stdout.contains(" 0% packet loss") && !received.contains(" 0 received"), "\(fallback)")
         // The last replies came back through the router.
         #expect(fallback.stdout.contains("icmp_seq=40 ") || fallback.stdout.contains("icmp_seq=39 "), "\(fallback)")
     }

@@ -172,7 +172,7 @@ import Tun
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 8)
         defer { scratch.deallocate() }
         withPacket(bytes) { p, n in
-            #expect(Segmenter.packets(of: p, length: n, offload: o, scratch: scratch) { out.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) })
+            #expect(Segmenter.packets(of: p, length: n, offload: o, maxLength: 1280, scratch: scratch) { out.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) })
         }
         #expect(out.map(\.count) == [1268, 1268, 644])
         let seqs: [UInt32] = out.map { seg in seg.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: 44, as: UInt32.self)) } }

@@ -410,7 +410,7 @@ extension OffloadTests {
             #expect(e.mustSegment(p, length: raw.count))
             let out = UnsafeMutableRawPointer.allocate(byteCount: 2000, alignment: 8)
             defer { out.deallocate() }
-            Engine.segmentUDP4(p, length: raw.count, gsoSize: 1400, into: out) { datagrams.append(Array(UnsafeRawBufferPointer(start: out, count: $0))) }
+            #expect(Segmenter.packets(of: p, length: raw.count, offload: e.offload, scratch: out) { datagrams.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) })
         }
         #expect(datagrams.map(\.count) == [1428, 1428, 228])
         #expect(datagrams.map { Int($0[4]) << 8 | Int($0[5]) } == [0x4000, 0x4001, 0x4002], "IDs as the kernel gives them")
