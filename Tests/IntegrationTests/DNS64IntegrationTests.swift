@@ -158,6 +158,14 @@ struct DNS64Gateway {
         let g = try DNS64Gateway.start()
         defer { g.rig.teardown() }
         #expect(try g.dig("v4only.example.org").status == "NOERROR")
+        // An upstream that swallows queries: each attempt ends at its deadline.
+        try g.rig.checked("s6", ["nft", "add table ip6 hole; add chain ip6 hole in { type filter hook input priority 0; }; add rule ip6 hole in udp dport 53 drop"])
+        let silent = ContinuousClock.now
+        #expect(try g.dig("dual.example.org").status == "SERVFAIL")
+        let waited = ContinuousClock.now - silent
+        #expect(waited >= .milliseconds(1900) && waited < .seconds(3), "2 attempts of 1 s, each ended by its timeout: \(waited)")
+        try g.rig.checked("s6", ["nft", "delete table ip6 hole"])
+        // An upstream that is gone: refused at once.
         g.rig.stop(g.nsd)
         // What was answered before is answered from the cache.
         #expect(try g.dig("v4only.example.org").answers.first?.hasPrefix("v4only.example.org.") == true)
