@@ -51,11 +51,16 @@ public final class Engine: @unchecked Sendable {
     /// The forwarding counters, bumped on every packet: atomics, not the lock.
     private let forwarded6to4 = Atomic<Int>(0)
     private let forwarded4to6 = Atomic<Int>(0)
+    private let coalesced = Atomic<Int>(0)
+
+    /// `n` datagrams went out joined into super-packets (TunDatapath).
+    public func countJoined(_ n: Int) { coalesced.add(n, ordering: .relaxed) }
 
     public var snapshot: TranslatorCounters {
         var c = counters.withLock { $0 }
         c.translated6to4 = forwarded6to4.load(ordering: .relaxed)
         c.translated4to6 = forwarded4to6.load(ordering: .relaxed)
+        c.coalesced = coalesced.load(ordering: .relaxed)
         return c
     }
 

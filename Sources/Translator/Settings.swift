@@ -86,6 +86,8 @@ public enum SentError: Int, CaseIterable, Sendable, CustomStringConvertible {
 public struct TranslatorCounters: Sendable, Equatable {
     public var translated6to4 = 0
     public var translated4to6 = 0
+    /// Translated UDP datagrams written joined into super-packets.
+    public var coalesced = 0
     public var drops = [Int](repeating: 0, count: DropReason.allCases.count)
     public var errorsSent = [Int](repeating: 0, count: SentError.allCases.count)
 
@@ -95,6 +97,7 @@ public struct TranslatorCounters: Sendable, Equatable {
         var c = a
         c.translated6to4 += b.translated6to4
         c.translated4to6 += b.translated4to6
+        c.coalesced += b.coalesced
         for i in c.drops.indices { c.drops[i] += b.drops[i] }
         for i in c.errorsSent.indices { c.errorsSent[i] += b.errorsSent[i] }
         return c

@@ -46,8 +46,10 @@ public final class TunDatapath: Sendable {
         }
     }
 
-    /// One reader: waits on its queue(s), translates, writes each result to the
-    /// device of its family.
+    /// One reader: drains its queue(s) in bursts, translates, and writes each
+    /// result to the device of its family, joining small UDP datagrams of one
+    /// flow into super-packets on the way (Coalescer). Waits only when every
+    /// queue is empty, after writing what is pending.
     private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) {
         // The offload header is read into, and written from, the bytes just in
         // front of each packet.
@@ -56,24 +58,25 @@ public final class TunDatapath: Sendable {
         // Where the datagrams of a UDP super-packet are made when they must be
         // translated one by one (Engine.mustSegment).
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        let joiner = Coalescer()
         engine.emit = { packet, length in
-            Offload().write(to: packet - Offload.size)
-            main.write(packet - Offload.size, length: length + Offload.size)
+            joiner.write(packet, length: length, offload: Offload(), to: main)
         }
         func translate(_ base: UnsafeMutableRawPointer, length: Int, now: UInt64) {
             switch engine.process(base, start: Engine.headroom, length: length, now: now) {
             case .forward(let s, let l), .reply(let s, let l):
-                let out = base + s - Offload.size
-                engine.offload.write(to: out)
-                if let v4, base.u8(s) >> 4 == 4 { v4.write(out, length: l + Offload.size) } else { main.write(out, length: l + Offload.size) }
+                let out = base + s
+                joiner.write(out, length: l, offload: engine.offload, to: out.u8(0) >> 4 == 4 ? v4 ?? main : main)
             case .drop:
                 break
             }
         }
-        func handle(_ q: TunQueue) {
+        /// Reads and translates one packet; false when the queue is empty.
+        func handle(_ q: TunQueue) -> Bool {
             let header = buffer + Engine.headroom - Offload.size
             let n = q.read(into: header, capacity: capacity - Engine.headroom + Offload.size)
-            guard n > Offload.size else { return }
+            if n == -Int(EAGAIN) { return false }
+            guard n > Offload.size else { return true }
             engine.offload = Offload(reading: header)
             let now = UInt64(time(nil))
             let packet = buffer + Engine.headroom
@@ -85,15 +88,25 @@ public final class TunDatapath: Sendable {
             } else {
                 translate(buffer, length: n - Offload.size, now: now)
             }
+            return true
         }
-        guard let v4 else {
-            while true { handle(main) }
-        }
-        var fds = [pollfd(fd: main.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: v4.fd, events: Int16(POLLIN), revents: 0)]
+        let queues = [main] + (v4.map { [$0] } ?? [])
+        var fds = queues.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        for q in queues { q.setNonBlocking() }
+        var reported = 0
         while true {
-            guard poll(&fds, 2, -1) > 0 else { continue }
-            if fds[0].revents & Int16(POLLIN) != 0 { handle(main) }
-            if fds[1].revents & Int16(POLLIN) != 0 { handle(v4) }
+            var busy = false
+            for q in queues {
+                var k = 0
+                while k < Coalescer.maxSegments, handle(q) { k += 1 }
+                busy = busy || k > 0
+            }
+            joiner.flush()
+            if joiner.joined != reported {
+                engine.countJoined(joiner.joined - reported)
+                reported = joiner.joined
+            }
+            if !busy { _ = poll(&fds, nfds_t(fds.count), -1) }
         }
     }
 }

@@ -6,6 +6,7 @@
 public struct Offload: Sendable, Equatable {
     public static let size = 10
     public static let needsChecksum: UInt8 = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    public static let dataValid: UInt8 = 2  // VIRTIO_NET_HDR_F_DATA_VALID: the kernel verified the checksum
     public static let tcp4: UInt8 = 1, tcp6: UInt8 = 4, udpL4: UInt8 = 5, ecn: UInt8 = 0x80  // VIRTIO_NET_HDR_GSO_*
 
     public var flags: UInt8 = 0

@@ -8,6 +8,13 @@ public struct TunQueue: Sendable {
     public let fd: Int32
     public let device: String
 
+    /// A queue on a descriptor opened elsewhere (or any descriptor that
+    /// keeps packet boundaries, such as a SOCK_SEQPACKET socket in tests).
+    public init(fd: Int32, device: String) {
+        self.fd = fd
+        self.device = device
+    }
+
     public struct OpenError: Error, CustomStringConvertible {
         public let device: String
         public let code: Int32

@@ -168,7 +168,7 @@ func log(_ line: String) {
 
 extension TranslatorCounters {
     var summary: String {
-        var parts = ["6to4=\(translated6to4)", "4to6=\(translated4to6)"]
+        var parts = ["6to4=\(translated6to4)", "4to6=\(translated4to6)", "coalesced=\(coalesced)"]
         for r in DropReason.allCases where self[r] > 0 { parts.append("drop.\(r)=\(self[r])") }
         for e in SentError.allCases where self[e] > 0 { parts.append("sent.\(e)=\(self[e])") }
         return parts.joined(separator: " ")

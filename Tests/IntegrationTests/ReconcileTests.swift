@@ -83,6 +83,19 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         #expect(try snapshot(rig) == before)
     }
 
+    /// The TUN devices sixgate creates get a transmit queue of
+    /// DesiredState.tunQueueLength; a length the operator sets later stays.
+    @Test func tunQueueLengthIsSetOnCreationOnly() throws {
+        let rig = try gatewayRig()
+        defer { rig.teardown() }
+        let config = repoRoot + "/examples/full.toml"
+        #expect(try ctl(rig, "apply", config).status == 0)
+        #expect(try rig.checked("gw", ["ip", "link", "show", "sg-nat64"]).stdout.contains("qlen 2000"))
+        try rig.checked("gw", ["ip", "link", "set", "sg-nat64", "txqueuelen", "3000"])
+        #expect(try ctl(rig, "apply", config).stdout == "no changes\n")
+        #expect(try rig.checked("gw", ["ip", "link", "show", "sg-nat64"]).stdout.contains("qlen 3000"))
+    }
+
     /// Each kind of drift is reported with exit 2 and a readable line, and apply
     /// repairs it.
     @Test func driftIsReportedAndRepaired() throws {

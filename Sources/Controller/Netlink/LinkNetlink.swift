@@ -75,19 +75,20 @@ extension RouteNetlink {
         if rc < 0 { throw netlinkError(operation, rc) }
     }
 
-    /// Changes the administrative state, the MTU and/or the alias; nil leaves it
-    /// as it is.
-    public func setLink(name: String, up: Bool? = nil, mtu: Int? = nil, alias: String? = nil) throws {
+    /// Changes the administrative state, the MTU, the transmit queue length
+    /// and/or the alias; nil leaves it as it is.
+    public func setLink(name: String, up: Bool? = nil, mtu: Int? = nil, txQueueLength: Int? = nil, alias: String? = nil) throws {
         var what: [String] = []
         if let up { what.append(up ? "up" : "down") }
         if let mtu { what.append("mtu \(mtu)") }
+        if let txQueueLength { what.append("txqueuelen \(txQueueLength)") }
         if let alias { what.append("alias \(alias)") }
         let operation = "set link \(name) \(what.joined(separator: " "))"
         try validateDeviceName(name, operation: operation)
         if let mtu, !(68...65535).contains(mtu) {
             throw SystemError("\(operation): MTU outside 68...65535", code: EINVAL)
         }
-        guard up != nil || mtu != nil || alias != nil else { return }
+        guard up != nil || mtu != nil || txQueueLength != nil || alias != nil else { return }
 
         var current: OpaquePointer?
         let rc = rtnl_link_get_kernel(socket, 0, name, &current)
@@ -102,6 +103,7 @@ extension RouteNetlink {
         case nil: break
         }
         if let mtu { rtnl_link_set_mtu(change, UInt32(mtu)) }
+        if let txQueueLength { rtnl_link_set_txqlen(change, UInt32(clamping: txQueueLength)) }
         if let alias { rtnl_link_set_ifalias(change, alias) }
         let changed = rtnl_link_change(socket, current, change, 0)
         if changed < 0 { throw netlinkError(operation, changed) }

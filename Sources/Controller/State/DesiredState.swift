@@ -52,6 +52,12 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
 public struct DesiredState: Sendable, Equatable {
     /// The alias that marks links sixgate created, so that it removes only those.
     public static let linkAlias = "sixgate"
+    /// The transmit queue of a TUN device is where packets wait for the
+    /// userspace reader. The kernel's 500 is used up in 2 ms at 250,000
+    /// packets per second, less than a reader may wait for a CPU on a busy
+    /// gateway; 2000 rides that out, at the price of at most 2000 packets of
+    /// delay when the reader cannot keep up at all.
+    public static let tunQueueLength = 2000
 
     public var table: NftTable
     public var links: [DesiredLink]

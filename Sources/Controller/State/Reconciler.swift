@@ -121,7 +121,10 @@ public final class Reconciler {
             let live = plan.environment.link(want.name)
             if live == nil { try rtnl.createTun(name: want.name, multiQueue: want.multiQueue) }
             if live == nil || live?.isUp == false || live?.mtu != want.mtu {
-                try rtnl.setLink(name: want.name, up: true, mtu: want.mtu, alias: DesiredState.linkAlias)
+                // The queue length only when sixgate creates the device: an
+                // operator's later choice stays.
+                try rtnl.setLink(name: want.name, up: true, mtu: want.mtu,
+                                 txQueueLength: live == nil ? DesiredState.tunQueueLength : nil, alias: DesiredState.linkAlias)
             }
         }
         for a in plan.addressesToDelete { try rtnl.deleteAddress(device: a.device, address: a.address, length: a.length) }
