@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "needs root: it creates a network namespace" >&2; exit 1; }
 for p in nsd unbound dnsperf; do command -v $p >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; done
 RUN=${RUN:-5}
+REPEAT=${REPEAT:-3}
 THREADS=${THREADS:-2}
 swift build -c release --product sixgated >/dev/null
 BIN=$(swift build -c release --show-bin-path)
@@ -19,7 +20,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.3
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     ip netns del $ns 2>/dev/null || true
     rm -rf "$work"
 }
@@ -100,10 +101,11 @@ ip netns exec $ns unbound -d -c "$work/unbound.conf" >/dev/null 2>&1 & pids+=($!
 ip netns exec $ns "$BIN/sixgated" dns64 --config "$work/sixgate.toml" 2>"$work/sixgated.log" & pids+=($!)
 sleep 2
 
-# Cache-hit list: a few names over and over. Half-miss list: every other line a
-# name never asked before (the zone's wildcard answers it).
+# Cache-hit list: a few names over and over. Half-miss lists: every other line
+# a name never asked before (the zone's wildcard answers it), new names for
+# every run of every server.
 for i in $(seq 1 2000); do printf 'v4only.example.org AAAA\ndual.example.org AAAA\nmulti.example.org AAAA\n'; done > "$work/hit.txt"
-for i in $(seq 1 200000); do printf 'v4only.example.org AAAA\nmiss%d.example.org AAAA\n' "$i"; done > "$work/miss.txt"
+misses() { awk -v p="$1" 'BEGIN { for (i = 1; i <= 200000; i++) printf "v4only.example.org AAAA\n%s%d.example.org AAAA\n", p, i }' > "$work/miss.txt"; }
 
 perf() {  # server, list -> "qps mean_ms p99_ms"
     x dnsperf -s "$1" -d "$2" -l "$RUN" -c 20 -T "$THREADS" -v 2>/dev/null | python3 -c '
@@ -125,12 +127,25 @@ print("%.0f %.3f %.3f" % (qps, 1000 * sum(lat) / len(lat) if lat else 0, 1000 * 
 x dnsperf -s 2001:db8:1::1 -d "$work/hit.txt" -l 1 >/dev/null 2>&1 || true
 x dnsperf -s 2001:db8:1::2 -d "$work/hit.txt" -l 1 >/dev/null 2>&1 || true
 
-read -r u_hit_qps u_hit_mean u_hit_p99 <<<"$(perf 2001:db8:1::2 "$work/hit.txt")"
-read -r s_hit_qps s_hit_mean s_hit_p99 <<<"$(perf 2001:db8:1::1 "$work/hit.txt")"
-read -r u_miss_qps u_miss_mean u_miss_p99 <<<"$(perf 2001:db8:1::2 "$work/miss.txt")"
-read -r s_miss_qps s_miss_mean s_miss_p99 <<<"$(perf 2001:db8:1::1 "$work/miss.txt")"
+# Each measurement REPEAT times, the servers taking turns, and the median of
+# each column: one run on a shared machine can be off by a third.
+for r in $(seq 1 "$REPEAT"); do
+    perf 2001:db8:1::2 "$work/hit.txt" >> "$work/unbound.hit"
+    perf 2001:db8:1::1 "$work/hit.txt" >> "$work/sixgate.hit"
+    misses "u$r-"; perf 2001:db8:1::2 "$work/miss.txt" >> "$work/unbound.miss"
+    misses "s$r-"; perf 2001:db8:1::1 "$work/miss.txt" >> "$work/sixgate.miss"
+done
+for f in unbound.hit sixgate.hit unbound.miss sixgate.miss; do echo "runs $f (qps mean p99): $(paste -sd '/' "$work/$f")"; done
+median() { python3 -c 'import sys, statistics as s
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+print(" ".join(("%.0f" if i == 0 else "%.3f") % s.median(c) for i, c in enumerate(zip(*rows))))' "$work/$1"; }
+read -r u_hit_qps u_hit_mean u_hit_p99 <<<"$(median unbound.hit)"
+read -r s_hit_qps s_hit_mean s_hit_p99 <<<"$(median sixgate.hit)"
+read -r u_miss_qps u_miss_mean u_miss_p99 <<<"$(median unbound.miss)"
+read -r s_miss_qps s_miss_mean s_miss_p99 <<<"$(median sixgate.miss)"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+echo "(medians of $REPEAT runs of $RUN s each, $THREADS threads for the servers and for dnsperf)"
 printf '%-26s %10s %10s %10s\n' "server / workload" qps "mean ms" "p99 ms"
 printf '%-26s %10s %10s %10s\n' "unbound dns64, hits" "$u_hit_qps" "$u_hit_mean" "$u_hit_p99"
 printf '%-26s %10s %10s %10s\n' "sixgate dns64, hits" "$s_hit_qps" "$s_hit_mean" "$s_hit_p99"

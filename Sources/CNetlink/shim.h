@@ -37,6 +37,7 @@
 #include <linux/if_tun.h>
 #include <sys/signalfd.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 /* setns(2) is declared only under _GNU_SOURCE, which Swift's Glibc module does
    not set; the raw system call needs no feature macro. */
@@ -56,6 +57,7 @@ static inline int sixgate_recvmmsg_waitforone(int fd, struct sixgate_mmsghdr *v,
 /* epoll with plain file descriptors: struct epoll_event is packed, which
    Swift imports poorly. */
 static inline int sixgate_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+static inline int sixgate_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 static inline int sixgate_epoll_add(int ep, int fd) {
     struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
     return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);

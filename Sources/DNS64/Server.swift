@@ -67,9 +67,6 @@ public final class DNS64Server: Sendable {
     static let maxInFlight = 4096
     private let connections = Atomic<Int>(0)
     static let maxConnections = 512
-    /// Where the tasks of cache misses run: the event loops, so that their
-    /// upstream exchanges resume on the thread that completes them.
-    let executors: [EventLoopTaskExecutor]
 
     public init(settings: DNS64Settings, group: any EventLoopGroup) throws {
         self.settings = settings
@@ -77,8 +74,8 @@ public final class DNS64Server: Sendable {
         synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude)
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
-        executors = group.makeIterator().map { EventLoopTaskExecutor($0) }
-        upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group)
+        upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group,
+                            threads: settings.threads)
     }
 
     public var counters: DNS64Counters {
@@ -211,7 +208,8 @@ public final class DNS64Server: Sendable {
         }
         // Unstructured, but bounded: by maxInFlight in number, and by the
         // upstream timeout and attempts in time.
-        Task(executorPreference: executors[Int.random(in: 0..<executors.count)]) {
+        // On an upstream loop, where its exchanges complete (UpstreamSockets).
+        Task(executorPreference: upstream.loops[Int.random(in: 0..<upstream.loops.count)]) {
             defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
             guard let out = await self.answer(bytes, from: client, overUDP: true) else { return }
             reply(out)

@@ -12,16 +12,22 @@ public struct Upstream: Sendable {
     public let timeout: Duration
     public let attempts: Int
     let group: any EventLoopGroup
-    let sockets = UpstreamSockets()
+    /// Where UDP exchanges wait, and where the tasks of cache misses run.
+    let loops: [UpstreamSockets]
 
     public enum Failure: Error, Sendable { case noAnswer }
 
-    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup) {
+    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup, threads: Int = 1) {
         self.servers = servers
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.group = group
+        loops = (0..<max(1, threads)).map { _ in UpstreamSockets() }
     }
+
+    /// The loop of the calling thread, so that the answer resumes the task
+    /// where it runs; any loop for callers elsewhere (TCP clients).
+    var loop: UpstreamSockets { loops.first { $0.isCurrent } ?? loops[Int.random(in: 0..<loops.count)] }
 
     public func resolve(_ question: Question, dnssecOK: Bool, checkingDisabled: Bool) async throws -> Message {
         for attempt in 0..<attempts {
@@ -34,7 +40,7 @@ public struct Upstream: Sendable {
             q.edns = EDNS(udpSize: 1232, dnssecOK: dnssecOK)
             let query = q
             do {
-                let answer = await sockets.exchange(Wire.encode(query), to: server, timeout: timeout) { bytes in
+                let answer = await loop.exchange(Wire.encode(query), to: server, timeout: timeout) { bytes in
                     (try? Wire.decode(bytes)).flatMap { Self.matches($0, query) ? $0 : nil }
                 }
                 try Task.checkCancellation()

@@ -10,7 +10,11 @@ import Synchronization
 /// with epoll and completes each with the first datagram that answers it, or
 /// with nothing at its deadline. Every cache miss takes two of these, so they
 /// cost a handful of system calls, not a channel and its pipeline.
-final class UpstreamSockets: Sendable {
+///
+/// The thread is also a task executor: the tasks of cache misses run on it,
+/// so an answer arriving resumes its task on the same thread, without waking
+/// another one (a thread switch costs more than the rest of the exchange).
+final class UpstreamSockets: TaskExecutor, Sendable {
     private struct Pending {
         let continuation: CheckedContinuation<Message?, Never>
         let deadline: ContinuousClock.Instant
@@ -18,15 +22,41 @@ final class UpstreamSockets: Sendable {
     }
 
     private let epoll: Int32
+    /// Written to wake the thread for a job enqueued while it waits.
+    private let wake: Int32
     private let pending = Mutex<[Int32: Pending]>([:])
+    private struct Jobs: ~Copyable {
+        var queue: [UnownedJob] = []
+        var sleeping = false
+    }
+    private let jobs = Mutex(Jobs())
+    private let thread = Atomic<UInt>(0)
     /// Deadlines are checked this often.
     static let tick: Int32 = 20
 
     init() {
         epoll = sixgate_epoll_create()
+        wake = sixgate_eventfd()
+        _ = sixgate_epoll_add(epoll, wake)
         let thread = Thread { [self] in self.wait() }
         thread.name = "sixgate-dns64-upstream"
         thread.start()
+    }
+
+    /// Whether the caller runs on this loop's thread.
+    var isCurrent: Bool { thread.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let sleeping = jobs.withLock { j in
+            j.queue.append(job)
+            defer { j.sleeping = false }
+            return j.sleeping
+        }
+        if sleeping {
+            var one: UInt64 = 1
+            _ = write(wake, &one, 8)
+        }
     }
 
     /// Sends `query` to `server` and returns the first datagram from it that
@@ -59,13 +89,28 @@ final class UpstreamSockets: Sendable {
     }
 
     private func wait() {
+        thread.store(UInt(pthread_self()), ordering: .relaxed)
         var ready = [Int32](repeating: 0, count: 64)
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
+        var batch: [UnownedJob] = []
+        batch.reserveCapacity(256)
         var lastSweep = ContinuousClock.now
         while true {
-            let n = sixgate_epoll_wait(epoll, &ready, Int32(ready.count), Self.tick)
+            jobs.withLock { j in
+                swap(&j.queue, &batch)
+                j.sleeping = batch.isEmpty
+            }
+            let ran = !batch.isEmpty
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            batch.removeAll(keepingCapacity: true)
+            let n = sixgate_epoll_wait(epoll, &ready, Int32(ready.count), ran ? 0 : Self.tick)
             for i in 0..<max(0, Int(n)) {
                 let fd = ready[i]
+                if fd == wake {
+                    var count: UInt64 = 0
+                    _ = read(wake, &count, 8)
+                    continue
+                }
                 guard let accept = pending.withLock({ $0[fd]?.accept }) else { continue }
                 while true {
                     let got = recv(fd, buffer, 65536, Int32(MSG_DONTWAIT))
