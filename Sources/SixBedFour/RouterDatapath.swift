@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Packet
+import Synchronization
 import Tun
 
 /// The router's I/O: the UDP socket on the configured endpoint and the TUN
@@ -8,6 +9,11 @@ import Tun
 public final class RouterDatapath: Sendable {
     public let router: SixBedFourRouter
     public let device: String
+    private let failed = Mutex<String?>(nil)
+
+    /// Why the thread stopped (its TUN device was deleted, say): the owner
+    /// should stop too, so that a supervisor restarts it.
+    public var failure: String? { failed.withLock { $0 } }
 
     public init(settings: RouterSettings, device: String) {
         router = SixBedFourRouter(settings: settings)
@@ -37,14 +43,18 @@ public final class RouterDatapath: Sendable {
             throw .tun(error)
         }
         let router = router
-        let thread = Thread { Self.serve(router: router, socket: socket, tun: tun) }
+        let thread = Thread { [self] in
+            let reason = Self.serve(router: router, socket: socket, tun: tun)
+            failed.withLock { $0 = reason }
+        }
         thread.name = "sixgate-6bed4"
         thread.start()
     }
 
     static let batch = 64
 
-    private static func serve(router: SixBedFourRouter, socket: UDPSocket, tun: TunQueue) {
+    /// Returns only when the TUN device fails, with the reason.
+    private static func serve(router: SixBedFourRouter, socket: UDPSocket, tun: TunQueue) -> String {
         // Room for a datagram over 1280 bytes to be seen as such, and refused.
         let capacity = 2048
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
@@ -69,6 +79,10 @@ public final class RouterDatapath: Sendable {
             }
             for _ in 0..<Self.batch {
                 let n = tun.read(into: buffer, capacity: capacity)
+                if n < 0, n != -Int(EAGAIN), n != -Int(EINTR) {
+                    out.flush()
+                    return "reading from TUN device \(tun.device) failed: \(String(cString: strerror(Int32(-n))))"
+                }
                 guard n > 0 else { break }
                 act(router.fromTUN(buffer, length: n, now: now))
             }

@@ -15,6 +15,7 @@ public final class TunDatapath: Sendable {
     public let device4: String?
     public let queues: Int
     private let engines = Mutex<[Engine]>([])
+    private let failed = Mutex<String?>(nil)
 
     public init(settings: TranslatorSettings, pool: DynamicPool?, device: String, device4: String?, queues: Int) {
         self.settings = settings
@@ -28,6 +29,11 @@ public final class TunDatapath: Sendable {
         engines.withLock { $0.reduce(TranslatorCounters()) { $0 + $1.snapshot } }
     }
 
+    /// Why a reader stopped (its device was deleted, say): the datapath is
+    /// broken and its owner should stop, so that a supervisor restarts it
+    /// rather than leave a translator that translates nothing.
+    public var failure: String? { failed.withLock { $0 } }
+
     /// Opens every queue (so that errors show before anything runs), then
     /// starts one reader thread per queue.
     public func start() throws(TunQueue.OpenError) {
@@ -40,7 +46,10 @@ public final class TunDatapath: Sendable {
         for (main, v4) in pairs {
             let engine = Engine(settings: settings, pool: pool)
             engines.withLock { $0.append(engine) }
-            let thread = Thread { Self.serve(main: main, v4: v4, engine: engine) }
+            let thread = Thread { [self] in
+                let reason = Self.serve(main: main, v4: v4, engine: engine)
+                failed.withLock { $0 = $0 ?? reason }
+            }
             thread.name = "sixgate-tun-\(main.fd)"
             thread.start()
         }
@@ -49,8 +58,9 @@ public final class TunDatapath: Sendable {
     /// One reader: drains its queue(s) in bursts, translates, and writes each
     /// result to the device of its family, joining small UDP datagrams of one
     /// flow into super-packets on the way (Coalescer). Waits only when every
-    /// queue is empty, after writing what is pending.
-    private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) {
+    /// queue is empty, after writing what is pending. Returns only when a
+    /// queue fails, with the reason.
+    private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) -> String {
         // The offload header is read into, and written from, the bytes just in
         // front of each packet.
         let capacity = Engine.headroom + 65536
@@ -71,11 +81,18 @@ public final class TunDatapath: Sendable {
                 break
             }
         }
-        /// Reads and translates one packet; false when the queue is empty.
+        var broken: String?
+        /// Reads and translates one packet; false when the queue is empty or
+        /// fails (`broken`).
         func handle(_ q: TunQueue) -> Bool {
             let header = buffer + Engine.headroom - Offload.size
             let n = q.read(into: header, capacity: capacity - Engine.headroom + Offload.size)
             if n == -Int(EAGAIN) { return false }
+            if n == -Int(EINTR) { return true }
+            if n < 0 {
+                broken = "reading from TUN device \(q.device) failed: \(String(cString: strerror(Int32(-n))))"
+                return false
+            }
             guard n > Offload.size else { return true }
             engine.offload = Offload(reading: header)
             let now = UInt64(time(nil))
@@ -106,6 +123,7 @@ public final class TunDatapath: Sendable {
                 engine.countJoined(joiner.joined - reported)
                 reported = joiner.joined
             }
+            if let broken { return broken }
             if !busy { _ = poll(&fds, nfds_t(fds.count), -1) }
         }
     }

@@ -65,8 +65,10 @@ struct Translate: AsyncParsableCommand {
             do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
             log("translator stopping on signal \(sig); counters: \(datapath.counters.summary)")
         }
-        // The readers run on their own threads; this task only waits for a signal.
-        while true { try await Task.sleep(for: .seconds(3600)) }
+        try await untilFailure(datapath.failure) { failure in
+            do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
+            log("translator stopping: \(failure); counters: \(datapath.counters.summary)")
+        }
     }
 }
 
@@ -126,7 +128,23 @@ struct SixBedFourCommand: AsyncParsableCommand {
         log("6bed4 router ready on \(settings.endpoint) and \(c.sixbedfour.device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(c.prefix)")
         onSignal(SIGUSR1) { _ in log("6bed4 counters: \(datapath.router.counters)") }
         onTermination { sig in log("6bed4 stopping on signal \(sig); counters: \(datapath.router.counters)") }
-        while true { try await Task.sleep(for: .seconds(3600)) }
+        try await untilFailure(datapath.failure) { failure in
+            log("6bed4 stopping: \(failure); counters: \(datapath.router.counters)")
+        }
+    }
+}
+
+/// Waits while a datapath's threads serve: signals end the process through
+/// their handlers; a datapath that fails (`failure` says why) ends it with
+/// exit 1 after `stopping`, so that a supervisor restarts it rather than
+/// keep a process that serves nothing.
+func untilFailure(_ failure: @autoclosure () -> String?, stopping: (String) -> Void) async throws {
+    while true {
+        try await Task.sleep(for: .milliseconds(500))
+        if let reason = failure() {
+            stopping(reason)
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -201,7 +201,7 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         #expect((try net.routerCounters()["drop.spoofed_source"] ?? 0) == spoofed + 1)
     }
 
-    @Test func peerExitsCleanly() throws {
+    @Test func peerAndRouterExitCleanly() throws {
         let net = try SixBedFourNet.start()
         defer { net.rig.teardown() }
         let p1 = try #require(net.peers["p1"])
@@ -212,5 +212,11 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         #expect(!links.contains("6bed4"), "the device is gone, and its address and routes with it: \(links)")
         let help = try runProduct("6bed4peer", ["--help"], timeout: .seconds(10))
         #expect(help.succeeded && help.stdout.contains("USAGE"), "--help returns")
+
+        // The router whose TUN device is deleted stops with exit 1 and says
+        // why, rather than spin on a dead queue.
+        try net.rig.checked("gw", ["ip", "link", "del", "sg-6bed4"])
+        #expect(Spawn.wait(net.router.pid, timeout: .seconds(5)) == 1, "\(net.router.errors)")
+        #expect(net.router.errors.contains("6bed4 stopping: reading from TUN device sg-6bed4 failed"), "\(net.router.errors)")
     }
 }

@@ -313,6 +313,17 @@ extension TranslatorGateway {
         #expect(counters.contains("6to4="), "\(counters)")
     }
 
+    /// A TUN device deleted under the translator stops it with exit 1 and
+    /// the reason, instead of leaving it spinning on a dead queue: a
+    /// supervisor can then restart it once the device is back.
+    @Test func deletedDeviceStopsTheTranslator() throws {
+        let g = try TranslatorGateway.start()
+        defer { g.rig.teardown() }
+        try g.rig.checked("gw", ["ip", "link", "del", "sg-nat64"])
+        #expect(Spawn.wait(g.translator.pid, timeout: .seconds(5)) == 1, "\(g.translator.errors)")
+        #expect(g.translator.errors.contains("translator stopping: reading from TUN device sg-nat64 failed"), "\(g.translator.errors)")
+    }
+
     /// A hop limit that runs out at the translator comes back as a translated
     /// Time Exceeded from the translator's own address.
     @Test func hopLimitExpiryIsAnswered() throws {
