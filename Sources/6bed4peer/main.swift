@@ -89,6 +89,12 @@ struct SixBedFourPeer: ParsableCommand {
             }
             for _ in 0..<64 {
                 let n = host.tun.read(into: buffer, capacity: headroom + 65536)
+                if n < 0, n != -Int(EAGAIN), n != -Int(EINTR) {
+                    // The device went away under us (its address and routes
+                    // with it): exit 1 rather than spin, for a supervisor.
+                    log("stopping: reading from TUN device \(device) failed: \(String(cString: strerror(Int32(-n)))); counters: \(engine.counters)")
+                    throw ExitCode(1)
+                }
                 guard n > Offload.size else { break }
                 Segmenter.packets(of: buffer + Offload.size, length: n - Offload.size, offload: Offload(reading: buffer), maxLength: 1280, scratch: scratch) {
                     engine.fromTUN($0, length: $1, now: t)

@@ -213,8 +213,12 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         let help = try runProduct("6bed4peer", ["--help"], timeout: .seconds(10))
         #expect(help.succeeded && help.stdout.contains("USAGE"), "--help returns")
 
-        // The router whose TUN device is deleted stops with exit 1 and says
-        // why, rather than spin on a dead queue.
+        // A peer or router whose TUN device is deleted stops with exit 1 and
+        // says why, rather than spin on a dead queue.
+        let p2 = try #require(net.peers["p2"])
+        try net.rig.checked("p2", ["ip", "link", "del", "6bed4"])
+        #expect(Spawn.wait(p2.pid, timeout: .seconds(5)) == 1, "\(p2.errors)")
+        #expect(p2.errors.contains("stopping: reading from TUN device 6bed4 failed"), "\(p2.errors)")
         try net.rig.checked("gw", ["ip", "link", "del", "sg-6bed4"])
         #expect(Spawn.wait(net.router.pid, timeout: .seconds(5)) == 1, "\(net.router.errors)")
         #expect(net.router.errors.contains("6bed4 stopping: reading from TUN device sg-6bed4 failed"), "\(net.router.errors)")
