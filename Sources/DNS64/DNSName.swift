@@ -44,9 +44,12 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
 
     static func lower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b + 32 : b }
 
-    public static func == (a: DNSName, b: DNSName) -> Bool {
-        guard a.labels.count == b.labels.count else { return false }
-        for (x, y) in zip(a.labels, b.labels) {
+    public static func == (a: DNSName, b: DNSName) -> Bool { sameLabels(a.labels[...], b.labels[...]) }
+
+    /// Label by label, ignoring ASCII case (RFC 4343).
+    static func sameLabels(_ a: ArraySlice<[UInt8]>, _ b: ArraySlice<[UInt8]>) -> Bool {
+        guard a.count == b.count else { return false }
+        for (x, y) in zip(a, b) {
             guard x.count == y.count, zip(x, y).allSatisfy({ lower($0) == lower($1) }) else { return false }
         }
         return true

@@ -179,25 +179,32 @@ public enum Wire {
 
     struct Writer {
         var out: [UInt8] = []
-        /// Offsets of names already written, for compression (RFC 1035 §4.1.4).
-        var written: [DNSName: Int] = [:]
+        /// The names (and their suffixes) already written and where, for
+        /// compression (RFC 1035 §4.1.4). A message has a handful of names, so
+        /// a list searched in order beats a dictionary that hashes and
+        /// allocates every suffix.
+        var written: [(labels: ArraySlice<[UInt8]>, at: Int)] = []
         var ttlOffsets: [Int] = []
 
-        mutating func u16(_ v: UInt16) { out += [UInt8(v >> 8), UInt8(v & 0xFF)] }
+        init() { out.reserveCapacity(512) }
+
+        mutating func u16(_ v: UInt16) {
+            out.append(UInt8(v >> 8))
+            out.append(UInt8(v & 0xFF))
+        }
         mutating func u32(_ v: UInt32) { u16(UInt16(v >> 16)); u16(UInt16(v & 0xFFFF)) }
         mutating func bytes(_ b: [UInt8]) { out += b }
 
         mutating func name(_ n: DNSName) {
             var labels = n.labels[...]
-            while !labels.isEmpty {
-                let suffix = DNSName(labels: Array(labels))
-                if let at = written[suffix] {
-                    u16(0xC000 | UInt16(at))
+            while let first = labels.first {
+                if let w = written.first(where: { DNSName.sameLabels($0.labels, labels) }) {
+                    u16(0xC000 | UInt16(w.at))
                     return
                 }
-                if out.count < 0x4000 { written[suffix] = out.count }
-                out.append(UInt8(labels.first!.count))
-                out += labels.first!
+                if out.count < 0x4000 { written.append((labels, out.count)) }
+                out.append(UInt8(first.count))
+                out += first
                 labels = labels.dropFirst()
             }
             out.append(0)
@@ -220,7 +227,7 @@ public enum Wire {
             case .soa(let mname, let rname, let serial, let refresh, let retry, let expire, let minimum):
                 name(mname)
                 name(rname)
-                for v in [serial, refresh, retry, expire, minimum] { u32(v) }
+                u32(serial); u32(refresh); u32(retry); u32(expire); u32(minimum)
             case .opaque(let b): bytes(b)
             }
             let len = out.count - lengthAt - 2

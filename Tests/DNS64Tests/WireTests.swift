@@ -32,6 +32,23 @@ func name(_ s: String) -> DNSName { DNSName(s)! }
         #expect(bytes.count < 12 + plain + 80)
     }
 
+    /// Names point at what was written before, whatever its case: the
+    /// answer's owner at the question, the CNAME target's "example.org" at
+    /// the question's.
+    @Test func compressionPointsAtEarlierNames() {
+        var m = Message()
+        m.isResponse = true
+        m.questions = [Question(name: name("www.example.org"), type: RRType.a)]
+        m.answers = [ResourceRecord(name: name("WWW.example.org"), type: RRType.cname, ttl: 60, data: .name(name("mail.EXAMPLE.org")))]
+        let bytes = Wire.encode(m)
+        // Header 12, question name 17 and type/class 4: the answer starts at 33.
+        #expect(Array(bytes[33..<35]) == [0xC0, 12])
+        // Its owner, type, class, TTL and length take 12: the target at 45.
+        #expect(Array(bytes[43..<45]) == [0, 7])
+        #expect(Array(bytes[45..<52]) == [4] + Array("mail".utf8) + [0xC0, 16])
+        #expect(bytes.count == 52)
+    }
+
     @Test func namesCompareWithoutCase() {
         #expect(name("WWW.Example.ORG") == name("www.example.org"))
         #expect(Set([name("A.b"), name("a.B")]).count == 1)
