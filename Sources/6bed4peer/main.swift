@@ -89,10 +89,10 @@ struct SixBedFourPeer: ParsableCommand {
             }
             for _ in 0..<64 {
                 let n = host.tun.read(into: buffer, capacity: headroom + 65536)
-                if n < 0, n != -Int(EAGAIN), n != -Int(EINTR) {
+                if let failure = host.tun.failure(ofRead: n) {
                     // The device went away under us (its address and routes
                     // with it): exit 1 rather than spin, for a supervisor.
-                    log("stopping: reading from TUN device \(device) failed: \(String(cString: strerror(Int32(-n)))); counters: \(engine.counters)")
+                    log("stopping: \(failure); counters: \(engine.counters)")
                     throw ExitCode(1)
                 }
                 guard n > Offload.size else { break }

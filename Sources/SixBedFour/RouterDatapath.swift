@@ -79,9 +79,9 @@ public final class RouterDatapath: Sendable {
             }
             for _ in 0..<Self.batch {
                 let n = tun.read(into: buffer, capacity: capacity)
-                if n < 0, n != -Int(EAGAIN), n != -Int(EINTR) {
+                if let failure = tun.failure(ofRead: n) {
                     out.flush()
-                    return "reading from TUN device \(tun.device) failed: \(String(cString: strerror(Int32(-n))))"
+                    return failure
                 }
                 guard n > 0 else { break }
                 act(router.fromTUN(buffer, length: n, now: now))

@@ -87,12 +87,11 @@ public final class TunDatapath: Sendable {
         func handle(_ q: TunQueue) -> Bool {
             let header = buffer + Engine.headroom - Offload.size
             let n = q.read(into: header, capacity: capacity - Engine.headroom + Offload.size)
-            if n == -Int(EAGAIN) { return false }
-            if n == -Int(EINTR) { return true }
-            if n < 0 {
-                broken = "reading from TUN device \(q.device) failed: \(String(cString: strerror(Int32(-n))))"
+            if let failure = q.failure(ofRead: n) {
+                broken = failure
                 return false
             }
+            if n == -Int(EAGAIN) { return false }
             guard n > Offload.size else { return true }
             engine.offload = Offload(reading: header)
             let now = UInt64(time(nil))

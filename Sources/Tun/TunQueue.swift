@@ -57,6 +57,14 @@ public struct TunQueue: Sendable {
         return n >= 0 ? n : -Int(errno)
     }
 
+    /// What a result of `read` means for the queue: nil when it can go on
+    /// (a packet, an empty queue, an interrupted call); otherwise why it
+    /// cannot, such as its device having been deleted.
+    public func failure(ofRead n: Int) -> String? {
+        guard n < 0, n != -Int(EAGAIN), n != -Int(EINTR) else { return nil }
+        return "reading from TUN device \(device) failed: \(String(cString: strerror(Int32(-n))))"
+    }
+
     @inlinable
     @discardableResult
     public func write(_ buffer: UnsafeMutableRawPointer, length: Int) -> Bool {
