@@ -105,23 +105,30 @@ sleep 2
 # a name never asked before (the zone's wildcard answers it), new names for
 # every run of every server.
 for i in $(seq 1 2000); do printf 'v4only.example.org AAAA\ndual.example.org AAAA\nmulti.example.org AAAA\n'; done > "$work/hit.txt"
-misses() { awk -v p="$1" 'BEGIN { for (i = 1; i <= 200000; i++) printf "v4only.example.org AAAA\n%s%d.example.org AAAA\n", p, i }' > "$work/miss.txt"; }
+misses() { awk -v p="$1" 'BEGIN { for (i = 1; i <= 400000; i++) printf "v4only.example.org AAAA\n%s%d.example.org AAAA\n", p, i }' > "$work/miss.txt"; }
 
-perf() {  # server, list -> "qps mean_ms p99_ms"
-    x dnsperf -s "$1" -d "$2" -l "$RUN" -c 20 -T "$THREADS" -v 2>/dev/null | python3 -c '
+# qps from a plain run; latency from a second run with -v (a line per query):
+# dnsperf spends more on printing those lines than on the queries, so the
+# rate of a -v run says more about dnsperf than about the server. A miss
+# workload gets fresh names for each of the two runs.
+perf() {  # server, workload (hit|miss), tag -> "qps mean_ms p99_ms"
+    [ "$2" = miss ] && misses "$3q-"
+    local qps
+    qps=$(x dnsperf -s "$1" -d "$work/$2.txt" -l "$RUN" -c 20 -T "$THREADS" 2>/dev/null | awk '/Queries per second/ { print $4 }')
+    [ "$2" = miss ] && misses "$3l-"
+    x dnsperf -s "$1" -d "$work/$2.txt" -l "$RUN" -c 20 -T "$THREADS" -v > "$work/latency" 2>/dev/null || true
+    python3 -c '
 import sys
-lat, qps = [], 0.0
-for line in sys.stdin:
+lat = []
+for line in open(sys.argv[2]):
     if line.startswith("> "):
         try:
             lat.append(float(line.split()[-1]))
         except ValueError:
             pass  # a timed-out query
-    elif "Queries per second" in line:
-        qps = float(line.split()[-1])
 lat.sort()
 p99 = lat[max(0, int(len(lat) * 0.99) - 1)] if lat else 0
-print("%.0f %.3f %.3f" % (qps, 1000 * sum(lat) / len(lat) if lat else 0, 1000 * p99))'
+print("%.0f %.3f %.3f" % (float(sys.argv[1] or 0), 1000 * sum(lat) / len(lat) if lat else 0, 1000 * p99))' "$qps" "$work/latency"
 }
 # Warm both caches.
 x dnsperf -s 2001:db8:1::1 -d "$work/hit.txt" -l 1 >/dev/null 2>&1 || true
@@ -130,10 +137,10 @@ x dnsperf -s 2001:db8:1::2 -d "$work/hit.txt" -l 1 >/dev/null 2>&1 || true
 # Each measurement REPEAT times, the servers taking turns, and the median of
 # each column: one run on a shared machine can be off by a third.
 for r in $(seq 1 "$REPEAT"); do
-    perf 2001:db8:1::2 "$work/hit.txt" >> "$work/unbound.hit"
-    perf 2001:db8:1::1 "$work/hit.txt" >> "$work/sixgate.hit"
-    misses "u$r-"; perf 2001:db8:1::2 "$work/miss.txt" >> "$work/unbound.miss"
-    misses "s$r-"; perf 2001:db8:1::1 "$work/miss.txt" >> "$work/sixgate.miss"
+    perf 2001:db8:1::2 hit - >> "$work/unbound.hit"
+    perf 2001:db8:1::1 hit - >> "$work/sixgate.hit"
+    perf 2001:db8:1::2 miss "u$r" >> "$work/unbound.miss"
+    perf 2001:db8:1::1 miss "s$r" >> "$work/sixgate.miss"
 done
 for f in unbound.hit sixgate.hit unbound.miss sixgate.miss; do echo "runs $f (qps mean p99): $(paste -sd '/' "$work/$f")"; done
 median() { python3 -c 'import sys, statistics as s

@@ -54,6 +54,19 @@ static inline int sixgate_recvmmsg_waitforone(int fd, struct sixgate_mmsghdr *v,
     return (int)syscall(SYS_recvmmsg, fd, v, n, 0x10000, NULL);
 }
 
+/* Steers each datagram of a SO_REUSEPORT group to the socket numbered
+   (CPU that received it) mod n, by a classic BPF program on the group. */
+#include <linux/filter.h>
+static inline int sixgate_reuseport_by_cpu(int fd, unsigned int n) {
+    struct sock_filter code[] = {
+        { BPF_LD | BPF_W | BPF_ABS, 0, 0, (unsigned int)(SKF_AD_OFF + SKF_AD_CPU) },
+        { BPF_ALU | BPF_MOD | BPF_K, 0, 0, n },
+        { BPF_RET | BPF_A, 0, 0, 0 },
+    };
+    struct sock_fprog prog = { 3, code };
+    return setsockopt(fd, SOL_SOCKET, 51 /* SO_ATTACH_REUSEPORT_CBPF */, &prog, sizeof prog);
+}
+
 /* epoll with plain file descriptors: struct epoll_event is packed, which
    Swift imports poorly. */
 static inline int sixgate_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }

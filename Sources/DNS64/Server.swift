@@ -18,9 +18,12 @@ public struct DNS64Settings: Sendable {
     public var cacheBytes: Int
     /// Event-loop threads, each with its own UDP socket per listen address.
     public var threads: Int
+    /// Which of those sockets a datagram goes to.
+    public var udpSteering: UDPSteering
 
     public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
-                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1) {
+                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1,
+                udpSteering: UDPSteering = .cpu) {
         self.prefix = prefix
         self.exclude = exclude
         self.allow = allow
@@ -33,17 +36,34 @@ public struct DNS64Settings: Sendable {
         self.answerPTR = answerPTR
         self.cacheBytes = cacheBytes
         self.threads = max(1, threads)
+        self.udpSteering = udpSteering
     }
+}
+
+/// How the kernel spreads UDP queries over the server's sockets of one
+/// address (one per thread).
+public enum UDPSteering: String, CaseIterable, Sendable {
+    /// To the socket numbered (receiving CPU mod threads): the query is
+    /// answered by the thread that the CPU which took it in serves, without
+    /// waking a thread on another core. Needs the NIC's receive queues (RSS or
+    /// RPS) spread over the CPUs for the threads to share the load.
+    case cpu
+    /// By a hash of the client's address and port (plain SO_REUSEPORT):
+    /// for a NIC with a single receive queue.
+    case hash
 }
 
 public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
     public var queries = 0, synthesized = 0, passedThrough = 0, local = 0, refused = 0, formErr = 0, upstreamFailures = 0
     public var cacheHits = 0, cacheMisses = 0, overload = 0
+    /// UDP queries per socket, in socket order (per address, one per thread).
+    public var udpPerSocket: [Int] = []
 
     public var cacheHitRate: Double { cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses) }
 
     public var description: String {
         "queries=\(queries) synthesized=\(synthesized) passed_through=\(passedThrough) local=\(local) refused=\(refused) formerr=\(formErr) upstream_failures=\(upstreamFailures) cache_hits=\(cacheHits) cache_misses=\(cacheMisses) overload=\(overload)"
+            + (udpPerSocket.isEmpty ? "" : " udp_per_socket=" + udpPerSocket.map(String.init).joined(separator: "/"))
     }
 }
 
@@ -58,9 +78,10 @@ public final class DNS64Server: Sendable {
     let group: any EventLoopGroup
     let cache: AnswerCache
     private let counting = Mutex(DNS64Counters())
-    /// The two counters every cache hit touches, kept outside the lock.
+    /// Queries and hits over TCP; the UDP threads count their own.
     private let queries = Atomic<Int>(0)
     private let cacheHits = Atomic<Int>(0)
+    private let fronts = Mutex<[UDPFront]>([])
     /// Queries being answered now. A flood must not grow memory without bound:
     /// past the limit, UDP queries are dropped (their clients retry).
     private let inFlight = Atomic<Int>(0)
@@ -80,8 +101,9 @@ public final class DNS64Server: Sendable {
 
     public var counters: DNS64Counters {
         var c = counting.withLock { $0 }
-        c.queries = queries.load(ordering: .relaxed)
-        c.cacheHits = cacheHits.load(ordering: .relaxed)
+        c.udpPerSocket = fronts.withLock { $0.map { $0.queries.load(ordering: .relaxed) } }
+        c.queries = queries.load(ordering: .relaxed) + c.udpPerSocket.reduce(0, +)
+        c.cacheHits = cacheHits.load(ordering: .relaxed) + fronts.withLock { $0.reduce(0) { $0 + $1.hits.load(ordering: .relaxed) } }
         return c
     }
 
@@ -98,11 +120,11 @@ public final class DNS64Server: Sendable {
 
     /// The answer to a UDP query when it is a cache hit for an allowed client
     /// and fits its buffer, written into `out`: its length. nil sends the
-    /// query down the full path (`answer`). Does not count the query.
+    /// query down the full path (`answer`). Counts neither the query nor the
+    /// hit: the UDP threads do, once per batch.
     func answerFromCache(_ query: UnsafeRawBufferPointer, from client: IPAddress, into out: UnsafeMutableRawBufferPointer) -> Int? {
         guard let head = QueryHead(query), acl.allows(client), let hit = cache.lookup(head.key, now: now),
               hit.count <= udpLimit(head.udpSize), hit.count <= out.count else { return nil }
-        cacheHits.wrappingAdd(1, ordering: .relaxed)
         hit.write(into: out, id: head.id, recursionDesired: head.recursionDesired, qname: UnsafeRawBufferPointer(rebasing: query[12..<head.nameEnd]))
         return hit.count
     }
@@ -240,12 +262,16 @@ public final class DNS64Server: Sendable {
                         }
                     })
                 for _ in 0..<settings.threads { udp.append(try UDPFront(server: self, endpoint: endpoint)) }
+                if settings.threads > 1, settings.udpSteering == .cpu {
+                    try UDPFront.steerByCPU(udp[(udp.count - settings.threads)...])
+                }
             }
         } catch {
             for u in udp { close(u.fd) }
             for ch in tcp { try? await ch.channel.close() }
             throw error
         }
+        fronts.withLock { $0 = udp }
         for u in udp { u.start() }
         ready()
         try await withThrowingDiscardingTaskGroup { group in

@@ -2,6 +2,7 @@ import CNetlink
 import Foundation
 import Glibc
 import Packet
+import Synchronization
 
 /// The UDP side of the DNS64 server, beside NIO: per listen address and
 /// thread, a socket of its own (SO_REUSEPORT spreads clients over them), read
@@ -12,6 +13,9 @@ import Packet
 final class UDPFront: Sendable {
     let server: DNS64Server
     let fd: Int32
+    /// Added once per batch by the one thread that reads this socket.
+    let queries = Atomic<Int>(0)
+    let hits = Atomic<Int>(0)
     static let batch = 32
     /// Room per datagram: larger queries arrive cut short and get FORMERR
     /// (no resolver sends queries this large); answers are at most 4096.
@@ -40,6 +44,19 @@ final class UDPFront: Sendable {
             throw BindError(endpoint: endpoint, code: e)
         }
         self.fd = fd
+    }
+
+    struct SteeringError: Error, CustomStringConvertible {
+        let code: Int32
+        var description: String {
+            "cannot steer UDP queries by CPU (SO_ATTACH_REUSEPORT_CBPF): \(String(cString: strerror(code))); set dns64.udp_steering = \"hash\""
+        }
+    }
+
+    /// Makes the kernel hand each datagram of the group of `fronts` (one
+    /// address, bound in this order) to the one numbered (CPU mod count).
+    static func steerByCPU(_ fronts: ArraySlice<UDPFront>) throws(SteeringError) {
+        guard let first = fronts.first, sixgate_reuseport_by_cpu(first.fd, UInt32(fronts.count)) == 0 else { throw SteeringError(code: errno) }
     }
 
     static func fill(_ s: inout sockaddr_storage, _ e: IPEndpoint) -> socklen_t {
@@ -115,7 +132,6 @@ final class UDPFront: Sendable {
             for i in 0..<Int(got) {
                 let name = UnsafeRawPointer(names + i)
                 guard let client = Self.client(name) else { continue }
-                server.countQuery()
                 let query = UnsafeRawBufferPointer(start: rx + i * slot, count: min(Int(rxh[i].msg_len), slot))
                 if let length = server.answerFromCache(query, from: client, into: UnsafeMutableRawBufferPointer(start: tx + out * slot, count: slot)) {
                     vectors[n + out].iov_len = length
@@ -137,6 +153,8 @@ final class UDPFront: Sendable {
                 let r = sixgate_sendmmsg(fd, txh + sent, UInt32(out - sent), Int32(MSG_DONTWAIT))
                 if r > 0 { sent += Int(r) } else if errno == EINTR { continue } else { sent += 1 }
             }
+            queries.wrappingAdd(Int(got), ordering: .relaxed)
+            hits.wrappingAdd(out, ordering: .relaxed)
         }
     }
 }

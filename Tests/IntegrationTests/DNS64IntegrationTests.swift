@@ -37,7 +37,8 @@ struct DNS64Gateway {
 
         """
 
-    static func start(prefix: String = "2001:db8:64::/96") throws -> DNS64Gateway {
+    /// `dns64` holds further lines of the [dns64] table.
+    static func start(prefix: String = "2001:db8:64::/96", dns64 more: String = "") throws -> DNS64Gateway {
         let rig = try NetnsRig.standard()
         do {
             let dir = rig.scratch + "/nsd"
@@ -79,7 +80,7 @@ struct DNS64Gateway {
                 upstreams = ["[2001:db8:2::2]:53"]
                 timeout = "1s"
                 attempts = 2
-
+                \(more)
                 """.write(toFile: config, atomically: true, encoding: .utf8)
             let dns64 = try rig.start("gw", [binDir + "/sixgated", "dns64", "--config", config], name: "dns64")
             let deadline = ContinuousClock.now + .seconds(10)
@@ -199,5 +200,42 @@ struct DNS64Gateway {
         let out = try g.rig.checked("c6", ["python3", "-c", script]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect((Int(out) ?? 0) >= 1, "the compression loop at least gets FORMERR: \(out)")
         #expect(try g.dig("v4only.example.org").answers == ["v4only.example.org. 300 AAAA 2001:db8:64::c000:20a"], "still answering")
+    }
+
+    /// Queries sent from each CPU in turn, a new socket (source port) each;
+    /// then the server is stopped: its UDP queries per socket, from the stop log.
+    static func queriesPerSocket(steering: String, fromCPUs counts: [(cpu: Int, queries: Int)]) throws -> String {
+        let g = try DNS64Gateway.start(dns64: "threads = 2\nudp_steering = \"\(steering)\"")
+        defer { g.rig.teardown() }
+        let script = """
+            import os, socket, sys
+            answered = 0
+            for cpu, n in [\(counts.map { "(\($0.cpu), \($0.queries))" }.joined(separator: ", "))]:
+                os.sched_setaffinity(0, {cpu})
+                for i in range(n):
+                    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(2)
+                    s.sendto(bytes.fromhex('%04x01000001000000000000' % i) + b'\\x06v4only\\x07example\\x03org\\x00\\x00\\x1c\\x00\\x01', ('2001:db8:1::1', 53))
+                    answered += len(s.recv(4096)) > 12
+                    s.close()
+            print(answered)
+            """
+        let answered = try g.rig.checked("c6", ["python3", "-c", script]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(answered == String(counts.reduce(0) { $0 + $1.queries }), "every query answered")
+        g.rig.stop(g.dns64)
+        let log = g.dns64.errors
+        return log.split(separator: " ").first { $0.hasPrefix("udp_per_socket=") }.map { String($0.dropFirst("udp_per_socket=".count)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "none in: \(log)"
+    }
+
+    @Test func aQueryIsAnsweredByTheThreadOfTheCPUThatTookItIn() throws {
+        try #require(sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2, "the test needs two CPUs to tell the threads apart")
+        // Two threads, two addresses: sockets v6 #0, v6 #1, v4 #0, v4 #1.
+        #expect(try Self.queriesPerSocket(steering: "cpu", fromCPUs: [(0, 30), (1, 50)]) == "30/50/0/0")
+    }
+
+    @Test func hashSteeringSpreadsOneCPUsQueries() throws {
+        try #require(sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2, "the test needs two CPUs to tell the threads apart")
+        let counts = try Self.queriesPerSocket(steering: "hash", fromCPUs: [(0, 80)]).split(separator: "/").compactMap { Int($0) }
+        // 80 source ports all on one of two sockets has odds of 2^-79.
+        #expect(counts.count == 4 && counts[0] > 0 && counts[1] > 0 && counts[0] + counts[1] == 80, "\(counts)")
     }
 }

@@ -72,6 +72,7 @@ public struct Config: Sendable, Equatable {
         public internal(set) var attempts = 3
         public internal(set) var cacheSizeMB = 32
         public internal(set) var threads = 0
+        public internal(set) var udpSteering = UDPSteering.cpu
         public internal(set) var tcpIdleTimeout = Duration.seconds(10)
         public internal(set) var ednsUDPSize = 1232
         public internal(set) var answerPTR = true

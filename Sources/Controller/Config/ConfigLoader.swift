@@ -144,6 +144,7 @@ public enum ConfigLoader {
         d.attempts = r.int(t, "attempts", path, in: 1...10) ?? d.attempts
         d.cacheSizeMB = r.int(t, "cache_size_mb", path, in: 0...65536) ?? d.cacheSizeMB
         d.threads = r.int(t, "threads", path, in: 0...256) ?? d.threads
+        d.udpSteering = r.choice(t, "udp_steering", path) ?? d.udpSteering
         d.tcpIdleTimeout = r.duration(t, "tcp_idle_timeout", path, max: .seconds(3600)) ?? d.tcpIdleTimeout
         d.ednsUDPSize = r.int(t, "edns_udp_size", path, in: 512...4096) ?? d.ednsUDPSize
         d.answerPTR = r.bool(t, "ptr", path) ?? d.answerPTR

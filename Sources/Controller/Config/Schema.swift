@@ -60,6 +60,7 @@ public enum Schema {
             Key(name: "attempts", type: "integer", defaultValue: "3", doc: "Attempts over all upstreams before SERVFAIL."),
             Key(name: "cache_size_mb", type: "integer", defaultValue: "32", doc: "Memory bound of the answer cache; 0 disables it."),
             Key(name: "threads", type: "integer", defaultValue: "0", doc: "Threads answering UDP from the cache, each with its own socket, and as many upstream threads that resolve the misses; 0 is one per CPU."),
+            Key(name: "udp_steering", type: "cpu|hash", defaultValue: "cpu", doc: "Which thread's socket a UDP query goes to: `cpu`, the one numbered (receiving CPU mod threads), so it is answered on the core that took it in (spread the NIC's receive queues over the CPUs, RSS or RPS); `hash`, by client address and port, for a NIC with one receive queue."),
             Key(name: "tcp_idle_timeout", type: "duration", defaultValue: "10s", doc: "Idle TCP connections are closed after this (RFC 7766)."),
             Key(name: "edns_udp_size", type: "integer", defaultValue: "1232", doc: "EDNS0 UDP payload size, 512 to 4096."),
             Key(name: "ptr", type: "bool", defaultValue: "true", doc: "Answer PTR queries under the prefix's ip6.arpa zone from the IPv4 PTR (RFC 6147 §5.3.1)."),
