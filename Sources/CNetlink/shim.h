@@ -67,6 +67,10 @@ static inline int sixgate_reuseport_by_cpu(int fd, unsigned int n) {
     return setsockopt(fd, SOL_SOCKET, 51 /* SO_ATTACH_REUSEPORT_CBPF */, &prog, sizeof prog);
 }
 
+/* MSG_DONTWAIT: what is queued now, or EAGAIN. */
+static inline int sixgate_recvmmsg_nowait(int fd, struct sixgate_mmsghdr *v, unsigned int n) {
+    return (int)syscall(SYS_recvmmsg, fd, v, n, 0x40, NULL);
+}
 /* epoll with plain file descriptors: struct epoll_event is packed, which
    Swift imports poorly. */
 static inline int sixgate_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
