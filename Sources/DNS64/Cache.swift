@@ -103,10 +103,13 @@ public final class AnswerCache: Sendable {
 
     /// Keeps the response `message` for its lifetime: the smallest TTL of its
     /// answers, or for an answer without records (NXDOMAIN, NODATA) the
-    /// negative TTL of its SOA (RFC 2308 §5). Errors are not kept.
-    public func store(_ key: Key, _ message: Message, now: UInt64) {
+    /// negative TTL of its SOA (RFC 2308 §5). Errors are not kept. Returns
+    /// the wire form kept, which is `Wire.encode(message)`: the caller's
+    /// answer, without encoding it twice.
+    @discardableResult
+    public func store(_ key: Key, _ message: Message, now: UInt64) -> [UInt8]? {
         guard capacity > 0, message.rcode == RCode.noError || message.rcode == RCode.nxDomain, !message.truncated,
-              message.question.map({ Key($0, dnssecOK: false, checkingDisabled: false).name == key.name }) == true else { return }
+              message.question.map({ Key($0, dnssecOK: false, checkingDisabled: false).name == key.name }) == true else { return nil }
         let ttl: UInt32?
         if !message.answers.isEmpty {
             ttl = message.answers.map(\.ttl).min()
@@ -116,7 +119,7 @@ public final class AnswerCache: Sendable {
                 return min(rr.ttl, minimum)
             }.first
         }
-        guard let ttl, ttl > 0 else { return }
+        guard let ttl, ttl > 0 else { return nil }
         let (wire, ttlOffsets) = Wire.encodeKeepingTTLOffsets(message)
         let size = wire.count + 8 * ttlOffsets.count + key.name.count + 128
         state.withLock { s in
@@ -134,5 +137,6 @@ public final class AnswerCache: Sendable {
                 s.head = 0
             }
         }
+        return wire
     }
 }

@@ -170,7 +170,7 @@ public final class DNS64Server: Sendable {
             m.recursionDesired = query.recursionDesired
             m.recursionAvailable = true
             m.edns = query.edns.map { EDNS(udpSize: UInt16(settings.ednsUDPSize), dnssecOK: $0.dnssecOK) }
-            cache.store(key, m, now: now)
+            if let wire = cache.store(key, m, now: now), wire.count <= limit { return wire }
             return Wire.encodeForUDP(m, limit: limit)
         } catch {
             count { $0.upstreamFailures += 1 }
