@@ -107,20 +107,22 @@ sleep 2
 for i in $(seq 1 2000); do printf 'v4only.example.org AAAA\ndual.example.org AAAA\nmulti.example.org AAAA\n'; done > "$work/hit.txt"
 misses() { awk -v p="$1" 'BEGIN { for (i = 1; i <= 400000; i++) printf "v4only.example.org AAAA\n%s%d.example.org AAAA\n", p, i }' > "$work/miss.txt"; }
 
-# qps from a plain run; latency from a second run with -v (a line per query):
-# dnsperf spends more on printing those lines than on the queries, so the
-# rate of a -v run says more about dnsperf than about the server. A miss
-# workload gets fresh names for each of the two runs.
-perf() {  # server, workload (hit|miss), tag -> "qps mean_ms p99_ms"
-    [ "$2" = miss ] && misses "$3q-"
-    local qps
-    qps=$(x dnsperf -s "$1" -d "$work/$2.txt" -l "$RUN" -c 20 -T "$THREADS" 2>/dev/null | awk '/Queries per second/ { print $4 }')
-    [ "$2" = miss ] && misses "$3l-"
-    x dnsperf -s "$1" -d "$work/$2.txt" -l "$RUN" -c 20 -T "$THREADS" -v > "$work/latency" 2>/dev/null || true
+# The rate: a plain run at full speed. The latency: a run with -v (a line per
+# query) at the same offered load for both servers, half of Unbound's rate in
+# that round. At full speed a closed loop measures its own queueing, and
+# dnsperf spends more on printing the lines than on the queries. A miss
+# workload gets fresh names for every run.
+rate() {  # server, workload (hit|miss), tag -> qps
+    if [ "$2" = miss ]; then misses "$3"; fi
+    x dnsperf -s "$1" -d "$work/$2.txt" -l "$RUN" -c 20 -T "$THREADS" 2>/dev/null | awk '/Queries per second/ { printf "%.0f", $4 }'
+}
+latency() {  # server, workload, tag, queries per second -> "mean_ms p99_ms"
+    if [ "$2" = miss ]; then misses "$3"; fi
+    x dnsperf -s "$1" -d "$work/$2.txt" -l "$RUN" -c 20 -T "$THREADS" -Q "$4" -v > "$work/latency" 2>/dev/null || true
     python3 -c '
 import sys
 lat = []
-for line in open(sys.argv[2]):
+for line in open(sys.argv[1]):
     if line.startswith("> "):
         try:
             lat.append(float(line.split()[-1]))
@@ -128,7 +130,7 @@ for line in open(sys.argv[2]):
             pass  # a timed-out query
 lat.sort()
 p99 = lat[max(0, int(len(lat) * 0.99) - 1)] if lat else 0
-print("%.0f %.3f %.3f" % (float(sys.argv[1] or 0), 1000 * sum(lat) / len(lat) if lat else 0, 1000 * p99))' "$qps" "$work/latency"
+print("%.3f %.3f" % (1000 * sum(lat) / len(lat) if lat else 0, 1000 * p99))' "$work/latency"
 }
 # Warm both caches.
 x dnsperf -s 2001:db8:1::1 -d "$work/hit.txt" -l 1 >/dev/null 2>&1 || true
@@ -137,10 +139,12 @@ x dnsperf -s 2001:db8:1::2 -d "$work/hit.txt" -l 1 >/dev/null 2>&1 || true
 # Each measurement REPEAT times, the servers taking turns, and the median of
 # each column: one run on a shared machine can be off by a third.
 for r in $(seq 1 "$REPEAT"); do
-    perf 2001:db8:1::2 hit - >> "$work/unbound.hit"
-    perf 2001:db8:1::1 hit - >> "$work/sixgate.hit"
-    perf 2001:db8:1::2 miss "u$r" >> "$work/unbound.miss"
-    perf 2001:db8:1::1 miss "s$r" >> "$work/sixgate.miss"
+    for w in hit miss; do
+        u=$(rate 2001:db8:1::2 $w "u$r-"); s=$(rate 2001:db8:1::1 $w "s$r-")
+        load=$(( ${u:-0} / 2 > 1000 ? ${u:-0} / 2 : 1000 ))
+        echo "$u $(latency 2001:db8:1::2 $w "ul$r-" $load)" >> "$work/unbound.$w"
+        echo "$s $(latency 2001:db8:1::1 $w "sl$r-" $load)" >> "$work/sixgate.$w"
+    done
 done
 for f in unbound.hit sixgate.hit unbound.miss sixgate.miss; do echo "runs $f (qps mean p99): $(paste -sd '/' "$work/$f")"; done
 median() { python3 -c 'import sys, statistics as s
@@ -152,7 +156,8 @@ read -r u_miss_qps u_miss_mean u_miss_p99 <<<"$(median unbound.miss)"
 read -r s_miss_qps s_miss_mean s_miss_p99 <<<"$(median sixgate.miss)"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-echo "(medians of $REPEAT runs of $RUN s each, $THREADS threads for the servers and for dnsperf)"
+echo "(medians of $REPEAT runs of $RUN s each, $THREADS threads for the servers and for dnsperf;"
+echo " latency at half of Unbound's rate, the same load for both)"
 printf '%-26s %10s %10s %10s\n' "server / workload" qps "mean ms" "p99 ms"
 printf '%-26s %10s %10s %10s\n' "unbound dns64, hits" "$u_hit_qps" "$u_hit_mean" "$u_hit_p99"
 printf '%-26s %10s %10s %10s\n' "sixgate dns64, hits" "$s_hit_qps" "$s_hit_mean" "$s_hit_p99"
