@@ -1,17 +1,15 @@
 import ArgumentParser
 import Controller
-import DNS64
 import Dispatch
 import Foundation
 import Glibc
-import NIOPosix
+import Logging
 import Packet
-import SixBedFour
 import Translator
 
-/// The daemon hosting the translator, DNS64 and the 6bed4 router. For now
-/// each runs on its own (`translate`, `dns64`, `6bed4`); running them together
-/// under supervision arrives with its issue.
+/// The daemon hosting the translator, DNS64 and the 6bed4 router, from one
+/// config: `run` runs every enabled part; `translate`, `dns64` and `6bed4`
+/// one part alone.
 @available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
 @main
 struct Sixgated: AsyncParsableCommand {
@@ -19,8 +17,62 @@ struct Sixgated: AsyncParsableCommand {
         commandName: "sixgated",
         abstract: "The sixgate daemon: NAT64 translator, DNS64 and 6bed4 router from one config.",
         version: SixgateVersion.string,
-        subcommands: [Translate.self, DNS64Command.self, SixBedFourCommand.self]
+        subcommands: [Run.self, Translate.self, DNS64Command.self, SixBedFourCommand.self]
     )
+}
+
+/// What every command shares: the config file, and serving its parts.
+struct DaemonOptions: ParsableArguments {
+    @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
+
+    /// Serves `parts` (nil: every enabled part) of the config.
+    func serve(_ parts: [Part]?, command: String) async throws {
+        LoggingSystem.bootstrap { LineLogHandler(label: $0) }
+        let c = try loadConfig(config)
+        let enabled = Part.allCases.filter { part in
+            switch part {
+            case .translator: c.nat64.enabled
+            case .dns64: c.dns64.enabled
+            case .sixbedfour: c.sixbedfour.enabled
+            }
+        }
+        let chosen = parts ?? enabled
+        for part in chosen where !enabled.contains(part) {
+            FileHandle.standardError.write(Data("sixgated \(command): \(part.enabledKey) is false in \(config)\n".utf8))
+            throw ExitCode(1)
+        }
+        guard !chosen.isEmpty else {
+            FileHandle.standardError.write(Data("sixgated \(command): nothing is enabled in \(config)\n".utf8))
+            throw ExitCode(1)
+        }
+        try await sixgated.serve(c, parts: chosen)
+    }
+}
+
+extension Part {
+    var enabledKey: String {
+        switch self {
+        case .translator: "nat64.enabled"
+        case .dns64: "dns64.enabled"
+        case .sixbedfour: "sixbedfour.enabled"
+        }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every enabled part of the config: translator, DNS64, 6bed4 router.",
+        discussion: """
+            The parts run as services of one process, built from the one config value. SIGTERM or SIGINT \
+            stops them cleanly (the dynamic pool's state saved, counters logged); a part that fails ends the \
+            process with exit 1 and the reason. Under systemd (Type=notify) it reports READY=1 once every \
+            part serves, and WATCHDOG=1 when a watchdog is set.
+            """
+    )
+
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws { try await options.serve(nil, command: "run") }
 }
 
 struct Translate: AsyncParsableCommand {
@@ -33,43 +85,9 @@ struct Translate: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
+    @OptionGroup var options: DaemonOptions
 
-    func run() async throws {
-        let c = try loadConfig(config)
-        guard c.nat64.enabled else {
-            FileHandle.standardError.write(Data("sixgated translate: nat64.enabled is false in \(config)\n".utf8))
-            throw ExitCode(1)
-        }
-        let pool = c.makePool(now: UInt64(time(nil)))
-        let datapath = TunDatapath(settings: c.translatorSettings, pool: pool, device: c.nat64.device,
-                                   device4: c.nat64.device4, queues: c.translatorQueues)
-        do {
-            try datapath.start()
-        } catch {
-            FileHandle.standardError.write(Data("sixgated translate: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
-        log("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)"
-            + (pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""))
-
-        // Housekeeping: idle pool mappings go, and the state file follows the pool.
-        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "sixgate.housekeeping"))
-        timer.schedule(deadline: .now() + 1, repeating: 1)
-        timer.setEventHandler {
-            pool?.expire(now: UInt64(time(nil)))
-            do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
-        }
-        timer.resume()
-        onTermination { sig in
-            do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
-            log("translator stopping on signal \(sig); counters: \(datapath.counters.summary)")
-        }
-        try await untilFailure(datapath.failure) { failure in
-            do { try pool?.save() } catch { log("cannot save the pool state: \(error)") }
-            log("translator stopping: \(failure); counters: \(datapath.counters.summary)")
-        }
-    }
+    func run() async throws { try await options.serve([.translator], command: "translate") }
 }
 
 struct DNS64Command: AsyncParsableCommand {
@@ -79,23 +97,9 @@ struct DNS64Command: AsyncParsableCommand {
         discussion: "It answers on dns64.listen, only to dns64.allow (by default the gateway's client networks), and asks dns64.upstreams."
     )
 
-    @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
+    @OptionGroup var options: DaemonOptions
 
-    func run() async throws {
-        let c = try loadConfig(config)
-        let settings = c.dns64Settings
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
-        let server = try DNS64Server(settings: settings, group: group)
-        onTermination { sig in log("dns64 stopping on signal \(sig); counters: \(server.counters)") }
-        do {
-            try await server.run {
-                log("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
-            }
-        } catch {
-            log("dns64: \(error)")
-            throw ExitCode(1)
-        }
-    }
+    func run() async throws { try await options.serve([.dns64], command: "dns64") }
 }
 
 struct SixBedFourCommand: AsyncParsableCommand {
@@ -110,42 +114,9 @@ struct SixBedFourCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The config file.") var config = "/etc/sixgate/sixgate.toml"
+    @OptionGroup var options: DaemonOptions
 
-    func run() async throws {
-        let c = try loadConfig(config)
-        guard let settings = c.sixBedFourSettings else {
-            FileHandle.standardError.write(Data("sixgated 6bed4: sixbedfour.enabled is false in \(config)\n".utf8))
-            throw ExitCode(1)
-        }
-        let datapath = RouterDatapath(settings: settings, device: c.sixbedfour.device)
-        do {
-            try datapath.start()
-        } catch {
-            FileHandle.standardError.write(Data("sixgated 6bed4: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
-        log("6bed4 router ready on \(settings.endpoint) and \(c.sixbedfour.device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(c.prefix)")
-        onSignal(SIGUSR1) { _ in log("6bed4 counters: \(datapath.router.counters)") }
-        onTermination { sig in log("6bed4 stopping on signal \(sig); counters: \(datapath.router.counters)") }
-        try await untilFailure(datapath.failure) { failure in
-            log("6bed4 stopping: \(failure); counters: \(datapath.router.counters)")
-        }
-    }
-}
-
-/// Waits while a datapath's threads serve: signals end the process through
-/// their handlers; a datapath that fails (`failure` says why) ends it with
-/// exit 1 after `stopping`, so that a supervisor restarts it rather than
-/// keep a process that serves nothing.
-func untilFailure(_ failure: @autoclosure () -> String?, stopping: (String) -> Void) async throws {
-    while true {
-        try await Task.sleep(for: .milliseconds(500))
-        if let reason = failure() {
-            stopping(reason)
-            throw ExitCode(1)
-        }
-    }
+    func run() async throws { try await options.serve([.sixbedfour], command: "6bed4") }
 }
 
 /// Loads the config, or prints every problem and exits 1.
@@ -155,16 +126,6 @@ func loadConfig(_ path: String) throws -> Config {
     } catch {
         FileHandle.standardError.write(Data((error.description + "\n").utf8))
         throw ExitCode(1)
-    }
-}
-
-/// On SIGTERM or SIGINT: `body` (save state, log counters), then exit 0.
-func onTermination(_ body: @escaping @Sendable (Int32) -> Void) {
-    for sig in [SIGTERM, SIGINT] {
-        onSignal(sig) {
-            body($0)
-            Glibc.exit(0)
-        }
     }
 }
 
@@ -179,10 +140,6 @@ func onSignal(_ sig: Int32, _ body: @escaping @Sendable (Int32) -> Void) {
 /// Kept so that the signal sources live as long as the process; written only
 /// while a command starts, before anything else runs.
 nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
-
-func log(_ line: String) {
-    FileHandle.standardError.write(Data("sixgated: \(line)\n".utf8))
-}
 
 extension TranslatorCounters {
     var summary: String {

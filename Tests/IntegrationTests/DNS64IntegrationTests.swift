@@ -26,6 +26,7 @@ struct DNS64Gateway {
         short 30 IN A    192.0.2.30
         private  IN A    10.1.2.3
         global   IN A    8.8.8.8
+        s4       IN A    203.0.113.2
 
         """
 
@@ -37,37 +38,48 @@ struct DNS64Gateway {
 
         """
 
+    /// NSD in s6 on 2001:db8:2::2, serving `zone` and `reverse`, once it answers.
+    static func startNSD(_ rig: NetnsRig) throws -> NetnsRig.Process {
+        let dir = rig.scratch + "/nsd"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try zone.write(toFile: dir + "/example.org.zone", atomically: true, encoding: .utf8)
+        try reverse.write(toFile: dir + "/reverse.zone", atomically: true, encoding: .utf8)
+        try """
+            server:
+                ip-address: 2001:db8:2::2
+                port: 53
+                zonesdir: "\(dir)"
+                pidfile: "\(dir)/nsd.pid"
+                xfrdfile: "\(dir)/xfrd.state"
+                zonelistfile: "\(dir)/zone.list"
+                database: ""
+                username: ""
+                chroot: ""
+                verbosity: 1
+            remote-control:
+                control-enable: no
+            zone:
+                name: example.org
+                zonefile: example.org.zone
+            zone:
+                name: 2.0.192.in-addr.arpa
+                zonefile: reverse.zone
+
+            """.write(toFile: dir + "/nsd.conf", atomically: true, encoding: .utf8)
+        let nsd = try rig.start("s6", ["nsd", "-d", "-c", dir + "/nsd.conf"], name: "nsd")
+        // NSD answers once it has loaded the zones.
+        for _ in 0..<100 {
+            if try rig.run("s6", ["dig", "+short", "+time=1", "+tries=1", "@2001:db8:2::2", "ns.example.org", "AAAA"]).stdout.contains("2001:db8:2::2") { break }
+            usleep(100_000)
+        }
+        return nsd
+    }
+
     /// `dns64` holds further lines of the [dns64] table.
     static func start(prefix: String = "2001:db8:64::/96", dns64 more: String = "") throws -> DNS64Gateway {
         let rig = try NetnsRig.standard()
         do {
-            let dir = rig.scratch + "/nsd"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try zone.write(toFile: dir + "/example.org.zone", atomically: true, encoding: .utf8)
-            try reverse.write(toFile: dir + "/reverse.zone", atomically: true, encoding: .utf8)
-            try """
-                server:
-                    ip-address: 2001:db8:2::2
-                    port: 53
-                    zonesdir: "\(dir)"
-                    pidfile: "\(dir)/nsd.pid"
-                    xfrdfile: "\(dir)/xfrd.state"
-                    zonelistfile: "\(dir)/zone.list"
-                    database: ""
-                    username: ""
-                    chroot: ""
-                    verbosity: 1
-                remote-control:
-                    control-enable: no
-                zone:
-                    name: example.org
-                    zonefile: example.org.zone
-                zone:
-                    name: 2.0.192.in-addr.arpa
-                    zonefile: reverse.zone
-
-                """.write(toFile: dir + "/nsd.conf", atomically: true, encoding: .utf8)
-            let nsd = try rig.start("s6", ["nsd", "-d", "-c", dir + "/nsd.conf"], name: "nsd")
+            let nsd = try startNSD(rig)
             let config = rig.scratch + "/sixgate.toml"
             try """
                 prefix = "\(prefix)"
@@ -86,11 +98,6 @@ struct DNS64Gateway {
             let deadline = ContinuousClock.now + .seconds(10)
             while !dns64.errors.contains("dns64 ready"), ContinuousClock.now < deadline { usleep(20_000) }
             guard dns64.errors.contains("dns64 ready") else { throw TranslatorDidNotStart(log: dns64.errors) }
-            // NSD answers once it has loaded the zones.
-            for _ in 0..<100 {
-                if try rig.run("s6", ["dig", "+short", "+time=1", "+tries=1", "@2001:db8:2::2", "ns.example.org", "AAAA"]).stdout.contains("2001:db8:2::2") { break }
-                usleep(100_000)
-            }
             return DNS64Gateway(rig: rig, dns64: dns64, nsd: nsd)
         } catch {
             rig.teardown()

@@ -1,0 +1,252 @@
+import ArgumentParser
+import Controller
+import DNS64
+import Dispatch
+import Foundation
+import Glibc
+import Logging
+import NIOPosix
+import Packet
+import ServiceLifecycle
+import SixBedFour
+import Synchronization
+import Translator
+
+/// A part of the config that runs in the daemon.
+enum Part: String, CaseIterable, Sendable {
+    case translator
+    case dns64
+    case sixbedfour = "6bed4"
+}
+
+/// A part that cannot start, or stopped serving; the daemon exits 1 with it,
+/// so that its supervisor (systemd) starts it again.
+struct PartFailure: Error, CustomStringConvertible {
+    let part: Part
+    let reason: String
+    var description: String { "\(part.rawValue): \(reason)" }
+}
+
+extension Error {
+    /// What to log after the part's name.
+    var reason: String { (self as? PartFailure)?.reason ?? "\(self)" }
+}
+
+/// Runs `parts` of `config` as the services of one group from that one config
+/// value. SIGTERM and SIGINT shut them down gracefully (the pool's state saved,
+/// counters logged) and the process exits 0; a part that fails ends the group
+/// and the process exits 1. When every part serves, systemd hears READY=1.
+func serve(_ config: Config, parts: [Part]) async throws {
+    let readiness = Readiness(parts)
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = parts.map { part in
+        let logger = Logger(label: part.rawValue)
+        let service: any Service = switch part {
+        case .translator: TranslatorService(config: config, logger: logger, readiness: readiness)
+        case .dns64: DNS64Service(config: config, logger: logger, readiness: readiness)
+        case .sixbedfour: SixBedFourService(config: config, logger: logger, readiness: readiness)
+        }
+        return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                     failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: part.rawValue)
+    }
+    if let watchdog = Systemd.watchdogInterval {
+        services.append(.init(service: WatchdogService(interval: watchdog), serviceName: "watchdog"))
+    }
+    var logger = Logger(label: "sixgated")
+    logger.logLevel = .notice
+    let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    do {
+        try await group.run()
+    } catch {
+        let reason = "\(error)"
+        Logger(label: "sixgated").error("stopping: \(reason)")
+        Systemd.notify("STATUS=failed: \(reason)")
+        throw ExitCode(1)
+    }
+}
+
+/// Tells systemd READY=1 once every part has said it serves.
+final class Readiness: Sendable {
+    private let waiting: Mutex<Set<String>>
+    private let all: [Part]
+
+    init(_ parts: [Part]) {
+        all = parts
+        waiting = Mutex(Set(parts.map(\.rawValue)))
+    }
+
+    func ready(_ part: Part) {
+        let done = waiting.withLock { w -> Bool in
+            guard w.remove(part.rawValue) != nil else { return false }
+            return w.isEmpty
+        }
+        guard done else { return }
+        let names = all.map(\.rawValue).joined(separator: ", ")
+        Logger(label: "sixgated").info("ready: \(names)")
+        Systemd.notify("READY=1\nSTATUS=serving: \(names)")
+    }
+}
+
+/// Calls `tick` every `period` until a graceful shutdown; what `tick` throws
+/// ends the service (and with it the group).
+func everyUntilShutdown(_ period: Duration, _ tick: @escaping @Sendable () throws -> Void) async throws {
+    try await cancelWhenGracefulShutdown {
+        while !Task.isCancelled {
+            try tick()
+            try? await Task.sleep(for: period)
+        }
+    }
+}
+
+struct TranslatorService: Service {
+    let config: Config
+    let logger: Logger
+    let readiness: Readiness
+
+    func run() async throws {
+        let c = config
+        let pool = c.makePool(now: UInt64(time(nil)))
+        let datapath = TunDatapath(settings: c.translatorSettings, pool: pool, device: c.nat64.device,
+                                   device4: c.nat64.device4, queues: c.translatorQueues)
+        do {
+            try datapath.start()
+        } catch {
+            throw PartFailure(part: .translator, reason: "\(error)")
+        }
+        let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
+        logger.info("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)\(restored)")
+        readiness.ready(.translator)
+        let logger = logger
+        @Sendable func save() {
+            do { try pool?.save() } catch { logger.error("cannot save the pool state: \(error)") }
+        }
+        do {
+            // Housekeeping: idle pool mappings go, and the state file follows the pool.
+            try await everyUntilShutdown(.seconds(1)) {
+                pool?.expire(now: UInt64(time(nil)))
+                save()
+                if let failure = datapath.failure { throw PartFailure(part: .translator, reason: failure) }
+            }
+        } catch {
+            logger.error("translator stopping: \(error.reason); counters: \(datapath.counters.summary)")
+            throw error
+        }
+        save()
+        logger.info("translator stopping; counters: \(datapath.counters.summary)")
+    }
+}
+
+struct DNS64Service: Service {
+    let config: Config
+    let logger: Logger
+    let readiness: Readiness
+
+    func run() async throws {
+        let settings = config.dns64Settings
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
+        let server: DNS64Server
+        do {
+            server = try DNS64Server(settings: settings, group: group)
+        } catch {
+            throw PartFailure(part: .dns64, reason: "\(error)")
+        }
+        let logger = logger, readiness = readiness
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await server.run {
+                    logger.info("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
+                    readiness.ready(.dns64)
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.error("dns64 stopping: \(error); counters: \(server.counters)")
+            throw PartFailure(part: .dns64, reason: "\(error)")
+        }
+        logger.info("dns64 stopping; counters: \(server.counters)")
+    }
+}
+
+struct SixBedFourService: Service {
+    let config: Config
+    let logger: Logger
+    let readiness: Readiness
+
+    func run() async throws {
+        guard let settings = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
+        let device = config.sixbedfour.device
+        let datapath = RouterDatapath(settings: settings, device: device)
+        do {
+            try datapath.start()
+        } catch {
+            throw PartFailure(part: .sixbedfour, reason: "\(error)")
+        }
+        logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(config.prefix)")
+        readiness.ready(.sixbedfour)
+        let logger = logger
+        onSignal(SIGUSR1) { _ in logger.info("6bed4 counters: \(datapath.router.counters)") }
+        do {
+            try await everyUntilShutdown(.milliseconds(500)) {
+                if let failure = datapath.failure { throw PartFailure(part: .sixbedfour, reason: failure) }
+            }
+        } catch {
+            logger.error("6bed4 stopping: \(error.reason); counters: \(datapath.router.counters)")
+            throw error
+        }
+        logger.info("6bed4 stopping; counters: \(datapath.router.counters)")
+    }
+}
+
+/// WATCHDOG=1 at half the interval systemd asked for, while the group runs.
+struct WatchdogService: Service {
+    let interval: Duration
+
+    func run() async throws {
+        try await everyUntilShutdown(interval / 2) { Systemd.notify("WATCHDOG=1") }
+    }
+}
+
+/// sd_notify(3) without libsystemd: a datagram to $NOTIFY_SOCKET.
+enum Systemd {
+    static func notify(_ state: String) {
+        guard let path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
+        var name = Array(path.utf8)
+        if name[0] == UInt8(ascii: "@") { name[0] = 0 }  // an abstract socket
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        guard name.count <= MemoryLayout.size(ofValue: address.sun_path) else { return }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: name) }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + name.count)
+        _ = Array(state.utf8).withUnsafeBytes { bytes in
+            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, length) } }
+        }
+    }
+
+    /// WATCHDOG_USEC, when it is meant for this process (WATCHDOG_PID unset or ours).
+    static var watchdogInterval: Duration? {
+        let env = ProcessInfo.processInfo.environment
+        guard let usec = env["WATCHDOG_USEC"].flatMap(Int64.init), usec > 0 else { return nil }
+        if let pid = env["WATCHDOG_PID"].flatMap(Int32.init), pid != getpid() { return nil }
+        return .microseconds(usec)
+    }
+}
+
+/// One line per event on standard error, with the part it comes from:
+/// `sixgated[dns64]: dns64 ready on …`. journald adds the time.
+struct LineLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let tag = label == "sixgated" ? "sixgated" : "sixgated[\(label)]"
+        FileHandle.standardError.write(Data("\(tag): \(event.message)\n".utf8))
+    }
+}

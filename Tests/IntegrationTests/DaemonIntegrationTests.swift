@@ -1,0 +1,91 @@
+import Foundation
+import Glibc
+import NetnsRig
+import Testing
+
+/// A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET.
+final class NotifySocket {
+    let path: String
+    let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard fd >= 0, rc == 0 else { throw CannotBind(path: path, code: errno) }
+    }
+
+    struct CannotBind: Error {
+        let path: String
+        let code: Int32
+    }
+
+    deinit { close(fd) }
+
+    /// The messages that arrive within `timeout`, until one contains `until`.
+    func receive(until: String, timeout: Duration) -> [String] {
+        var got: [String] = []
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline, !got.contains(where: { $0.contains(until) }) {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 { got.append(String(decoding: buffer[0..<n], as: UTF8.self)) }
+        }
+        return got
+    }
+}
+
+@Suite(.serialized) struct DaemonIntegrationTests {
+    /// `sixgated run` runs the translator and DNS64 of one config in one
+    /// process: c6 resolves an IPv4-only name through DNS64 and reaches it
+    /// through the translator. It tells systemd when it is ready, feeds its
+    /// watchdog, and stops cleanly on SIGTERM.
+    @Test func oneDaemonRunsTheTranslatorAndDNS64() throws {
+        let rig = try NetnsRig.standard()
+        defer { rig.teardown() }
+        _ = try DNS64Gateway.startNSD(rig)
+        let config = rig.scratch + "/sixgate.toml"
+        try (TranslatorGateway.configText(stateDir: rig.scratch + "/state").replacingOccurrences(of: "[dns64]\nenabled = false\n", with: "") + """
+
+            [dns64]
+            listen = ["[2001:db8:1::1]:53"]
+            upstreams = ["[2001:db8:2::2]:53"]
+
+            """).write(toFile: config, atomically: true, encoding: .utf8)
+        let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
+        try #require(applied.succeeded, "\(applied)")
+        let notify = try NotifySocket(path: rig.scratch + "/notify.sock")
+        let daemon = try rig.start("gw", ["env", "NOTIFY_SOCKET=\(notify.path)", "WATCHDOG_USEC=400000", binDir + "/sixgated", "run", "--config", config], name: "sixgated")
+
+        let messages = notify.receive(until: "READY=1", timeout: .seconds(10))
+        #expect(messages.contains { $0.contains("READY=1") && $0.contains("STATUS=serving: translator, dns64") }, "\(messages)\n\(daemon.errors)")
+        let watchdog = notify.receive(until: "WATCHDOG=1", timeout: .seconds(2))
+        #expect(watchdog.contains("WATCHDOG=1"), "pings at half of WATCHDOG_USEC: \(watchdog)")
+        #expect(daemon.errors.contains("sixgated[translator]: translator ready") && daemon.errors.contains("sixgated[dns64]: dns64 ready"), "\(daemon.errors)")
+
+        let answer = try rig.run("c6", ["dig", "+short", "+time=2", "+tries=2", "@2001:db8:1::1", "s4.example.org", "AAAA"]).stdout
+        #expect(answer.trimmingCharacters(in: .whitespacesAndNewlines) == TranslatorGateway.s4in6, "\(answer)\n\(daemon.errors)")
+        let ping = try rig.run("c6", ["ping", "-c", "2", "-W", "2", TranslatorGateway.s4in6])
+        #expect(ping.succeeded, "\(ping)\n\(daemon.errors)")
+
+        kill(daemon.pid, SIGTERM)
+        #expect(Spawn.wait(daemon.pid, timeout: .seconds(5)) == 0, "\(daemon.errors)")
+        #expect(daemon.errors.contains("translator stopping; counters: 6to4=") && daemon.errors.contains("dns64 stopping; counters: queries="), "\(daemon.errors)")
+    }
+
+    /// A part that is not enabled in the config is refused by name.
+    @Test func aDisabledPartIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sgt-daemon-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/sixgate.toml"
+        try TranslatorGateway.configText(stateDir: dir + "/state").write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try runProduct("sixgated", ["dns64", "--config", config], timeout: .seconds(10))
+        #expect(r.status == 1 && r.stderr.contains("dns64.enabled is false"), "\(r)")
+    }
+}
