@@ -6,7 +6,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PACKAGES := $(shell grep -v '^\#' dist/debian-packages)
 BIN = .build/debug
 
-.PHONY: all build test demo deps golden clean
+.PHONY: all build test demo deps golden install clean
 
 all: build
 
@@ -57,6 +57,25 @@ golden: build
 		{ echo "# The table that $$f implies, as \`sixgatectl render $$f\` prints it."; \
 		  echo "# A test fails when rendering changes and this file was not updated: regenerate it with \`make golden\`."; \
 		  $(BIN)/sixgatectl render $$f; } > nft/$$n.nft; done
+
+# Installs the binaries, the systemd units, the example configs and the name
+# of sixgate's route protocol. DESTDIR stages it elsewhere; CONFIGURATION=debug
+# installs the debug build, BINDIR=DIR binaries already built (the tests do).
+# An existing config is never touched:
+# the example lands beside it as sixgate.toml.example.
+PREFIX ?= /usr
+CONFIGURATION ?= release
+UNITDIR ?= /lib/systemd/system
+install:
+	@bin="$(BINDIR)"; if [ -z "$$bin" ]; then $(SWIFT) build -c $(CONFIGURATION) >&2 && bin=$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path); fi; \
+	for b in sixgated sixgatectl 6bed4peer; do install -D -m 0755 $$bin/$$b $(DESTDIR)$(PREFIX)/sbin/$$b || exit 1; done
+	install -D -m 0644 dist/systemd/sixgate.service $(DESTDIR)$(UNITDIR)/sixgate.service
+	install -D -m 0644 dist/systemd/6bed4peer.service $(DESTDIR)$(UNITDIR)/6bed4peer.service
+	install -D -m 0644 examples/full.toml $(DESTDIR)/etc/sixgate/sixgate.toml.example
+	install -D -m 0644 dist/systemd/6bed4peer.env.example $(DESTDIR)/etc/sixgate/6bed4peer.env.example
+	install -D -m 0644 dist/iproute2/sixgate.conf $(DESTDIR)/etc/iproute2/rt_protos.d/sixgate.conf
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/sixgate/README.md
+	for f in examples/*.toml; do install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/doc/sixgate/examples/$$(basename $$f); done
 
 clean:
 	rm -rf .build
