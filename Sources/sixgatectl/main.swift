@@ -130,4 +130,31 @@ struct Remove: ParsableCommand {
     }
 }
 
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask the running sixgated what it runs and how it goes.",
+        discussion: "It asks over controller.control_socket of the config. Exit status: 0 answered, 1 no daemon answers."
+    )
+    @Argument(help: "The config file, for the control socket's path.") var config = "/etc/sixgate/sixgate.toml"
+    @Flag(help: "Print JSON, for monitoring and scripts.") var json = false
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        try reporting("status") {
+            let answer = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "status"))
+            let status = try JSONDecoder().decode(DaemonStatus.self, from: answer)
+            if json { return try printJSON(status) }
+            let up = Duration.seconds(status.uptime)
+            print("sixgated \(status.version), up \(up.humanReadable), config \(status.config), prefix \(status.prefix)")
+            for part in status.parts {
+                print("\n\(part.name): \(part.state)")
+                for line in part.detail { print("  \(line)") }
+                if !part.counters.isEmpty {
+                    print("  " + part.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+                }
+            }
+        }
+    }
+}
+
 SixgateCtl.main()

@@ -32,21 +32,26 @@ extension Error {
     var reason: String { (self as? PartFailure)?.reason ?? "\(self)" }
 }
 
-/// Runs `parts` of `config` as the services of one group from that one config
-/// value. SIGTERM and SIGINT shut them down gracefully (the pool's state saved,
-/// counters logged) and the process exits 0; a part that fails ends the group
-/// and the process exits 1. When every part serves, systemd hears READY=1.
-func serve(_ config: Config, parts: [Part]) async throws {
-    let readiness = Readiness(parts)
+/// Runs `parts` of `config` (read from `path`) as the services of one group
+/// from that one config value, with the control socket beside them when
+/// `control` (the whole daemon, not a part run alone for itself). SIGTERM
+/// and SIGINT shut them down gracefully (the pool's state saved, counters
+/// logged) and the process exits 0; a part that fails ends the group and the
+/// process exits 1. When every part serves, systemd hears READY=1.
+func serve(_ config: Config, path: String, parts: [Part], control: Bool) async throws {
+    let registry = Registry(parts, config: config, path: path)
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = parts.map { part in
         let logger = Logger(label: part.rawValue)
         let service: any Service = switch part {
-        case .translator: TranslatorService(config: config, logger: logger, readiness: readiness)
-        case .dns64: DNS64Service(config: config, logger: logger, readiness: readiness)
-        case .sixbedfour: SixBedFourService(config: config, logger: logger, readiness: readiness)
+        case .translator: TranslatorService(config: config, logger: logger, registry: registry)
+        case .dns64: DNS64Service(config: config, logger: logger, registry: registry)
+        case .sixbedfour: SixBedFourService(config: config, logger: logger, registry: registry)
         }
         return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: part.rawValue)
+    }
+    if control {
+        services.append(.init(service: ControlService(path: config.controller.controlSocket, registry: registry), serviceName: "control"))
     }
     if let watchdog = Systemd.watchdogInterval {
         services.append(.init(service: WatchdogService(interval: watchdog), serviceName: "watchdog"))
@@ -64,25 +69,73 @@ func serve(_ config: Config, parts: [Part]) async throws {
     }
 }
 
-/// Tells systemd READY=1 once every part has said it serves.
-final class Readiness: Sendable {
-    private let waiting: Mutex<Set<String>>
-    private let all: [Part]
-
-    init(_ parts: [Part]) {
-        all = parts
-        waiting = Mutex(Set(parts.map(\.rawValue)))
+/// What `status` reports, filled in by the parts as they start, serve and
+/// fail. When every part serves, it tells systemd READY=1.
+final class Registry: Sendable {
+    struct Entry: Sendable {
+        var state = "starting"
+        var detail: [String] = []
+        var counters: (@Sendable () -> [String: Int])?
     }
 
-    func ready(_ part: Part) {
-        let done = waiting.withLock { w -> Bool in
-            guard w.remove(part.rawValue) != nil else { return false }
-            return w.isEmpty
+    private let entries: Mutex<[(Part, Entry)]>
+    private let config: Config
+    private let path: String
+    private let started = ContinuousClock.now
+
+    init(_ parts: [Part], config: Config, path: String) {
+        entries = Mutex(parts.map { ($0, Entry()) })
+        self.config = config
+        self.path = path
+    }
+
+    func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
+        let all = entries.withLock { e -> Bool in
+            guard let i = e.firstIndex(where: { $0.0 == part }) else { return false }
+            e[i].1 = Entry(state: "serving", detail: detail, counters: counters)
+            return e.allSatisfy { $0.1.state == "serving" }
         }
-        guard done else { return }
-        let names = all.map(\.rawValue).joined(separator: ", ")
+        guard all else { return }
+        let names = entries.withLock { $0.map(\.0.rawValue) }.joined(separator: ", ")
         Logger(label: "sixgated").info("ready: \(names)")
         Systemd.notify("READY=1\nSTATUS=serving: \(names)")
+    }
+
+    func failed(_ part: Part, _ reason: String) {
+        entries.withLock { e in
+            if let i = e.firstIndex(where: { $0.0 == part }) { e[i].1.state = "failed: \(reason)" }
+        }
+    }
+
+    var status: DaemonStatus {
+        let parts = entries.withLock { $0 }.map { part, entry in
+            PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: entry.counters?() ?? [:])
+        }
+        return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
+                            uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts)
+    }
+}
+
+/// The control socket: `status` for sixgatectl, as JSON.
+struct ControlService: Service {
+    let path: String
+    let registry: Registry
+
+    func run() async throws {
+        let server = try ControlServer(path: path)
+        let registry = registry
+        server.start { request in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            switch request.command {
+            case "status":
+                return (try? encoder.encode(registry.status)) ?? Data()
+            default:
+                return (try? encoder.encode(["error": "unknown command \(request.command)"])) ?? Data()
+            }
+        }
+        defer { server.remove() }
+        try? await gracefulShutdown()
     }
 }
 
@@ -100,7 +153,7 @@ func everyUntilShutdown(_ period: Duration, _ tick: @escaping @Sendable () throw
 struct TranslatorService: Service {
     let config: Config
     let logger: Logger
-    let readiness: Readiness
+    let registry: Registry
 
     func run() async throws {
         let c = config
@@ -114,7 +167,18 @@ struct TranslatorService: Service {
         }
         let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
         logger.info("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)\(restored)")
-        readiness.ready(.translator)
+        let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
+        registry.serving(.translator, detail: [
+            "datapath tun (userspace), \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""): \(why)",
+            "prefix \(c.prefix), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
+        ]) {
+            var counters = PartStatus.counters(datapath.counters.summary)
+            if let pool {
+                counters["pool_mappings"] = pool.count
+                counters["pool_addresses"] = 1 << (32 - pool.range.length)
+            }
+            return counters
+        }
         let logger = logger
         @Sendable func save() {
             do { try pool?.save() } catch { logger.error("cannot save the pool state: \(error)") }
@@ -127,6 +191,7 @@ struct TranslatorService: Service {
                 if let failure = datapath.failure { throw PartFailure(part: .translator, reason: failure) }
             }
         } catch {
+            registry.failed(.translator, error.reason)
             logger.error("translator stopping: \(error.reason); counters: \(datapath.counters.summary)")
             throw error
         }
@@ -138,7 +203,7 @@ struct TranslatorService: Service {
 struct DNS64Service: Service {
     let config: Config
     let logger: Logger
-    let readiness: Readiness
+    let registry: Registry
 
     func run() async throws {
         let settings = config.dns64Settings
@@ -149,16 +214,25 @@ struct DNS64Service: Service {
         } catch {
             throw PartFailure(part: .dns64, reason: "\(error)")
         }
-        let logger = logger, readiness = readiness
+        let logger = logger, registry = registry
         do {
             try await cancelWhenGracefulShutdown {
                 try await server.run {
                     logger.info("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
-                    readiness.ready(.dns64)
+                    registry.serving(.dns64, detail: [
+                        "listens on \(settings.listen.map(\.description).joined(separator: ", ")), asks \(settings.upstreams.map(\.description).joined(separator: ", "))",
+                        "synthesises with \(settings.prefix), \(settings.threads) thread(s), UDP steering \(settings.udpSteering.rawValue)",
+                    ]) {
+                        let c = server.counters
+                        var counters = PartStatus.counters(c.description)
+                        counters["cache_hit_percent"] = Int((c.cacheHitRate * 100).rounded())
+                        return counters
+                    }
                 }
             }
         } catch is CancellationError {
         } catch {
+            registry.failed(.dns64, "\(error)")
             logger.error("dns64 stopping: \(error); counters: \(server.counters)")
             throw PartFailure(part: .dns64, reason: "\(error)")
         }
@@ -169,7 +243,7 @@ struct DNS64Service: Service {
 struct SixBedFourService: Service {
     let config: Config
     let logger: Logger
-    let readiness: Readiness
+    let registry: Registry
 
     func run() async throws {
         guard let settings = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
@@ -181,7 +255,9 @@ struct SixBedFourService: Service {
             throw PartFailure(part: .sixbedfour, reason: "\(error)")
         }
         logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(config.prefix)")
-        readiness.ready(.sixbedfour)
+        registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(config.prefix)"]) {
+            PartStatus.counters(datapath.router.counters.description)
+        }
         let logger = logger
         onSignal(SIGUSR1) { _ in logger.info("6bed4 counters: \(datapath.router.counters)") }
         do {
@@ -189,6 +265,7 @@ struct SixBedFourService: Service {
                 if let failure = datapath.failure { throw PartFailure(part: .sixbedfour, reason: failure) }
             }
         } catch {
+            registry.failed(.sixbedfour, error.reason)
             logger.error("6bed4 stopping: \(error.reason); counters: \(datapath.router.counters)")
             throw error
         }

@@ -45,7 +45,7 @@ struct DaemonOptions: ParsableArguments {
             FileHandle.standardError.write(Data("sixgated \(command): nothing is enabled in \(config)\n".utf8))
             throw ExitCode(1)
         }
-        try await sixgated.serve(c, parts: chosen)
+        try await sixgated.serve(c, path: config, parts: chosen, control: parts == nil)
     }
 }
 

@@ -56,7 +56,8 @@ final class NotifySocket {
             listen = ["[2001:db8:1::1]:53"]
             upstreams = ["[2001:db8:2::2]:53"]
 
-            """).write(toFile: config, atomically: true, encoding: .utf8)
+            """).replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
         let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
         try #require(applied.succeeded, "\(applied)")
         let notify = try NotifySocket(path: rig.scratch + "/notify.sock")
@@ -73,9 +74,30 @@ final class NotifySocket {
         let ping = try rig.run("c6", ["ping", "-c", "2", "-W", "2", TranslatorGateway.s4in6])
         #expect(ping.succeeded, "\(ping)\n\(daemon.errors)")
 
+        // status over the control socket: both parts, what they do, their counters.
+        let status = try runProduct("sixgatectl", ["status", config, "--json"])
+        try #require(status.succeeded, "\(status)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let parts = try #require(json["parts"] as? [[String: Any]])
+        #expect(parts.map { $0["name"] as? String } == ["translator", "dns64"] && parts.allSatisfy { $0["state"] as? String == "serving" }, "\(parts)")
+        #expect(json["prefix"] as? String == "2001:db8:64::/96")
+        let translator = try #require(parts.first?["counters"] as? [String: Int])
+        #expect((translator["6to4"] ?? 0) >= 2 && translator["pool_mappings"] == 1 && translator["pool_addresses"] == 128, "\(translator)")
+        #expect((parts.first?["detail"] as? [String])?.first?.contains("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto") == true, "\(parts)")
+        let dns64 = try #require(parts.last?["counters"] as? [String: Int])
+        #expect(dns64["queries"] == 1 && dns64["synthesized"] == 1, "\(dns64)")
+        let mode = try FileManager.default.attributesOfItem(atPath: rig.scratch + "/control.sock")[.posixPermissions] as? Int
+        #expect(mode == 0o600, "the control socket is root's only")
+        let text = try runProduct("sixgatectl", ["status", config])
+        #expect(text.succeeded && text.stdout.contains("translator: serving") && text.stdout.contains("dns64: serving"), "\(text)")
+
         kill(daemon.pid, SIGTERM)
         #expect(Spawn.wait(daemon.pid, timeout: .seconds(5)) == 0, "\(daemon.errors)")
         #expect(daemon.errors.contains("translator stopping; counters: 6to4=") && daemon.errors.contains("dns64 stopping; counters: queries="), "\(daemon.errors)")
+        // The socket goes with the daemon, and status says nobody answers.
+        #expect(!FileManager.default.fileExists(atPath: rig.scratch + "/control.sock"))
+        let none = try runProduct("sixgatectl", ["status", config])
+        #expect(none.status == 1 && none.stderr.contains("cannot reach sixgated"), "\(none)")
     }
 
     /// A part that is not enabled in the config is refused by name.

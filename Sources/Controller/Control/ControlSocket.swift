@@ -1,0 +1,192 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// What sixgatectl asks sixgated over the control socket: one JSON object
+/// per line each way, one request per connection.
+public struct ControlRequest: Codable, Sendable {
+    public var command: String
+
+    public init(command: String) { self.command = command }
+}
+
+/// The daemon's answer to `status`.
+public struct DaemonStatus: Codable, Sendable, Equatable {
+    public var version: String
+    public var config: String
+    public var prefix: String
+    /// Seconds since the daemon started.
+    public var uptime: Int
+    public var parts: [PartStatus]
+
+    public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus]) {
+        self.version = version
+        self.config = config
+        self.prefix = prefix
+        self.uptime = uptime
+        self.parts = parts
+    }
+}
+
+public struct PartStatus: Codable, Sendable, Equatable {
+    public var name: String
+    /// "starting", "serving", or "failed: why".
+    public var state: String
+    /// Lines that say what the part does, e.g. which datapath and why.
+    public var detail: [String]
+    public var counters: [String: Int]
+
+    public init(name: String, state: String, detail: [String] = [], counters: [String: Int] = [:]) {
+        self.name = name
+        self.state = state
+        self.detail = detail
+        self.counters = counters
+    }
+
+    /// `k=v k=v` counter lines, the form every part logs its counters in.
+    public static func counters(_ text: String) -> [String: Int] {
+        var out: [String: Int] = [:]
+        for field in text.split(separator: " ") {
+            let kv = field.split(separator: "=", maxSplits: 1)
+            if kv.count == 2, let v = Int(kv[1]) { out[String(kv[0])] = v }
+        }
+        return out
+    }
+}
+
+public struct ControlError: Error, CustomStringConvertible {
+    public let path: String
+    public let what: String
+    public var description: String { "control socket \(path): \(what)" }
+}
+
+/// The daemon's end: a root-only Unix socket, served by one thread (requests
+/// are rare and small). `answer` maps a request to the JSON line sent back.
+public final class ControlServer: Sendable {
+    public let path: String
+    private let fd: Int32
+
+    /// Binds `path`. A socket file left by a dead daemon is replaced; one that
+    /// a live daemon answers on is not (the second daemon fails instead).
+    public init(path: String) throws(ControlError) {
+        self.path = path
+        if (try? ControlClient.connect(path)).map({ close($0) }) != nil {
+            throw ControlError(path: path, what: "another sixgated answers on it")
+        }
+        unlink(path)
+        let directory = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlError(path: path, what: String(cString: strerror(errno))) }
+        // Root-only from the moment it exists: the umask covers bind, chmod the rest.
+        let old = umask(0o177)
+        let bound = ControlClient.withAddress(path) { bind(fd, $0, $1) }
+        umask(old)
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 16) == 0 else {
+            let e = errno
+            close(fd)
+            throw ControlError(path: path, what: String(cString: strerror(e)))
+        }
+        self.fd = fd
+    }
+
+    /// Serves requests on a thread of its own until the process ends.
+    public func start(answer: @escaping @Sendable (ControlRequest) -> Data) {
+        let fd = fd
+        let thread = Thread {
+            while true {
+                let c = accept(fd, nil, nil)
+                if c < 0 {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    return
+                }
+                var timeout = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let reply: Data
+                if let line = ControlClient.readLine(c), let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
+                    reply = answer(request)
+                } else {
+                    reply = Data(#"{"error":"a request is one JSON object on one line"}"#.utf8)
+                }
+                ControlClient.writeAll(c, reply + Data("\n".utf8))
+                close(c)
+            }
+        }
+        thread.name = "sixgate-control"
+        thread.start()
+    }
+
+    /// Removes the socket file (at a clean stop).
+    public func remove() {
+        close(fd)
+        unlink(path)
+    }
+}
+
+/// sixgatectl's end.
+public enum ControlClient {
+    /// Sends `request` to the daemon at `path` and returns its one-line answer.
+    public static func ask(_ path: String, _ request: ControlRequest, timeout: Int = 10) throws(ControlError) -> Data {
+        let fd = try connect(path)
+        defer { close(fd) }
+        var t = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+        guard let body = try? JSONEncoder().encode(request) else { throw ControlError(path: path, what: "cannot encode the request") }
+        writeAll(fd, body + Data("\n".utf8))
+        guard let line = readLine(fd) else { throw ControlError(path: path, what: "no answer within \(timeout) s") }
+        return line
+    }
+
+    static func connect(_ path: String) throws(ControlError) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlError(path: path, what: String(cString: strerror(errno))) }
+        guard withAddress(path, { Glibc.connect(fd, $0, $1) }) == 0 else {
+            let e = errno
+            close(fd)
+            throw ControlError(path: path, what: "cannot reach sixgated (\(String(cString: strerror(e))))")
+        }
+        return fd
+    }
+
+    static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            errno = ENAMETOOLONG
+            return -1
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+    }
+
+    /// Bytes up to the first newline (at most 1 MiB); nil on timeout or EOF before it.
+    static func readLine(_ fd: Int32) -> Data? {
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while data.count < 1 << 20 {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            if let end = chunk[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                data.append(contentsOf: chunk[0..<end])
+                return data
+            }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        return nil
+    }
+
+    static func writeAll(_ fd: Int32, _ data: Data) {
+        data.withUnsafeBytes { p in
+            guard let base = p.baseAddress else { return }
+            var sent = 0
+            while sent < p.count {
+                let n = send(fd, base + sent, p.count - sent, Int32(MSG_NOSIGNAL))
+                if n < 0, errno == EINTR { continue }
+                guard n > 0 else { return }
+                sent += n
+            }
+        }
+    }
+}
