@@ -89,14 +89,15 @@ public final class DNS64Server: Sendable {
     private let connections = Atomic<Int>(0)
     static let maxConnections = 512
 
-    public init(settings: DNS64Settings, group: any EventLoopGroup) throws {
+    /// `loops`: upstream threads that outlive this server (see `UpstreamLoops`).
+    public init(settings: DNS64Settings, group: any EventLoopGroup, loops: UpstreamLoops? = nil) throws {
         self.settings = settings
         self.group = group
         synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude)
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
         upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group,
-                            threads: settings.threads)
+                            threads: settings.threads, loops: loops)
     }
 
     public var counters: DNS64Counters {
@@ -267,16 +268,23 @@ public final class DNS64Server: Sendable {
                 }
             }
         } catch {
-            for u in udp { close(u.fd) }
             for ch in tcp { try? await ch.channel.close() }
             throw error
         }
         fronts.withLock { $0 = udp }
         for u in udp { u.start() }
         ready()
-        try await withThrowingDiscardingTaskGroup { group in
-            for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
+        // Cancelled (a stop, or a restart by a supervisor): the UDP threads
+        // end and close their sockets; TCP's close as their tasks end.
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
+            }
+        } catch {
+            for u in udp { u.stop() }
+            throw error
         }
+        for u in udp { u.stop() }
     }
 
     func serveTCP(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) async throws {

@@ -16,6 +16,7 @@ final class UDPFront: Sendable {
     /// Added once per batch by the one thread that reads this socket.
     let queries = Atomic<Int>(0)
     let hits = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
     static let batch = 32
     static let looksBeforeSleep = 16
     /// Room per datagram: larger queries arrive cut short and get FORMERR
@@ -97,6 +98,39 @@ final class UDPFront: Sendable {
         }
     }
 
+    /// Whether `fd` is still open. The thread closes it on its way out, so
+    /// that a restarted server's sockets are the only ones of the address;
+    /// an answer still on its way (a miss) checks it under the lock, so it
+    /// never goes out through a descriptor reused by something else.
+    private let open = Mutex(true)
+
+    deinit { closeSocket() }
+
+    private func closeSocket() {
+        open.withLock { isOpen in
+            if isOpen { close(fd) }
+            isOpen = false
+        }
+    }
+
+    /// Sends a miss's answer, unless the socket is closed by now.
+    func send(_ answer: [UInt8], to: sockaddr_storage, length: socklen_t) {
+        var to = to
+        open.withLock { isOpen in
+            guard isOpen else { return }
+            _ = answer.withUnsafeBytes { a in
+                withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, a.baseAddress, a.count, Int32(MSG_DONTWAIT), $0, length) } }
+            }
+        }
+    }
+
+    /// Ends the thread, which closes the socket.
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        // Wakes a recvmmsg waiting on the socket.
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
     func start() {
         let thread = Thread { self.serve() }
         thread.name = "sixgate-dns64-udp"
@@ -121,8 +155,12 @@ final class UDPFront: Sendable {
                 h[i].msg_hdr.msg_iovlen = 1
             }
         }
+        defer {
+            closeSocket()
+            for p in [rx, tx, UnsafeMutableRawPointer(names), UnsafeMutableRawPointer(vectors), UnsafeMutableRawPointer(rxh), UnsafeMutableRawPointer(txh)] { p.deallocate() }
+        }
         let server = server
-        while true {
+        while !stopping.load(ordering: .relaxed) {
             for i in 0..<n { rxh[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size) }
             // Under load the next query is microseconds away: a few more
             // looks before sleeping spare the clients' side of the kernel
@@ -135,7 +173,8 @@ final class UDPFront: Sendable {
                 got = sixgate_recvmmsg_nowait(fd, rxh, UInt32(n))
             }
             if got < 0, errno == EAGAIN { got = sixgate_recvmmsg_waitforone(fd, rxh, UInt32(n)) }
-            guard got > 0 else {
+            // A shut socket reads as one empty datagram.
+            guard got > 0, !stopping.load(ordering: .relaxed) else {
                 if errno == EINTR || errno == EAGAIN { continue }
                 return
             }
@@ -150,13 +189,8 @@ final class UDPFront: Sendable {
                     txh[out].msg_hdr.msg_namelen = rxh[i].msg_hdr.msg_namelen
                     out += 1
                 } else {
-                    let to = names[i], toLength = rxh[i].msg_hdr.msg_namelen, fd = fd
-                    server.resolveLater(Array(query), from: client) { answer in
-                        var to = to
-                        _ = answer.withUnsafeBytes { a in
-                            withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, a.baseAddress, a.count, Int32(MSG_DONTWAIT), $0, toLength) } }
-                        }
-                    }
+                    let to = names[i], toLength = rxh[i].msg_hdr.msg_namelen, front = self
+                    server.resolveLater(Array(query), from: client) { front.send($0, to: to, length: toLength) }
                 }
             }
             var sent = 0

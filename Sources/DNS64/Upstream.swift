@@ -17,12 +17,14 @@ public struct Upstream: Sendable {
 
     public enum Failure: Error, Sendable { case noAnswer }
 
-    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup, threads: Int = 1) {
+    /// `loops`: the threads to use, when they outlive this value (a server
+    /// restarted by its supervisor keeps them); by default `threads` new ones.
+    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup, threads: Int = 1, loops: UpstreamLoops? = nil) {
         self.servers = servers
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.group = group
-        loops = (0..<max(1, threads)).map { _ in UpstreamSockets() }
+        self.loops = loops?.loops ?? UpstreamLoops(threads: threads).loops
     }
 
     /// The loop of the calling thread, so that the answer resumes the task
@@ -83,6 +85,14 @@ public struct Upstream: Sendable {
             return nil
         }
     }
+}
+
+/// The upstream threads of a DNS64 server, made apart from it so that they
+/// can outlive it: a server that its supervisor restarts gets the same ones.
+public struct UpstreamLoops: Sendable {
+    let loops: [UpstreamSockets]
+
+    public init(threads: Int) { loops = (0..<max(1, threads)).map { _ in UpstreamSockets() } }
 }
 
 /// RFC 1035 §4.2.2 / RFC 7766 framing: a two-byte length before each message.

@@ -157,4 +157,26 @@ struct Status: ParsableCommand {
     }
 }
 
+/// For tests of supervision: makes a part of the running daemon fail as if
+/// it had crashed; the daemon restarts it.
+struct InjectFault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inject-fault",
+        abstract: "Fail a part of the running sixgated, as a crash would (for tests).",
+        shouldDisplay: false
+    )
+    @Argument(help: "The part: dns64.") var part: String
+    @Argument(help: "The config file, for the control socket's path.") var config = "/etc/sixgate/sixgate.toml"
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        try reporting("inject-fault") {
+            let answer = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "inject-fault", part: part))
+            let reply = try JSONDecoder().decode([String: String].self, from: answer)
+            if let error = reply["error"] { throw ControlError(path: c.controller.controlSocket, what: error) }
+            print("injected a fault into \(part)")
+        }
+    }
+}
+
 SixgateCtl.main()

@@ -44,7 +44,7 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
         let logger = Logger(label: part.rawValue)
         let service: any Service = switch part {
         case .translator: TranslatorService(config: config, logger: logger, registry: registry)
-        case .dns64: DNS64Service(config: config, logger: logger, registry: registry)
+        case .dns64: DNS64Service(config: config, logger: logger, registry: registry, supervise: control)
         case .sixbedfour: SixBedFourService(config: config, logger: logger, registry: registry)
         }
         return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -69,47 +69,82 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     }
 }
 
-/// What `status` reports, filled in by the parts as they start, serve and
-/// fail. When every part serves, it tells systemd READY=1.
+/// What `status` reports, filled in by the parts as they start, serve, fail
+/// and restart. When every part serves the first time, it tells systemd
+/// READY=1.
 final class Registry: Sendable {
     struct Entry: Sendable {
         var state = "starting"
         var detail: [String] = []
         var counters: (@Sendable () -> [String: Int])?
+        var restarts = 0
+        /// Where a fault injected for this part goes (`inject`).
+        var fault: AsyncStream<String>.Continuation?
     }
 
-    private let entries: Mutex<[(Part, Entry)]>
+    private struct State {
+        var parts: [(Part, Entry)]
+        var ready = false
+
+        mutating func update(_ part: Part, _ change: (inout Entry) -> Void) {
+            if let i = parts.firstIndex(where: { $0.0 == part }) { change(&parts[i].1) }
+        }
+    }
+
+    private let state: Mutex<State>
     private let config: Config
     private let path: String
     private let started = ContinuousClock.now
 
     init(_ parts: [Part], config: Config, path: String) {
-        entries = Mutex(parts.map { ($0, Entry()) })
+        state = Mutex(State(parts: parts.map { ($0, Entry()) }))
         self.config = config
         self.path = path
     }
 
     func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
-        let all = entries.withLock { e -> Bool in
-            guard let i = e.firstIndex(where: { $0.0 == part }) else { return false }
-            e[i].1 = Entry(state: "serving", detail: detail, counters: counters)
-            return e.allSatisfy { $0.1.state == "serving" }
+        let names = state.withLock { s -> String? in
+            s.update(part) {
+                $0.state = "serving"
+                $0.detail = detail
+                $0.counters = counters
+            }
+            guard !s.ready, s.parts.allSatisfy({ $0.1.state == "serving" }) else { return nil }
+            s.ready = true
+            return s.parts.map(\.0.rawValue).joined(separator: ", ")
         }
-        guard all else { return }
-        let names = entries.withLock { $0.map(\.0.rawValue) }.joined(separator: ", ")
+        guard let names else { return }
         Logger(label: "sixgated").info("ready: \(names)")
         Systemd.notify("READY=1\nSTATUS=serving: \(names)")
     }
 
     func failed(_ part: Part, _ reason: String) {
-        entries.withLock { e in
-            if let i = e.firstIndex(where: { $0.0 == part }) { e[i].1.state = "failed: \(reason)" }
-        }
+        state.withLock { $0.update(part) { $0.state = "failed: \(reason)" } }
+    }
+
+    func restarted(_ part: Part) {
+        state.withLock { $0.update(part) { $0.restarts += 1 } }
+    }
+
+    /// A new stream of the faults injected for `part`, for its current run.
+    func faults(for part: Part) -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+        state.withLock { $0.update(part) { $0.fault = continuation } }
+        return stream
+    }
+
+    /// Fails `part` as a crash would; false when no such part runs.
+    func inject(_ part: Part, _ reason: String) -> Bool {
+        guard let c = state.withLock({ s in s.parts.first { $0.0 == part }?.1.fault }) else { return false }
+        c.yield(reason)
+        return true
     }
 
     var status: DaemonStatus {
-        let parts = entries.withLock { $0 }.map { part, entry in
-            PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: entry.counters?() ?? [:])
+        let parts = state.withLock { $0.parts }.map { part, entry in
+            var counters = entry.counters?() ?? [:]
+            counters["restarts"] = entry.restarts
+            return PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: counters)
         }
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
                             uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts)
@@ -130,6 +165,12 @@ struct ControlService: Service {
             switch request.command {
             case "status":
                 return (try? encoder.encode(registry.status)) ?? Data()
+            case "inject-fault":
+                // For tests of supervision: the part fails as if it had crashed.
+                guard let part = request.part.flatMap(Part.init(rawValue:)), registry.inject(part, "fault injected over the control socket") else {
+                    return (try? encoder.encode(["error": "no such part runs here, or it cannot be failed"])) ?? Data()
+                }
+                return (try? encoder.encode(["injected": part.rawValue])) ?? Data()
             default:
                 return (try? encoder.encode(["error": "unknown command \(request.command)"])) ?? Data()
             }
@@ -204,39 +245,91 @@ struct DNS64Service: Service {
     let config: Config
     let logger: Logger
     let registry: Registry
+    /// Restart it when it fails (in the whole daemon) rather than end.
+    let supervise: Bool
 
     func run() async throws {
         let settings = config.dns64Settings
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
-        let server: DNS64Server
-        do {
-            server = try DNS64Server(settings: settings, group: group)
-        } catch {
-            throw PartFailure(part: .dns64, reason: "\(error)")
-        }
+        // The upstream threads outlive a restarted server.
+        let loops = UpstreamLoops(threads: settings.threads)
         let logger = logger, registry = registry
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await server.run {
-                    logger.info("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
-                    registry.serving(.dns64, detail: [
-                        "listens on \(settings.listen.map(\.description).joined(separator: ", ")), asks \(settings.upstreams.map(\.description).joined(separator: ", "))",
-                        "synthesises with \(settings.prefix), \(settings.threads) thread(s), UDP steering \(settings.udpSteering.rawValue)",
-                    ]) {
-                        let c = server.counters
-                        var counters = PartStatus.counters(c.description)
-                        counters["cache_hit_percent"] = Int((c.cacheHitRate * 100).rounded())
-                        return counters
-                    }
-                }
+        let once: @Sendable () async throws -> Void = {
+            let server: DNS64Server
+            do {
+                server = try DNS64Server(settings: settings, group: group, loops: loops)
+            } catch {
+                throw PartFailure(part: .dns64, reason: "\(error)")
             }
-        } catch is CancellationError {
-        } catch {
-            registry.failed(.dns64, "\(error)")
-            logger.error("dns64 stopping: \(error); counters: \(server.counters)")
-            throw PartFailure(part: .dns64, reason: "\(error)")
+            let faults = registry.faults(for: .dns64)
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask {
+                        try await server.run {
+                            logger.info("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
+                            registry.serving(.dns64, detail: [
+                                "listens on \(settings.listen.map(\.description).joined(separator: ", ")), asks \(settings.upstreams.map(\.description).joined(separator: ", "))",
+                                "synthesises with \(settings.prefix), \(settings.threads) thread(s), UDP steering \(settings.udpSteering.rawValue)",
+                            ]) {
+                                let c = server.counters
+                                var counters = PartStatus.counters(c.description)
+                                counters["cache_hit_percent"] = Int((c.cacheHitRate * 100).rounded())
+                                return counters
+                            }
+                        }
+                    }
+                    // A fault injected over the control socket fails the part as a crash would.
+                    tasks.addTask {
+                        for await reason in faults { throw PartFailure(part: .dns64, reason: reason) }
+                    }
+                    try await tasks.next()
+                    tasks.cancelAll()
+                }
+            } catch is CancellationError {
+                logger.info("dns64 stopping; counters: \(server.counters)")
+                return
+            } catch {
+                logger.error("dns64 stopping: \(error.reason); counters: \(server.counters)")
+                throw error is PartFailure ? error : PartFailure(part: .dns64, reason: "\(error)")
+            }
+            logger.info("dns64 stopping; counters: \(server.counters)")
         }
-        logger.info("dns64 stopping; counters: \(server.counters)")
+        if supervise {
+            try await supervised(.dns64, registry: registry, logger: logger, once)
+        } else {
+            do {
+                try await cancelWhenGracefulShutdown(once)
+            } catch is CancellationError {
+            }
+        }
+    }
+}
+
+/// Runs `once` again whenever it fails, after 1 s, then 2, 4 … up to 30 s
+/// (back to 1 s after a minute of good service), until a graceful shutdown:
+/// one part's failure does not take the others, or their state, with it.
+func supervised(_ part: Part, registry: Registry, logger: Logger, _ once: @escaping @Sendable () async throws -> Void) async throws {
+    var delay = Duration.seconds(1)
+    while true {
+        let began = ContinuousClock.now
+        do {
+            try await cancelWhenGracefulShutdown(once)
+            return
+        } catch is CancellationError {
+            return
+        } catch {
+            if ContinuousClock.now - began > .seconds(60) { delay = .seconds(1) }
+            registry.failed(part, "\(error.reason); restarting in \(delay.humanReadable)")
+            logger.error("\(part.rawValue) failed: \(error.reason); restarting in \(delay.humanReadable)")
+            do {
+                let wait = delay
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            } catch {
+                return
+            }
+            delay = min(delay * 2, .seconds(30))
+            registry.restarted(part)
+        }
     }
 }
 
@@ -282,7 +375,9 @@ struct WatchdogService: Service {
     }
 }
 
-/// sd_notify(3) without libsystemd: a datagram to $NOTIFY_SOCKET.
+/// sd_notify(3) without libsystemd: a datagram to $NOTIFY_SOCKET. Never
+/// waits: a message the other end has no room for is dropped rather than
+/// block a thread of the daemon.
 enum Systemd {
     static func notify(_ state: String) {
         guard let path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
@@ -297,7 +392,7 @@ enum Systemd {
         defer { close(fd) }
         let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + name.count)
         _ = Array(state.utf8).withUnsafeBytes { bytes in
-            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, length) } }
+            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, length) } }
         }
     }
 

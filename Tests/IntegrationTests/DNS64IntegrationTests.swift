@@ -236,7 +236,8 @@ struct DNS64Gateway {
     @Test func aQueryIsAnsweredByTheThreadOfTheCPUThatTookItIn() throws {
         try #require(sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2, "the test needs two CPUs to tell the threads apart")
         // Two threads, two addresses: sockets v6 #0, v6 #1, v4 #0, v4 #1.
-        #expect(try Self.queriesPerSocket(steering: "cpu", fromCPUs: [(0, 30), (1, 50)]) == "30/50/0/0")
+        let perSocket = try Self.queriesPerSocket(steering: "cpu", fromCPUs: [(0, 30), (1, 50)])
+        #expect(perSocket == "30/50/0/0", "\(perSocket)")
     }
 
     @Test func hashSteeringSpreadsOneCPUsQueries() throws {

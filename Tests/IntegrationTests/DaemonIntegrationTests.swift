@@ -91,6 +91,22 @@ final class NotifySocket {
         let text = try runProduct("sixgatectl", ["status", config])
         #expect(text.succeeded && text.stdout.contains("translator: serving") && text.stdout.contains("dns64: serving"), "\(text)")
 
+        // DNS64 crashes (a fault injected over the control socket): it is
+        // restarted after a second, and translation goes on meanwhile.
+        let pings = try rig.start("c6", ["ping", "-c", "40", "-i", "0.1", "-W", "1", TranslatorGateway.s4in6], name: "ping")
+        usleep(500_000)
+        let injected = try runProduct("sixgatectl", ["inject-fault", "dns64", config])
+        #expect(injected.succeeded, "\(injected)")
+        usleep(200_000)
+        let during = try runProduct("sixgatectl", ["status", config]).stdout
+        #expect(during.contains("dns64: failed: fault injected over the control socket; restarting in 1s"), "\(during)")
+        #expect(Spawn.wait(pings.pid, timeout: .seconds(15)) == 0, "\(pings.output)")
+        #expect(pings.output.contains(" 0% packet loss"), "translation was not interrupted: \(pings.output)")
+        let after = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
+        #expect(after.contains("\"restarts\" : 1") && !after.contains("failed"), "\(after)")
+        let again = try rig.run("c6", ["dig", "+short", "+time=2", "+tries=2", "@2001:db8:1::1", "s4.example.org", "AAAA"]).stdout
+        #expect(again.trimmingCharacters(in: .whitespacesAndNewlines) == TranslatorGateway.s4in6, "DNS64 answers again: \(again)\n\(daemon.errors)")
+
         kill(daemon.pid, SIGTERM)
         #expect(Spawn.wait(daemon.pid, timeout: .seconds(5)) == 0, "\(daemon.errors)")
         #expect(daemon.errors.contains("translator stopping; counters: 6to4=") && daemon.errors.contains("dns64 stopping; counters: queries="), "\(daemon.errors)")

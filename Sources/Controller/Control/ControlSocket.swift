@@ -6,8 +6,13 @@ import Synchronization
 /// per line each way, one request per connection.
 public struct ControlRequest: Codable, Sendable {
     public var command: String
+    /// The part a command is about (`inject-fault`).
+    public var part: String?
 
-    public init(command: String) { self.command = command }
+    public init(command: String, part: String? = nil) {
+        self.command = command
+        self.part = part
+    }
 }
 
 /// The daemon's answer to `status`.
@@ -58,6 +63,11 @@ public struct ControlError: Error, CustomStringConvertible {
     public let path: String
     public let what: String
     public var description: String { "control socket \(path): \(what)" }
+
+    public init(path: String, what: String) {
+        self.path = path
+        self.what = what
+    }
 }
 
 /// The daemon's end: a root-only Unix socket, served by one thread (requests
