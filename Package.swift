@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller"], exclude: ["Fixtures"]),

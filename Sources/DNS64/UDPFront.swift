@@ -38,7 +38,7 @@ final class UDPFront: Sendable {
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         var storage = sockaddr_storage()
-        let length = Self.fill(&storage, endpoint)
+        let length = endpoint.write(into: &storage)
         let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
         guard rc == 0 else {
             let e = errno
@@ -59,30 +59,6 @@ final class UDPFront: Sendable {
     /// address, bound in this order) to the one numbered (CPU mod count).
     static func steerByCPU(_ fronts: ArraySlice<UDPFront>) throws(SteeringError) {
         guard let first = fronts.first, sixgate_reuseport_by_cpu(first.fd, UInt32(fronts.count)) == 0 else { throw SteeringError(code: errno) }
-    }
-
-    static func fill(_ s: inout sockaddr_storage, _ e: IPEndpoint) -> socklen_t {
-        withUnsafeMutablePointer(to: &s) { p in
-            switch e.address {
-            case .v4(let a):
-                p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                    $0.pointee.sin_family = sa_family_t(AF_INET)
-                    $0.pointee.sin_port = e.port.bigEndian
-                    $0.pointee.sin_addr.s_addr = a.rawValue.bigEndian
-                }
-                return socklen_t(MemoryLayout<sockaddr_in>.size)
-            case .v6(let a):
-                p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
-                    $0.pointee.sin6_port = e.port.bigEndian
-                    withUnsafeMutableBytes(of: &$0.pointee.sin6_addr) { b in
-                        b.storeBytes(of: a.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-                        b.storeBytes(of: a.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-                    }
-                }
-                return socklen_t(MemoryLayout<sockaddr_in6>.size)
-            }
-        }
     }
 
     /// The client's address in a received socket address.

@@ -63,7 +63,7 @@ final class UpstreamSockets: TaskExecutor, Sendable {
     /// `accept` takes; nil at the timeout, on an ICMP error, or when cancelled.
     func exchange(_ query: [UInt8], to server: IPEndpoint, timeout: Duration, accept: @escaping @Sendable ([UInt8]) -> Message?) async -> Message? {
         var address = sockaddr_storage()
-        let length = UDPFront.fill(&address, server)
+        let length = server.write(into: &address)
         let fd = socket(Int32(address.ss_family), Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) } }

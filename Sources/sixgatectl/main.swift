@@ -157,6 +157,53 @@ struct Status: ParsableCommand {
     }
 }
 
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Prove on the live system that DNS64, the translator, the 6bed4 router, the routes and nftables agree with the config.",
+        discussion: """
+            It exercises them: asks DNS64 for ipv4only.arpa AAAA, sends the 6bed4 router a router solicitation and \
+            reads the PREF64 of its advertisement, asks the daemon which prefix its translator runs with, and audits \
+            routes and nftables. Exit status: 0 all agree, 2 something disagrees or does not answer, 1 error.
+            """
+    )
+    @OptionGroup var options: StateOptions
+
+    struct Output: Encodable {
+        let ok: Bool
+        let checks: [VerifyCheck]
+    }
+
+    func run() throws {
+        let config = try loadOrExit(options.config)
+        let verifier = Verifier(config: config)
+        var checks: [VerifyCheck] = []
+        try reporting("verify") {
+            let socket = config.controller.controlSocket
+            let status = Result { () throws(ControlError) -> DaemonStatus in
+                let answer = try ControlClient.ask(socket, ControlRequest(command: "status"))
+                guard let s = try? JSONDecoder().decode(DaemonStatus.self, from: answer) else { throw ControlError(path: socket, what: "an answer that is not a status") }
+                return s
+            }
+            checks += verifier.daemon(status)
+            try NetworkNamespace.run(in: options.netns) {
+                checks.append(verifier.dns64())
+                checks.append(verifier.sixBedFour())
+            }
+            checks += verifier.audit(Result { try options.reconciler().plan(config).drift })
+        }
+        let ok = checks.allSatisfy(\.ok)
+        if options.json {
+            try printJSON(Output(ok: ok, checks: checks))
+        } else {
+            let rows = [("check", "expected", "observed", "")] + checks.map { ($0.name, $0.expected, $0.observed, $0.ok ? "ok" : "FAIL") }
+            let w0 = rows.map(\.0.count).max() ?? 0, w1 = rows.map(\.1.count).max() ?? 0, w2 = rows.map(\.2.count).max() ?? 0
+            func pad(_ s: String, _ w: Int) -> String { s + String(repeating: " ", count: max(0, w - s.count)) }
+            for r in rows { print("\(pad(r.0, w0))  \(pad(r.1, w1))  \(pad(r.2, w2))  \(r.3)") }
+        }
+        if !ok { throw ExitCode(2) }
+    }
+}
+
 /// For tests of supervision: makes a part of the running daemon fail as if
 /// it had crashed; the daemon restarts it.
 struct InjectFault: ParsableCommand {

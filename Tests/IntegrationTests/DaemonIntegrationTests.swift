@@ -41,9 +41,9 @@ final class NotifySocket {
 }
 
 @Suite(.serialized) struct DaemonIntegrationTests {
-    /// `sixgated run` runs the translator and DNS64 of one config in one
-    /// process: c6 resolves an IPv4-only name through DNS64 and reaches it
-    /// through the translator. It tells systemd when it is ready, feeds its
+    /// `sixgated run` runs the translator, DNS64 and the 6bed4 router of one
+    /// config in one process: c6 resolves an IPv4-only name through DNS64
+    /// and reaches it through the translator; `verify` finds them agreeing. It tells systemd when it is ready, feeds its
     /// watchdog, and stops cleanly on SIGTERM.
     @Test func oneDaemonRunsTheTranslatorAndDNS64() throws {
         let rig = try NetnsRig.standard()
@@ -55,6 +55,10 @@ final class NotifySocket {
             [dns64]
             listen = ["[2001:db8:1::1]:53"]
             upstreams = ["[2001:db8:2::2]:53"]
+            [sixbedfour]
+            enabled = true
+            address4 = "203.0.113.1"
+            prefix = "2001:db8:6bed:4::/64"
 
             """).replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
@@ -64,7 +68,7 @@ final class NotifySocket {
         let daemon = try rig.start("gw", ["env", "NOTIFY_SOCKET=\(notify.path)", "WATCHDOG_USEC=400000", binDir + "/sixgated", "run", "--config", config], name: "sixgated")
 
         let messages = notify.receive(until: "READY=1", timeout: .seconds(10))
-        #expect(messages.contains { $0.contains("READY=1") && $0.contains("STATUS=serving: translator, dns64") }, "\(messages)\n\(daemon.errors)")
+        #expect(messages.contains { $0.contains("READY=1") && $0.contains("STATUS=serving: translator, dns64, 6bed4") }, "\(messages)\n\(daemon.errors)")
         let watchdog = notify.receive(until: "WATCHDOG=1", timeout: .seconds(2))
         #expect(watchdog.contains("WATCHDOG=1"), "pings at half of WATCHDOG_USEC: \(watchdog)")
         #expect(daemon.errors.contains("sixgated[translator]: translator ready") && daemon.errors.contains("sixgated[dns64]: dns64 ready"), "\(daemon.errors)")
@@ -79,17 +83,34 @@ final class NotifySocket {
         try #require(status.succeeded, "\(status)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
         let parts = try #require(json["parts"] as? [[String: Any]])
-        #expect(parts.map { $0["name"] as? String } == ["translator", "dns64"] && parts.allSatisfy { $0["state"] as? String == "serving" }, "\(parts)")
+        #expect(parts.map { $0["name"] as? String } == ["translator", "dns64", "6bed4"] && parts.allSatisfy { $0["state"] as? String == "serving" }, "\(parts)")
         #expect(json["prefix"] as? String == "2001:db8:64::/96")
         let translator = try #require(parts.first?["counters"] as? [String: Int])
         #expect((translator["6to4"] ?? 0) >= 2 && translator["pool_mappings"] == 1 && translator["pool_addresses"] == 128, "\(translator)")
         #expect((parts.first?["detail"] as? [String])?.first?.contains("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto") == true, "\(parts)")
-        let dns64 = try #require(parts.last?["counters"] as? [String: Int])
+        let dns64 = try #require(parts[1]["counters"] as? [String: Int])
         #expect(dns64["queries"] == 1 && dns64["synthesized"] == 1, "\(dns64)")
         let mode = try FileManager.default.attributesOfItem(atPath: rig.scratch + "/control.sock")[.posixPermissions] as? Int
         #expect(mode == 0o600, "the control socket is root's only")
         let text = try runProduct("sixgatectl", ["status", config])
         #expect(text.succeeded && text.stdout.contains("translator: serving") && text.stdout.contains("dns64: serving"), "\(text)")
+
+        // verify exercises each part: all agree; then a rule deleted by hand is found.
+        let verify = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])
+        #expect(verify.succeeded, "\(verify)")
+        let checks = try #require((try JSONSerialization.jsonObject(with: Data(verify.stdout.utf8)) as? [String: Any])?["checks"] as? [[String: Any]])
+        var observed: [String: String] = [:]
+        for c in checks { observed[c["name"] as? String ?? "?"] = c["observed"] as? String }
+        #expect(observed["DNS64 ipv4only.arpa AAAA"] == "2001:db8:64::c000:aa, 2001:db8:64::c000:ab", "\(observed)")
+        #expect(observed["6bed4 RA PREF64"] == "2001:db8:64::/96" && observed["translator prefix (daemon)"] == "2001:db8:64::/96", "\(observed)")
+        #expect(observed["nftables"] == "no drift" && observed["routes, links, addresses"] == "no drift", "\(observed)")
+        #expect(checks.allSatisfy { $0["ok"] as? Bool == true }, "\(checks)")
+        let table = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw")])
+        #expect(table.succeeded && table.stdout.contains("6bed4 RA PREF64") && !table.stdout.contains("FAIL"), "\(table)")
+        try rig.checked("gw", ["nft", "flush", "chain", "inet", "sixgate", "postrouting"])
+        let broken = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])
+        #expect(broken.status == 2 && broken.stdout.contains("\"ok\" : false"), "\(broken)")
+        #expect(try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")]).succeeded)
 
         // DNS64 crashes (a fault injected over the control socket): it is
         // restarted after a second, and translation goes on meanwhile.
