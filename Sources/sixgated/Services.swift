@@ -262,6 +262,7 @@ struct DNS64Service: Service {
                 throw PartFailure(part: .dns64, reason: "\(error)")
             }
             let faults = registry.faults(for: .dns64)
+            let rate = QueryRate()
             do {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask {
@@ -274,8 +275,15 @@ struct DNS64Service: Service {
                                 let c = server.counters
                                 var counters = PartStatus.counters(c.description)
                                 counters["cache_hit_percent"] = Int((c.cacheHitRate * 100).rounded())
+                                counters["qps"] = rate.perSecond
                                 return counters
                             }
+                        }
+                    }
+                    tasks.addTask {
+                        while !Task.isCancelled {
+                            rate.record(server.counters.queries)
+                            try? await Task.sleep(for: .seconds(1))
                         }
                     }
                     // A fault injected over the control socket fails the part as a crash would.
@@ -301,6 +309,29 @@ struct DNS64Service: Service {
                 try await cancelWhenGracefulShutdown(once)
             } catch is CancellationError {
             }
+        }
+    }
+}
+
+/// Queries per second over the last ten seconds, from the running total
+/// sampled every second.
+final class QueryRate: Sendable {
+    private let samples = Mutex<[(ContinuousClock.Instant, Int)]>([])
+    static let window = Duration.seconds(10)
+
+    func record(_ total: Int) {
+        let now = ContinuousClock.now
+        samples.withLock { s in
+            s.append((now, total))
+            s.removeAll { now - $0.0 > Self.window + .milliseconds(500) }
+        }
+    }
+
+    var perSecond: Int {
+        samples.withLock { s in
+            guard let first = s.first, let last = s.last, last.0 > first.0 else { return 0 }
+            let span = (last.0 - first.0).components
+            return Int((Double(last.1 - first.1) / (Double(span.seconds) + Double(span.attoseconds) / 1e18)).rounded())
         }
     }
 }

@@ -95,6 +95,20 @@ final class NotifySocket {
         let text = try runProduct("sixgatectl", ["status", config])
         #expect(text.succeeded && text.stdout.contains("translator: serving") && text.stdout.contains("dns64: serving"), "\(text)")
 
+        // DNS64's rate over the last seconds: 300 queries in about a second.
+        let burst = """
+            import socket, time
+            q = bytes.fromhex('123401000001000000000000') + b'\\x02s4\\x07example\\x03org\\x00\\x00\\x1c\\x00\\x01'
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(2)
+            for i in range(300):
+                s.sendto(q, ('2001:db8:1::1', 53)); s.recv(4096); time.sleep(0.003)
+            """
+        try rig.checked("c6", ["python3", "-c", burst])
+        sleep(2)
+        let rated = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
+        let qps = ((try JSONSerialization.jsonObject(with: Data(rated.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?[1]["counters"] as? [String: Int]
+        #expect((qps?["qps"] ?? 0) >= 10, "\(rated)")
+
         // verify exercises each part: all agree; then a rule deleted by hand is found.
         let verify = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])
         #expect(verify.succeeded, "\(verify)")
