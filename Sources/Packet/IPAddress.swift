@@ -8,6 +8,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
     }
 
+    public var isV4: Bool { if case .v4 = self { true } else { false } }
+
     public var description: String {
         switch self {
         case .v4(let a): a.description

@@ -52,6 +52,9 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     }
     if control {
         services.append(.init(service: ControlService(path: config.controller.controlSocket, registry: registry), serviceName: "control"))
+        if let metrics = config.controller.metrics {
+            services.append(.init(service: MetricsService(endpoint: metrics, registry: registry), serviceName: "metrics"))
+        }
     }
     if let watchdog = Systemd.watchdogInterval {
         services.append(.init(service: WatchdogService(interval: watchdog), serviceName: "watchdog"))

@@ -60,7 +60,7 @@ final class NotifySocket {
             address4 = "203.0.113.1"
             prefix = "2001:db8:6bed:4::/64"
 
-            """).replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\n")
+            """).replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\nmetrics = \"[2001:db8:1::1]:9164\"\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
         try #require(applied.succeeded, "\(applied)")
@@ -108,6 +108,16 @@ final class NotifySocket {
         let rated = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
         let qps = ((try JSONSerialization.jsonObject(with: Data(rated.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?[1]["counters"] as? [String: Int]
         #expect((qps?["qps"] ?? 0) >= 10, "\(rated)")
+
+        // The same counters for Prometheus.
+        let scrape = try rig.run("c6", ["curl", "-sS", "--max-time", "5", "http://[2001:db8:1::1]:9164/metrics"])
+        #expect(scrape.succeeded && scrape.stdout.contains("# TYPE sixgate_dns64_queries_total counter"), "\(scrape)")
+        let queries = scrape.stdout.split(separator: "\n").first { $0.hasPrefix("sixgate_dns64_queries_total ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        #expect((queries ?? 0) >= 301, "\(scrape.stdout)")
+        #expect(scrape.stdout.contains(#"sixgate_part_up{part="sixbedfour"} 1"#) && scrape.stdout.contains("sixgate_translator_6to4_total "), "\(scrape.stdout)")
+        #expect(scrape.stdout.contains("# TYPE sixgate_dns64_qps gauge"), "\(scrape.stdout)")
+        let missing = try rig.run("c6", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://[2001:db8:1::1]:9164/"])
+        #expect(missing.stdout == "404", "\(missing)")
 
         // verify exercises each part: all agree; then a rule deleted by hand is found.
         let verify = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])

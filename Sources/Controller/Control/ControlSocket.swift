@@ -102,35 +102,45 @@ public final class ControlServer: Sendable {
 
     /// Serves requests on a thread of its own until the process ends.
     public func start(answer: @escaping @Sendable (ControlRequest) -> Data) {
-        let fd = fd
-        let thread = Thread {
-            while true {
-                let c = accept(fd, nil, nil)
-                if c < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    return
-                }
-                var timeout = timeval(tv_sec: 5, tv_usec: 0)
-                setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                let reply: Data
-                if let line = ControlClient.readLine(c), let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
-                    reply = answer(request)
-                } else {
-                    reply = Data(#"{"error":"a request is one JSON object on one line"}"#.utf8)
-                }
-                ControlClient.writeAll(c, reply + Data("\n".utf8))
-                close(c)
+        acceptConnections(on: fd, thread: "sixgate-control") { c in
+            let reply: Data
+            if let line = ControlClient.readLine(c), let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
+                reply = answer(request)
+            } else {
+                reply = Data(#"{"error":"a request is one JSON object on one line"}"#.utf8)
             }
+            ControlClient.writeAll(c, reply + Data("\n".utf8))
         }
-        thread.name = "sixgate-control"
-        thread.start()
     }
 
     /// Removes the socket file (at a clean stop).
     public func remove() {
+        // Wakes the accepting thread, which then ends.
+        shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
         unlink(path)
     }
+}
+
+/// Accepts connections on the listening `fd` on a thread of its own, one at
+/// a time (requests are rare and small), and hands each to `handle` with a
+/// 5 s read timeout; closes it after. Ends when `fd` is shut down.
+public func acceptConnections(on fd: Int32, thread name: String, _ handle: @escaping @Sendable (Int32) -> Void) {
+    let thread = Thread {
+        while true {
+            let c = accept(fd, nil, nil)
+            if c < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return
+            }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            handle(c)
+            close(c)
+        }
+    }
+    thread.name = name
+    thread.start()
 }
 
 /// sixgatectl's end.

@@ -165,7 +165,3 @@ public struct Verifier {
     }
 
 }
-
-extension IPAddress {
-    var isV4: Bool { if case .v4 = self { true } else { false } }
-}
