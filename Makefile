@@ -28,28 +28,13 @@ test: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test needs root: the integration tests create network namespaces" >&2; exit 1; fi
 	$(SWIFT) test
 
-# The demo so far: a throwaway gateway namespace with the interfaces the full
-# example names; check the config, plan, apply, show the table and routes,
-# audit, then remove. Later issues grow it into a live gateway. KEEP=1 leaves
-# the namespace for exploring (ip netns exec sgdemo …).
+# The demo: a live gateway in throwaway namespaces (Tests/Demo): sixgatectl
+# apply and sixgated run in gw with DNS64, the translator and the 6bed4 router
+# from one config; the seed's three scenarios with real clients; status and
+# verify; then teardown. KEEP=1 keeps it up until Ctrl-C.
 demo: build
-	@ns=sgdemo; ctl="$(BIN)/sixgatectl"; cfg=examples/full.toml; \
-	ip netns del $$ns 2>/dev/null || true; \
-	[ -n "$(KEEP)" ] || trap 'ip netns del '"$$ns"' 2>/dev/null' EXIT; \
-	ip netns add $$ns && \
-	ip -n $$ns link add eth0 type veth peer name eth1 && \
-	ip -n $$ns link set eth0 up && ip -n $$ns link set eth1 up && \
-	echo "== sixgatectl check $$cfg" && $$ctl check $$cfg && \
-	echo && echo "== sixgatectl plan $$cfg --netns $$ns (first lines)" && $$ctl plan $$cfg --netns $$ns | head -15 && \
-	echo && echo "== sixgatectl apply $$cfg --netns $$ns" && $$ctl apply $$cfg --netns $$ns && \
-	echo && echo "== nft list chain inet sixgate forward" && ip netns exec $$ns nft list chain inet sixgate forward && \
-	echo && echo "== ip route show proto sixgate" && ip -n $$ns route show proto 164 && ip -n $$ns -6 route show proto 164 && \
-	echo && echo "== a rule deleted by hand, then sixgatectl audit" && \
-	ip netns exec $$ns nft flush chain inet sixgate postrouting && \
-	{ $$ctl audit $$cfg --netns $$ns; echo "(audit exit status $$?)"; } && \
-	echo && echo "== sixgatectl apply again, then audit" && $$ctl apply $$cfg --netns $$ns && $$ctl audit $$cfg --netns $$ns && \
-	if [ -z "$(KEEP)" ]; then echo && echo "== sixgatectl remove" && $$ctl remove $$cfg --netns $$ns; \
-	else echo && echo "namespace $$ns kept: ip netns exec $$ns nft list ruleset; ip netns del $$ns when done"; fi
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
+	KEEP="$(KEEP)" $(BIN)/sixgate-demo $(BIN)
 
 # Regenerates the rendered tables in nft/ after a deliberate change.
 golden: build

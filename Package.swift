@@ -69,6 +69,9 @@ let package = Package(
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller"], exclude: ["Fixtures"]),
+        // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
+        .target(name: "Demo", dependencies: ["NetnsRig"], path: "Tests/Demo"),
+        .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "Tests/SixgateDemo"),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller", "Demo"], exclude: ["Fixtures"]),
     ]
 )

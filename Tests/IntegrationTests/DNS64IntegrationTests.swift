@@ -40,39 +40,7 @@ struct DNS64Gateway {
 
     /// NSD in s6 on 2001:db8:2::2, serving `zone` and `reverse`, once it answers.
     static func startNSD(_ rig: NetnsRig) throws -> NetnsRig.Process {
-        let dir = rig.scratch + "/nsd"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try zone.write(toFile: dir + "/example.org.zone", atomically: true, encoding: .utf8)
-        try reverse.write(toFile: dir + "/reverse.zone", atomically: true, encoding: .utf8)
-        try """
-            server:
-                ip-address: 2001:db8:2::2
-                port: 53
-                zonesdir: "\(dir)"
-                pidfile: "\(dir)/nsd.pid"
-                xfrdfile: "\(dir)/xfrd.state"
-                zonelistfile: "\(dir)/zone.list"
-                database: ""
-                username: ""
-                chroot: ""
-                verbosity: 1
-            remote-control:
-                control-enable: no
-            zone:
-                name: example.org
-                zonefile: example.org.zone
-            zone:
-                name: 2.0.192.in-addr.arpa
-                zonefile: reverse.zone
-
-            """.write(toFile: dir + "/nsd.conf", atomically: true, encoding: .utf8)
-        let nsd = try rig.start("s6", ["nsd", "-d", "-c", dir + "/nsd.conf"], name: "nsd")
-        // NSD answers once it has loaded the zones.
-        for _ in 0..<100 {
-            if try rig.run("s6", ["dig", "+short", "+time=1", "+tries=1", "@2001:db8:2::2", "ns.example.org", "AAAA"]).stdout.contains("2001:db8:2::2") { break }
-            usleep(100_000)
-        }
-        return nsd
+        try rig.nsd("s6", "2001:db8:2::2", zones: [("example.org", zone), ("2.0.192.in-addr.arpa", reverse)])
     }
 
     /// `dns64` holds further lines of the [dns64] table.

@@ -34,18 +34,6 @@ func rootLinks() throws -> [String] {
 }
 
 extension NetnsRig {
-    /// Serves `dir` over HTTP on `address` in `host`, and waits until it answers.
-    func httpServer(_ host: String, _ address: String, dir: String) throws -> NetnsRig.Process {
-        let p = try start(host, ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir], name: "http-\(host)")
-        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
-        let probe = "import socket,sys; s=socket.socket(socket.\(family)); s.settimeout(0.5); sys.exit(s.connect_ex(('\(address)', 8080)))"
-        for _ in 0..<100 {
-            if try run(host, ["python3", "-c", probe]).succeeded { break }
-            usleep(50_000)
-        }
-        return p
-    }
-
     /// A file of random bytes and its SHA-256, as sha256sum prints it.
     func blob(size: Int) throws -> (dir: String, sha: String) {
         let dir = scratch + "/www"

@@ -112,6 +112,52 @@ public final class NetnsRig: Sendable {
         }
     }
 
+    /// NSD in `host` on `address` port 53, authoritative for `zones` (name,
+    /// zone file text), once it answers for the first of them.
+    public func nsd(_ host: String, _ address: String, zones: [(name: String, text: String)]) throws -> Process {
+        let dir = scratch + "/nsd-" + host
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var conf = """
+            server:
+                ip-address: \(address)
+                port: 53
+                zonesdir: "\(dir)"
+                pidfile: "\(dir)/nsd.pid"
+                xfrdfile: "\(dir)/xfrd.state"
+                zonelistfile: "\(dir)/zone.list"
+                database: ""
+                username: ""
+                chroot: ""
+                verbosity: 1
+            remote-control:
+                control-enable: no
+
+            """
+        for zone in zones {
+            try zone.text.write(toFile: "\(dir)/\(zone.name).zone", atomically: true, encoding: .utf8)
+            conf += "zone:\n    name: \(zone.name)\n    zonefile: \(zone.name).zone\n"
+        }
+        try conf.write(toFile: dir + "/nsd.conf", atomically: true, encoding: .utf8)
+        let p = try start(host, ["nsd", "-d", "-c", dir + "/nsd.conf"], name: "nsd-\(host)")
+        for _ in 0..<100 {
+            if try run(host, ["dig", "+time=1", "+tries=1", "@\(address)", zones.first?.name ?? ".", "SOA"]).stdout.contains("status: NOERROR") { break }
+            usleep(100_000)
+        }
+        return p
+    }
+
+    /// Serves `dir` over HTTP on `address` port 8080 in `host`, and waits until it answers.
+    public func httpServer(_ host: String, _ address: String, dir: String) throws -> Process {
+        let p = try start(host, ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir], name: "http-\(host)")
+        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
+        let probe = "import socket,sys; s=socket.socket(socket.\(family)); s.settimeout(0.5); sys.exit(s.connect_ex(('\(address)', 8080)))"
+        for _ in 0..<100 {
+            if try run(host, ["python3", "-c", probe]).succeeded { break }
+            usleep(50_000)
+        }
+        return p
+    }
+
     /// Runs `argv` inside `host` and returns its output, whatever its exit status.
     @discardableResult
     public func run(_ host: String, _ argv: [String], timeout: Duration = .seconds(30)) throws -> CommandResult {
