@@ -78,11 +78,7 @@ public final class DemoGateway {
 
                 """.write(toFile: config, atomically: true, encoding: .utf8)
             try startServers()
-            let applied = try Spawn.run([bin + "/sixgatectl", "apply", config, "--netns", rig.ns("gw")], timeout: .seconds(30), scratch: rig.scratch)
-            guard applied.succeeded else { throw Failure(description: "sixgatectl apply failed:\n\(applied)") }
-            let daemon = try rig.start("gw", [bin + "/sixgated", "run", "--config", config], name: "sixgated")
-            self.daemon = daemon
-            try wait(for: "ready: translator, dns64, 6bed4", in: daemon)
+            _ = try startDaemon()
             for host in ["c4", "p2"] {
                 let peer = try rig.start(host, [bin + "/6bed4peer", "--server", "198.51.100.1", "--default-route", "--keepalive", "5"], name: "peer-\(host)")
                 peers[host] = peer
@@ -116,6 +112,17 @@ public final class DemoGateway {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while !p.errors.contains(text), ContinuousClock.now < deadline { usleep(50_000) }
         guard p.errors.contains(text) else { throw Failure(description: "no \"\(text)\" within \(seconds) s:\n\(p.errors)") }
+    }
+
+    /// The boot path of sixgate.service again: `sixgatectl apply` (ExecStartPre),
+    /// then `sixgated run` until it is ready.
+    public func startDaemon() throws -> NetnsRig.Process {
+        let applied = try Spawn.run([bin + "/sixgatectl", "apply", config, "--netns", rig.ns("gw")], timeout: .seconds(30), scratch: rig.scratch)
+        guard applied.succeeded else { throw Failure(description: "sixgatectl apply failed:\n\(applied)") }
+        let daemon = try rig.start("gw", [bin + "/sixgated", "run", "--config", config], name: "sixgated-\(UUID().uuidString.prefix(4))")
+        self.daemon = daemon
+        try wait(for: "ready: translator, dns64, 6bed4", in: daemon)
+        return daemon
     }
 
     /// The peer's 6bed4 address, from its log.
