@@ -66,6 +66,8 @@ struct Apply: ParsableCommand {
         let changes: [Drift]
         let nftTransaction: Bool
         let warnings: [String]
+        /// What the running daemon made of the config; nil when none runs.
+        let daemon: ReloadAnswer?
     }
 
     func run() throws {
@@ -74,14 +76,39 @@ struct Apply: ParsableCommand {
             let r = try options.reconciler()
             let plan = try r.plan(config)
             try r.apply(plan)
+            let daemon = try handOver(config)
             let warnings = [ProtocolName.install(config.controller.routeProtocol)].compactMap { $0 }
             let sentNft = plan.drift.contains { $0.area == "nft" }
-            if options.json { return try printJSON(Output(changes: plan.drift, nftTransaction: sentNft, warnings: warnings)) }
+            if options.json { return try printJSON(Output(changes: plan.drift, nftTransaction: sentNft, warnings: warnings, daemon: daemon)) }
             var stderr = StandardError()
             for w in warnings { print("warning: \(w)", to: &stderr) }
-            if plan.isEmpty { return print("no changes") }
+            if plan.isEmpty { print("no changes") }
             for d in plan.drift { print(d) }
+            if let daemon {
+                let parts = ["translator", "dns64", "6bed4"].map { "\($0) \(daemon.parts[$0] ?? "unchanged")" }.joined(separator: ", ")
+                print("sixgated: \(parts)" + (daemon.restarting ? "; it restarts with the new config" : ""))
+            }
         }
+    }
+
+    /// Hands the config to the running daemon, when one runs: what changes
+    /// for each part. No socket, or one nobody listens on (left by a daemon
+    /// that died; the boot path after a crash), means no daemon. A daemon that
+    /// does not answer is an error: the kernel has the new state, it has not.
+    func handOver(_ config: Config) throws -> ReloadAnswer? {
+        let socket = config.controller.controlSocket
+        guard FileManager.default.fileExists(atPath: socket) else { return nil }
+        let path = URL(fileURLWithPath: options.config).standardizedFileURL.path
+        let answer: ReloadAnswer
+        do {
+            answer = try JSONDecoder().decode(ReloadAnswer.self, from: try ControlClient.ask(socket, ControlRequest(command: "reload", config: path), timeout: 5))
+        } catch let e as ControlError where e.code == ECONNREFUSED {
+            return nil
+        } catch {
+            throw ControlError(path: socket, what: "the kernel state is applied, but sixgated does not take the config: \(error)")
+        }
+        if let error = answer.error { throw ControlError(path: socket, what: "sixgated refused the config: \(error)") }
+        return answer
     }
 }
 

@@ -62,14 +62,29 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     var logger = Logger(label: "sixgated")
     logger.logLevel = .notice
     let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    registry.shutdown.withLock { $0 = { Task { await group.triggerGracefulShutdown() } } }
     do {
         try await group.run()
+        if let path = registry.restartPath { reexecute(config: path) }
     } catch {
         let reason = "\(error)"
         Logger(label: "sixgated").error("stopping: \(reason)")
         Systemd.notify("STATUS=failed: \(reason)")
         throw ExitCode(1)
     }
+}
+
+/// Replaces this process with `sixgated run --config path` (same PID, so
+/// systemd keeps following it). Every descriptor is close-on-exec; the parts
+/// have stopped and saved their state.
+func reexecute(config path: String) -> Never {
+    Logger(label: "sixgated").info("restarting with \(path)")
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let words: [String] = [exe, "run", "--config", path]
+    let argv = words.map { (w: String) -> UnsafeMutablePointer<CChar>? in strdup(w) } + [nil]
+    execv(exe, argv)
+    Logger(label: "sixgated").error("cannot execute \(exe) again: \(String(cString: strerror(errno)))")
+    exit(1)
 }
 
 /// What `status` reports, filled in by the parts as they start, serve, fail
@@ -95,7 +110,7 @@ final class Registry: Sendable {
     }
 
     private let state: Mutex<State>
-    private let config: Config
+    let config: Config
     private let path: String
     private let started = ContinuousClock.now
 
@@ -128,6 +143,21 @@ final class Registry: Sendable {
     func restarted(_ part: Part) {
         state.withLock { $0.update(part) { $0.restarts += 1 } }
     }
+
+    /// The config file to restart with, once a reload asked for it.
+    private let reexec = Mutex<String?>(nil)
+    /// Shuts the group down gracefully; set once the group exists.
+    let shutdown = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Stops every part cleanly, after which the daemon executes itself
+    /// again with `path` (`restartPath`).
+    func restart(with path: String) {
+        reexec.withLock { $0 = path }
+        Systemd.notify("RELOADING=1\nSTATUS=reloading \(path)")
+        shutdown.withLock { $0 }?()
+    }
+
+    var restartPath: String? { reexec.withLock { $0 } }
 
     /// A new stream of the faults injected for `part`, for its current run.
     func faults(for part: Part) -> AsyncStream<String> {
@@ -168,6 +198,21 @@ struct ControlService: Service {
             switch request.command {
             case "status":
                 return (try? encoder.encode(registry.status)) ?? Data()
+            case "reload":
+                // sixgatectl apply hands over the config it has just applied to the kernel.
+                guard let path = request.config else {
+                    return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config"))) ?? Data()
+                }
+                let new: Config
+                do {
+                    new = try ConfigLoader.load(path: path)
+                } catch {
+                    return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))) ?? Data()
+                }
+                let parts = ReloadAnswer.changes(from: registry.config, to: new)
+                let restarting = parts.values.contains { $0 != "unchanged" } || new != registry.config
+                defer { if restarting { registry.restart(with: path) } }
+                return (try? encoder.encode(ReloadAnswer(parts: parts, restarting: restarting))) ?? Data()
             case "inject-fault":
                 // For tests of supervision: the part fails as if it had crashed.
                 guard let part = request.part.flatMap(Part.init(rawValue:)), registry.inject(part, "fault injected over the control socket") else {

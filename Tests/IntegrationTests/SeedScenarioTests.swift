@@ -53,4 +53,36 @@ import Testing
         #expect(try runProduct("sixgatectl", ["audit", demo.config, "--netns", demo.rig.ns("gw")]).status == 0)
         #expect(try runProduct("sixgatectl", ["verify", demo.config, "--netns", demo.rig.ns("gw")]).succeeded)
     }
+
+    /// apply with a running daemon: the kernel state, then the config handed
+    /// to the daemon, which says what changes per part and restarts itself
+    /// with it (same process, pool mappings kept). A daemon that does not
+    /// answer makes apply say so and exit 1; a dead one's socket is ignored.
+    @Test func applyHandsTheConfigToTheDaemon() throws {
+        let demo = try DemoGateway(bin: binDir)
+        defer { demo.rig.teardown() }
+        let fetch = ["curl", "-sS", "--max-time", "10", "-g", "http://[\(DemoGateway.s4in6)]:8080/index.html"]
+        #expect(try demo.rig.run("c6", fetch).stdout.contains("hello from s4"))
+        let daemon = try #require(demo.daemon)
+        sleep(2)  // the pool's state is saved every second
+        let text = try String(contentsOfFile: demo.config, encoding: .utf8)
+        try text.replacingOccurrences(of: "[dns64]\n", with: "[dns64]\ntimeout = \"1s\"\n").write(toFile: demo.config, atomically: true, encoding: .utf8)
+        let applied = try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")])
+        #expect(applied.succeeded && applied.stdout.contains("sixgated: translator unchanged, dns64 changed, 6bed4 unchanged; it restarts with the new config"), "\(applied)")
+        let deadline = ContinuousClock.now + .seconds(15)
+        while daemon.errors.components(separatedBy: "ready: translator, dns64, 6bed4").count < 3, ContinuousClock.now < deadline { usleep(50_000) }
+        #expect(daemon.errors.components(separatedBy: "ready: translator, dns64, 6bed4").count == 3, "ready again, same process: \(daemon.errors)")
+        #expect(isAlive(daemon.pid) && daemon.errors.contains("with 1 restored mapping"), "\(daemon.errors)")
+        #expect(try demo.rig.run("c6", fetch).stdout.contains("hello from s4"))
+        let same = try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")])
+        #expect(same.succeeded && same.stdout.contains("sixgated: translator unchanged, dns64 unchanged, 6bed4 unchanged") && !same.stdout.contains("restarts"), "\(same)")
+
+        kill(daemon.pid, SIGSTOP)
+        let stuck = try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")])
+        #expect(stuck.status == 1 && stuck.stderr.contains("the kernel state is applied, but sixgated does not take the config"), "\(stuck)")
+        kill(daemon.pid, SIGKILL)
+        _ = Spawn.wait(daemon.pid, timeout: .seconds(5))
+        let dead = try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")])
+        #expect(dead.succeeded && !dead.stdout.contains("sixgated:"), "a dead daemon's socket is no daemon: \(dead)")
+    }
 }

@@ -8,10 +8,13 @@ public struct ControlRequest: Codable, Sendable {
     public var command: String
     /// The part a command is about (`inject-fault`).
     public var part: String?
+    /// The config file a command is about (`reload`), as an absolute path.
+    public var config: String?
 
-    public init(command: String, part: String? = nil) {
+    public init(command: String, part: String? = nil, config: String? = nil) {
         self.command = command
         self.part = part
+        self.config = config
     }
 }
 
@@ -62,11 +65,16 @@ public struct PartStatus: Codable, Sendable, Equatable {
 public struct ControlError: Error, CustomStringConvertible {
     public let path: String
     public let what: String
+    /// The errno of a failed connect: ECONNREFUSED means nobody listens (a
+    /// socket file left by a daemon that died), not a daemon that is stuck.
+    public let code: Int32
+
     public var description: String { "control socket \(path): \(what)" }
 
-    public init(path: String, what: String) {
+    public init(path: String, what: String, code: Int32 = 0) {
         self.path = path
         self.what = what
+        self.code = code
     }
 }
 
@@ -133,6 +141,8 @@ public func acceptConnections(on fd: Int32, thread name: String, _ handle: @esca
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 return
             }
+            // Not inherited by a daemon that re-executes itself (reload).
+            _ = fcntl(c, F_SETFD, FD_CLOEXEC)
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             handle(c)
@@ -163,7 +173,7 @@ public enum ControlClient {
         guard withAddress(path, { Glibc.connect(fd, $0, $1) }) == 0 else {
             let e = errno
             close(fd)
-            throw ControlError(path: path, what: "cannot reach sixgated (\(String(cString: strerror(e))))")
+            throw ControlError(path: path, what: "cannot reach sixgated (\(String(cString: strerror(e))))", code: e)
         }
         return fd
     }
@@ -208,5 +218,41 @@ public enum ControlClient {
                 sent += n
             }
         }
+    }
+}
+
+/// The daemon's answer to `reload`: what the new config changes for each
+/// part, and whether the daemon restarts itself with it.
+public struct ReloadAnswer: Codable, Sendable, Equatable {
+    /// Part name to "changed", "unchanged", "started" or "stopped".
+    public var parts: [String: String]
+    public var restarting: Bool
+    public var error: String?
+
+    public init(parts: [String: String], restarting: Bool, error: String? = nil) {
+        self.parts = parts
+        self.restarting = restarting
+        self.error = error
+    }
+
+    /// What going from `old` to `new` means for each part: a part changes
+    /// when anything it is built from changes (the prefix, its own section,
+    /// and for DNS64 the networks its default access list comes from).
+    public static func changes(from old: Config, to new: Config) -> [String: String] {
+        func verdict(_ wasOn: Bool, _ isOn: Bool, _ same: Bool) -> String {
+            switch (wasOn, isOn) {
+            case (false, false): "unchanged"
+            case (false, true): "started"
+            case (true, false): "stopped"
+            case (true, true): same ? "unchanged" : "changed"
+            }
+        }
+        let prefix = old.prefix == new.prefix
+        return [
+            "translator": verdict(old.nat64.enabled, new.nat64.enabled, prefix && old.nat64 == new.nat64 && old.controller.stateDir == new.controller.stateDir),
+            "dns64": verdict(old.dns64.enabled, new.dns64.enabled,
+                             prefix && old.dns64 == new.dns64 && old.gateway.clients == new.gateway.clients && old.sixbedfour == new.sixbedfour),
+            "6bed4": verdict(old.sixbedfour.enabled, new.sixbedfour.enabled, prefix && old.sixbedfour == new.sixbedfour),
+        ]
     }
 }
