@@ -10,6 +10,8 @@ public final class RouterDatapath: Sendable {
     public let router: SixBedFourRouter
     public let device: String
     private let failed = Mutex<String?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let running = Atomic<Bool>(false)
 
     /// Why the thread stopped (its TUN device was deleted, say): the owner
     /// should stop too, so that a supervisor restarts it.
@@ -43,8 +45,14 @@ public final class RouterDatapath: Sendable {
             throw .tun(error)
         }
         let router = router
+        running.store(true, ordering: .relaxed)
         let thread = Thread { [self] in
-            let reason = Self.serve(router: router, socket: socket, tun: tun)
+            defer {
+                socket.close()
+                tun.close()
+                running.store(false, ordering: .relaxed)
+            }
+            guard let reason = serve(router: router, socket: socket, tun: tun) else { return }
             failed.withLock { $0 = reason }
         }
         thread.name = "sixgate-6bed4"
@@ -53,11 +61,18 @@ public final class RouterDatapath: Sendable {
 
     static let batch = 64
 
-    /// Returns only when the TUN device fails, with the reason.
-    private static func serve(router: SixBedFourRouter, socket: UDPSocket, tun: TunQueue) -> String {
+    /// Ends the thread within half a second; it closes the socket and the device.
+    public func stop() { stopping.store(true, ordering: .relaxed) }
+
+    /// Whether the thread has ended (after `stop` or a failure).
+    public var stopped: Bool { !running.load(ordering: .relaxed) }
+
+    /// Returns when the TUN device fails, with the reason, or nil when stopped.
+    private func serve(router: SixBedFourRouter, socket: UDPSocket, tun: TunQueue) -> String? {
         // Room for a datagram over 1280 bytes to be seen as such, and refused.
         let capacity = 2048
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        defer { buffer.deallocate() }
         let out = SendBatch(socket: socket)
         func act(_ a: RouterAction) {
             switch a {
@@ -68,8 +83,9 @@ public final class RouterDatapath: Sendable {
         }
         tun.setNonBlocking()
         var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: tun.fd, events: Int16(POLLIN), revents: 0)]
-        while true {
-            guard poll(&fds, 2, -1) > 0 else { continue }
+        while !stopping.load(ordering: .relaxed) {
+            // Idle: wait, but look at `stopping` twice a second.
+            guard poll(&fds, 2, 500) > 0 else { continue }
             let now = UInt64(time(nil))
             // What is queued is drained, a bounded batch per side, before the
             // next poll: one wake-up serves many packets under load.
@@ -88,5 +104,6 @@ public final class RouterDatapath: Sendable {
             }
             out.flush()
         }
+        return nil
     }
 }

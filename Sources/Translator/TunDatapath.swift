@@ -16,6 +16,8 @@ public final class TunDatapath: Sendable {
     public let queues: Int
     private let engines = Mutex<[Engine]>([])
     private let failed = Mutex<String?>(nil)
+    private let stopping = Atomic<Bool>(false)
+    private let running = Atomic<Int>(0)
 
     public init(settings: TranslatorSettings, pool: DynamicPool?, device: String, device4: String?, queues: Int) {
         self.settings = settings
@@ -34,20 +36,40 @@ public final class TunDatapath: Sendable {
     /// rather than leave a translator that translates nothing.
     public var failure: String? { failed.withLock { $0 } }
 
-    /// Opens every queue (so that errors show before anything runs), then
-    /// starts one reader thread per queue.
+    /// Ends the readers within half a second; each closes its queues.
+    public func stop() { stopping.store(true, ordering: .relaxed) }
+
+    /// Whether every reader has ended (after `stop` or a failure).
+    public var stopped: Bool { running.load(ordering: .relaxed) == 0 }
+
+    /// Opens every queue (so that errors show before anything runs; none
+    /// stays open then), then starts one reader thread per queue.
     public func start() throws(TunQueue.OpenError) {
         var pairs: [(TunQueue, TunQueue?)] = []
-        for _ in 0..<queues {
-            let main = try TunQueue.open(device, offload: true)
-            let v4 = try device4.map { (d) throws(TunQueue.OpenError) in try TunQueue.open(d, offload: true) }
-            pairs.append((main, v4))
+        do {
+            for _ in 0..<queues {
+                let main = try TunQueue.open(device, offload: true)
+                pairs.append((main, nil))
+                if let device4 { pairs[pairs.count - 1].1 = try TunQueue.open(device4, offload: true) }
+            }
+        } catch {
+            for (main, v4) in pairs {
+                main.close()
+                v4?.close()
+            }
+            throw error
         }
         for (main, v4) in pairs {
             let engine = Engine(settings: settings, pool: pool)
             engines.withLock { $0.append(engine) }
+            running.wrappingAdd(1, ordering: .relaxed)
             let thread = Thread { [self] in
-                let reason = Self.serve(main: main, v4: v4, engine: engine)
+                defer {
+                    main.close()
+                    v4?.close()
+                    running.wrappingSubtract(1, ordering: .relaxed)
+                }
+                guard let reason = serve(main: main, v4: v4, engine: engine) else { return }
                 failed.withLock { $0 = $0 ?? reason }
             }
             thread.name = "sixgate-tun-\(main.fd)"
@@ -58,9 +80,9 @@ public final class TunDatapath: Sendable {
     /// One reader: drains its queue(s) in bursts, translates, and writes each
     /// result to the device of its family, joining small UDP datagrams of one
     /// flow into super-packets on the way (Coalescer). Waits only when every
-    /// queue is empty, after writing what is pending. Returns only when a
-    /// queue fails, with the reason.
-    private static func serve(main: TunQueue, v4: TunQueue?, engine: Engine) -> String {
+    /// queue is empty, after writing what is pending. Returns when a queue
+    /// fails, with the reason, or nil when stopped.
+    private func serve(main: TunQueue, v4: TunQueue?, engine: Engine) -> String? {
         // The offload header is read into, and written from, the bytes just in
         // front of each packet.
         let capacity = Engine.headroom + 65536
@@ -68,6 +90,10 @@ public final class TunDatapath: Sendable {
         // Where the datagrams of a UDP super-packet are made when they must be
         // translated one by one (Engine.mustSegment).
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        defer {
+            buffer.deallocate()
+            scratch.deallocate()
+        }
         let joiner = Coalescer()
         engine.emit = { packet, length in
             joiner.write(packet, length: length, offload: Offload(), to: main)
@@ -110,7 +136,7 @@ public final class TunDatapath: Sendable {
         var fds = queues.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
         for q in queues { q.setNonBlocking() }
         var reported = 0
-        while true {
+        while !stopping.load(ordering: .relaxed) {
             var busy = false
             for q in queues {
                 var k = 0
@@ -123,7 +149,9 @@ public final class TunDatapath: Sendable {
                 reported = joiner.joined
             }
             if let broken { return broken }
-            if !busy { _ = poll(&fds, nfds_t(fds.count), -1) }
+            // Idle: wait, but look at `stopping` twice a second.
+            if !busy { _ = poll(&fds, nfds_t(fds.count), 500) }
         }
+        return nil
     }
 }

@@ -43,9 +43,9 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = parts.map { part in
         let logger = Logger(label: part.rawValue)
         let service: any Service = switch part {
-        case .translator: TranslatorService(config: config, logger: logger, registry: registry)
+        case .translator: TranslatorService(config: config, logger: logger, registry: registry, supervise: control)
         case .dns64: DNS64Service(config: config, logger: logger, registry: registry, supervise: control)
-        case .sixbedfour: SixBedFourService(config: config, logger: logger, registry: registry)
+        case .sixbedfour: SixBedFourService(config: config, logger: logger, registry: registry, supervise: control)
         }
         return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: part.rawValue)
@@ -243,50 +243,71 @@ struct TranslatorService: Service {
     let config: Config
     let logger: Logger
     let registry: Registry
+    /// Restart it when it fails (in the whole daemon) rather than end.
+    let supervise: Bool
 
     func run() async throws {
-        let c = config
+        let c = config, logger = logger, registry = registry
+        // The pool outlives a restarted datapath: its mappings stay.
         let pool = c.makePool(now: UInt64(time(nil)))
-        let datapath = TunDatapath(settings: c.translatorSettings, pool: pool, device: c.nat64.device,
-                                   device4: c.nat64.device4, queues: c.translatorQueues)
-        do {
-            try datapath.start()
-        } catch {
-            throw PartFailure(part: .translator, reason: "\(error)")
-        }
-        let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
-        logger.info("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)\(restored)")
-        let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
-        registry.serving(.translator, detail: [
-            "datapath tun (userspace), \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""): \(why)",
-            "prefix \(c.prefix), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
-        ]) {
-            var counters = PartStatus.counters(datapath.counters.summary)
-            if let pool {
-                counters["pool_mappings"] = pool.count
-                counters["pool_addresses"] = 1 << (32 - pool.range.length)
-            }
-            return counters
-        }
-        let logger = logger
         @Sendable func save() {
             do { try pool?.save() } catch { logger.error("cannot save the pool state: \(error)") }
         }
-        do {
+        let once: @Sendable () async throws -> Void = {
+            let datapath = TunDatapath(settings: c.translatorSettings, pool: pool, device: c.nat64.device,
+                                       device4: c.nat64.device4, queues: c.translatorQueues)
+            do {
+                try datapath.start()
+            } catch {
+                throw PartFailure(part: .translator, reason: "\(error)")
+            }
+            let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
+            logger.info("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)\(restored)")
+            let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
+            registry.serving(.translator, detail: [
+                "datapath tun (userspace), \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""): \(why)",
+                "prefix \(c.prefix), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
+            ]) {
+                var counters = PartStatus.counters(datapath.counters.summary)
+                if let pool {
+                    counters["pool_mappings"] = pool.count
+                    counters["pool_addresses"] = 1 << (32 - pool.range.length)
+                }
+                return counters
+            }
+            defer { save() }
             // Housekeeping: idle pool mappings go, and the state file follows the pool.
-            try await everyUntilShutdown(.seconds(1)) {
+            try await runDatapath(.translator, logger: logger, every: .seconds(1), counters: { datapath.counters.summary },
+                                  failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped }) {
                 pool?.expire(now: UInt64(time(nil)))
                 save()
-                if let failure = datapath.failure { throw PartFailure(part: .translator, reason: failure) }
             }
-        } catch {
-            registry.failed(.translator, error.reason)
-            logger.error("translator stopping: \(error.reason); counters: \(datapath.counters.summary)")
-            throw error
         }
-        save()
-        logger.info("translator stopping; counters: \(datapath.counters.summary)")
+        if supervise { try await supervised(.translator, registry: registry, logger: logger, once) } else { try await once() }
     }
+}
+
+/// Serves a started datapath until a graceful shutdown or its failure
+/// (`tick` every `period` meanwhile), logs why with its counters, then stops
+/// it and waits (blocking, two seconds at most) until its threads have
+/// ended, so that a restart never shares the device with them.
+func runDatapath(_ part: Part, logger: Logger, every period: Duration, counters: @escaping @Sendable () -> String,
+                 failure: @escaping @Sendable () -> String?, stop: () -> Void, stopped: () -> Bool,
+                 tick: @escaping @Sendable () -> Void = {}) async throws {
+    defer {
+        stop()
+        for _ in 0..<40 where !stopped() { usleep(50_000) }
+    }
+    do {
+        try await everyUntilShutdown(period) {
+            tick()
+            if let reason = failure() { throw PartFailure(part: part, reason: reason) }
+        }
+    } catch {
+        logger.error("\(part.rawValue) stopping: \(error.reason); counters: \(counters())")
+        throw error
+    }
+    logger.info("\(part.rawValue) stopping; counters: \(counters())")
 }
 
 struct DNS64Service: Service {
@@ -416,32 +437,32 @@ struct SixBedFourService: Service {
     let config: Config
     let logger: Logger
     let registry: Registry
+    /// Restart it when it fails (in the whole daemon) rather than end.
+    let supervise: Bool
 
     func run() async throws {
         guard let settings = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
-        let device = config.sixbedfour.device
-        let datapath = RouterDatapath(settings: settings, device: device)
-        do {
-            try datapath.start()
-        } catch {
-            throw PartFailure(part: .sixbedfour, reason: "\(error)")
+        let device = config.sixbedfour.device, prefix = config.prefix, logger = logger, registry = registry
+        let current = Mutex<RouterDatapath?>(nil)
+        onSignal(SIGUSR1) { _ in
+            if let datapath = current.withLock({ $0 }) { logger.info("6bed4 counters: \(datapath.router.counters)") }
         }
-        logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(config.prefix)")
-        registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(config.prefix)"]) {
-            PartStatus.counters(datapath.router.counters.description)
-        }
-        let logger = logger
-        onSignal(SIGUSR1) { _ in logger.info("6bed4 counters: \(datapath.router.counters)") }
-        do {
-            try await everyUntilShutdown(.milliseconds(500)) {
-                if let failure = datapath.failure { throw PartFailure(part: .sixbedfour, reason: failure) }
+        let once: @Sendable () async throws -> Void = {
+            let datapath = RouterDatapath(settings: settings, device: device)
+            do {
+                try datapath.start()
+            } catch {
+                throw PartFailure(part: .sixbedfour, reason: "\(error)")
             }
-        } catch {
-            registry.failed(.sixbedfour, error.reason)
-            logger.error("6bed4 stopping: \(error.reason); counters: \(datapath.router.counters)")
-            throw error
+            current.withLock { $0 = datapath }
+            logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(prefix)")
+            registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(prefix)"]) {
+                PartStatus.counters(datapath.router.counters.description)
+            }
+            try await runDatapath(.sixbedfour, logger: logger, every: .milliseconds(500), counters: { "\(datapath.router.counters)" },
+                                  failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped })
         }
-        logger.info("6bed4 stopping; counters: \(datapath.router.counters)")
+        if supervise { try await supervised(.sixbedfour, registry: registry, logger: logger, once) } else { try await once() }
     }
 }
 

@@ -85,4 +85,34 @@ import Testing
         let dead = try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")])
         #expect(dead.succeeded && !dead.stdout.contains("sixgated:"), "a dead daemon's socket is no daemon: \(dead)")
     }
+
+    /// The translator's device deleted under the daemon: the translator
+    /// fails and is restarted with back-off, DNS64 and the router serve on;
+    /// once apply has made the device again, it translates again, with the
+    /// mappings of its pool.
+    @Test func aFailedTranslatorIsRestartedWhileTheOthersServe() throws {
+        let demo = try DemoGateway(bin: binDir)
+        defer { demo.rig.teardown() }
+        let fetch = ["curl", "-sS", "--max-time", "10", "-g", "http://[\(DemoGateway.s4in6)]:8080/index.html"]
+        #expect(try demo.rig.run("c6", fetch).stdout.contains("hello from s4"))
+        try demo.rig.checked("gw", ["ip", "link", "del", "sg-nat64"])
+        usleep(1_500_000)
+        let during = try runProduct("sixgatectl", ["status", demo.config]).stdout
+        #expect(during.contains("translator: failed: reading from TUN device sg-nat64 failed") && during.contains("dns64: serving") && during.contains("6bed4: serving"), "\(during)")
+        let dig = try demo.rig.run("c6", ["dig", "+short", "@2001:db8:1::1", "www.example.org", "AAAA"]).stdout
+        #expect(dig.trimmingCharacters(in: .whitespacesAndNewlines) == DemoGateway.s4in6, "DNS64 goes on: \(dig)")
+        #expect(try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")]).succeeded)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var after = ""
+        while ContinuousClock.now < deadline {
+            after = try runProduct("sixgatectl", ["status", demo.config, "--json"]).stdout
+            if !after.contains("failed") { break }
+            usleep(200_000)
+        }
+        let parts = (try JSONSerialization.jsonObject(with: Data(after.utf8)) as? [String: Any])?["parts"] as? [[String: Any]]
+        let translator = parts?.first { $0["name"] as? String == "translator" }
+        let counters = translator?["counters"] as? [String: Int]
+        #expect(translator?["state"] as? String == "serving" && counters?["pool_mappings"] == 1 && (counters?["restarts"] ?? 0) >= 1, "\(after)")
+        #expect(try demo.rig.run("c6", fetch).stdout.contains("hello from s4"))
+    }
 }
