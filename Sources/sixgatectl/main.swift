@@ -173,6 +173,7 @@ struct Status: ParsableCommand {
             if json { return try printJSON(status) }
             let up = Duration.seconds(status.uptime)
             print("sixgated \(status.version), up \(up.humanReadable), config \(status.config), prefix \(status.prefix)")
+            print("last apply: \(status.lastApply ?? "none since the daemon started")")
             for part in status.parts {
                 print("\n\(part.name): \(part.state)")
                 for line in part.detail { print("  \(line)") }

@@ -65,7 +65,7 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     registry.shutdown.withLock { $0 = { Task { await group.triggerGracefulShutdown() } } }
     do {
         try await group.run()
-        if let path = registry.restartPath { reexecute(config: path) }
+        if let path = registry.restartPath { reexecute(config: path, registry: registry) }
     } catch {
         let reason = "\(error)"
         Logger(label: "sixgated").error("stopping: \(reason)")
@@ -77,8 +77,9 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
 /// Replaces this process with `sixgated run --config path` (same PID, so
 /// systemd keeps following it). Every descriptor is close-on-exec; the parts
 /// have stopped and saved their state.
-func reexecute(config path: String) -> Never {
+func reexecute(config path: String, registry: Registry) -> Never {
     Logger(label: "sixgated").info("restarting with \(path)")
+    if let last = registry.lastApply.withLock({ $0 }) { setenv(Registry.lastApplyVariable, last, 1) }
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     let words: [String] = [exe, "run", "--config", path]
     let argv = words.map { (w: String) -> UnsafeMutablePointer<CChar>? in strdup(w) } + [nil]
@@ -146,6 +147,9 @@ final class Registry: Sendable {
 
     /// The config file to restart with, once a reload asked for it.
     private let reexec = Mutex<String?>(nil)
+    /// The last apply that reached the daemon; handed over a restart in the environment.
+    let lastApply = Mutex<String?>(ProcessInfo.processInfo.environment[Registry.lastApplyVariable])
+    static let lastApplyVariable = "SIXGATE_LAST_APPLY"
     /// Shuts the group down gracefully; set once the group exists.
     let shutdown = Mutex<(@Sendable () -> Void)?>(nil)
 
@@ -180,7 +184,8 @@ final class Registry: Sendable {
             return PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: counters)
         }
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
-                            uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts)
+                            uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts,
+                            lastApply: lastApply.withLock { $0 })
     }
 }
 
@@ -203,14 +208,18 @@ struct ControlService: Service {
                 guard let path = request.config else {
                     return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config"))) ?? Data()
                 }
+                let when = Date().formatted(.iso8601)
                 let new: Config
                 do {
                     new = try ConfigLoader.load(path: path)
                 } catch {
+                    registry.lastApply.withLock { $0 = "\(when) \(path): refused, the config is not valid" }
                     return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))) ?? Data()
                 }
                 let parts = ReloadAnswer.changes(from: registry.config, to: new)
                 let restarting = parts.values.contains { $0 != "unchanged" } || new != registry.config
+                let summary = ["translator", "dns64", "6bed4"].map { "\($0) \(parts[$0] ?? "unchanged")" }.joined(separator: ", ")
+                registry.lastApply.withLock { $0 = "\(when) \(path): \(summary)\(restarting ? "; restarted with it" : "")" }
                 defer { if restarting { registry.restart(with: path) } }
                 return (try? encoder.encode(ReloadAnswer(parts: parts, restarting: restarting))) ?? Data()
             case "inject-fault":

@@ -74,6 +74,8 @@ import Testing
         #expect(daemon.errors.components(separatedBy: "ready: translator, dns64, 6bed4").count == 3, "ready again, same process: \(daemon.errors)")
         #expect(isAlive(daemon.pid) && daemon.errors.contains("with 1 restored mapping"), "\(daemon.errors)")
         #expect(try demo.rig.run("c6", fetch).stdout.contains("hello from s4"))
+        let status = try runProduct("sixgatectl", ["status", demo.config]).stdout
+        #expect(status.contains("last apply: ") && status.contains("\(demo.config): translator unchanged, dns64 changed, 6bed4 unchanged; restarted with it"), "\(status)")
         let same = try runProduct("sixgatectl", ["apply", demo.config, "--netns", demo.rig.ns("gw")])
         #expect(same.succeeded && same.stdout.contains("sixgated: translator unchanged, dns64 unchanged, 6bed4 unchanged") && !same.stdout.contains("restarts"), "\(same)")
 

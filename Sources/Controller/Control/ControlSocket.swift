@@ -26,13 +26,16 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     /// Seconds since the daemon started.
     public var uptime: Int
     public var parts: [PartStatus]
+    /// When the last `sixgatectl apply` reached the daemon, and what it did.
+    public var lastApply: String?
 
-    public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus]) {
+    public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus], lastApply: String? = nil) {
         self.version = version
         self.config = config
         self.prefix = prefix
         self.uptime = uptime
         self.parts = parts
+        self.lastApply = lastApply
     }
 }
 
