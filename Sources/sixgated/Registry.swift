@@ -1,0 +1,155 @@
+import Controller
+import Foundation
+import Logging
+import Packet
+import ServiceLifecycle
+import Synchronization
+
+/// What `status` reports, filled in by the parts as they start, serve, fail
+/// and restart. When every part serves the first time, it tells systemd
+/// READY=1.
+final class Registry: Sendable {
+    struct Entry: Sendable {
+        var state = "starting"
+        var detail: [String] = []
+        var counters: (@Sendable () -> [String: Int])?
+        var restarts = 0
+        /// Where a fault injected for this part goes (`inject`).
+        var fault: AsyncStream<String>.Continuation?
+    }
+
+    private struct State {
+        var parts: [(Part, Entry)]
+        var ready = false
+
+        mutating func update(_ part: Part, _ change: (inout Entry) -> Void) {
+            if let i = parts.firstIndex(where: { $0.0 == part }) { change(&parts[i].1) }
+        }
+    }
+
+    private let state: Mutex<State>
+    let config: Config
+    private let path: String
+    private let started = ContinuousClock.now
+
+    init(_ parts: [Part], config: Config, path: String) {
+        state = Mutex(State(parts: parts.map { ($0, Entry()) }))
+        self.config = config
+        self.path = path
+    }
+
+    func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
+        let names = state.withLock { s -> String? in
+            s.update(part) {
+                $0.state = "serving"
+                $0.detail = detail
+                $0.counters = counters
+            }
+            guard !s.ready, s.parts.allSatisfy({ $0.1.state == "serving" }) else { return nil }
+            s.ready = true
+            return s.parts.map(\.0.rawValue).joined(separator: ", ")
+        }
+        guard let names else { return }
+        Logger(label: "sixgated").info("ready: \(names)")
+        Systemd.notify("READY=1\nSTATUS=serving: \(names)")
+    }
+
+    func failed(_ part: Part, _ reason: String) {
+        state.withLock { $0.update(part) { $0.state = "failed: \(reason)" } }
+    }
+
+    func restarted(_ part: Part) {
+        state.withLock { $0.update(part) { $0.restarts += 1 } }
+    }
+
+    /// The config file to restart with, once a reload asked for it.
+    private let reexec = Mutex<String?>(nil)
+    /// The last apply that reached the daemon; handed over a restart in the environment.
+    let lastApply = Mutex<String?>(ProcessInfo.processInfo.environment[Registry.lastApplyVariable])
+    static let lastApplyVariable = "SIXGATE_LAST_APPLY"
+    /// Shuts the group down gracefully; set once the group exists.
+    let shutdown = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Stops every part cleanly, after which the daemon executes itself
+    /// again with `path` (`restartPath`).
+    func restart(with path: String) {
+        reexec.withLock { $0 = path }
+        Systemd.notify("RELOADING=1\nSTATUS=reloading \(path)")
+        shutdown.withLock { $0 }?()
+    }
+
+    var restartPath: String? { reexec.withLock { $0 } }
+
+    /// A new stream of the faults injected for `part`, for its current run.
+    func faults(for part: Part) -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+        state.withLock { $0.update(part) { $0.fault = continuation } }
+        return stream
+    }
+
+    /// Fails `part` as a crash would; false when no such part runs.
+    func inject(_ part: Part, _ reason: String) -> Bool {
+        guard let c = state.withLock({ s in s.parts.first { $0.0 == part }?.1.fault }) else { return false }
+        c.yield(reason)
+        return true
+    }
+
+    var status: DaemonStatus {
+        let parts = state.withLock { $0.parts }.map { part, entry in
+            var counters = entry.counters?() ?? [:]
+            counters["restarts"] = entry.restarts
+            return PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: counters)
+        }
+        return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
+                            uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts,
+                            lastApply: lastApply.withLock { $0 })
+    }
+}
+
+/// The control socket: `status` for sixgatectl, as JSON.
+struct ControlService: Service {
+    let path: String
+    let registry: Registry
+
+    func run() async throws {
+        let server = try ControlServer(path: path)
+        let registry = registry
+        server.start { request in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            switch request.command {
+            case "status":
+                return (try? encoder.encode(registry.status)) ?? Data()
+            case "reload":
+                // sixgatectl apply hands over the config it has just applied to the kernel.
+                guard let path = request.config else {
+                    return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config"))) ?? Data()
+                }
+                let when = Date().formatted(.iso8601)
+                let new: Config
+                do {
+                    new = try ConfigLoader.load(path: path)
+                } catch {
+                    registry.lastApply.withLock { $0 = "\(when) \(path): refused, the config is not valid" }
+                    return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))) ?? Data()
+                }
+                let parts = ReloadAnswer.changes(from: registry.config, to: new)
+                let restarting = parts.values.contains { $0 != "unchanged" } || new != registry.config
+                let summary = ["translator", "dns64", "6bed4"].map { "\($0) \(parts[$0] ?? "unchanged")" }.joined(separator: ", ")
+                registry.lastApply.withLock { $0 = "\(when) \(path): \(summary)\(restarting ? "; restarted with it" : "")" }
+                defer { if restarting { registry.restart(with: path) } }
+                return (try? encoder.encode(ReloadAnswer(parts: parts, restarting: restarting))) ?? Data()
+            case "inject-fault":
+                // For tests of supervision: the part fails as if it had crashed.
+                guard let part = request.part.flatMap(Part.init(rawValue:)), registry.inject(part, "fault injected over the control socket") else {
+                    return (try? encoder.encode(["error": "no such part runs here, or it cannot be failed"])) ?? Data()
+                }
+                return (try? encoder.encode(["injected": part.rawValue])) ?? Data()
+            default:
+                return (try? encoder.encode(["error": "unknown command \(request.command)"])) ?? Data()
+            }
+        }
+        defer { server.remove() }
+        try? await gracefulShutdown()
+    }
+}

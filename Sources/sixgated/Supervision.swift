@@ -1,0 +1,65 @@
+import Glibc
+import Logging
+import ServiceLifecycle
+
+/// Calls `tick` every `period` until a graceful shutdown; what `tick` throws
+/// ends the service (and with it the group).
+func everyUntilShutdown(_ period: Duration, _ tick: @escaping @Sendable () throws -> Void) async throws {
+    try await cancelWhenGracefulShutdown {
+        while !Task.isCancelled {
+            try tick()
+            try? await Task.sleep(for: period)
+        }
+    }
+}
+
+/// Serves a started datapath until a graceful shutdown or its failure
+/// (`tick` every `period` meanwhile), logs why with its counters, then stops
+/// it and waits (blocking, two seconds at most) until its threads have
+/// ended, so that a restart never shares the device with them.
+func runDatapath(_ part: Part, logger: Logger, every period: Duration, counters: @escaping @Sendable () -> String,
+                 failure: @escaping @Sendable () -> String?, stop: () -> Void, stopped: () -> Bool,
+                 tick: @escaping @Sendable () -> Void = {}) async throws {
+    defer {
+        stop()
+        for _ in 0..<40 where !stopped() { usleep(50_000) }
+    }
+    do {
+        try await everyUntilShutdown(period) {
+            tick()
+            if let reason = failure() { throw PartFailure(part: part, reason: reason) }
+        }
+    } catch {
+        logger.error("\(part.rawValue) stopping: \(error.reason); counters: \(counters())")
+        throw error
+    }
+    logger.info("\(part.rawValue) stopping; counters: \(counters())")
+}
+
+/// Runs `once` again whenever it fails, after 1 s, then 2, 4 … up to 30 s
+/// (back to 1 s after a minute of good service), until a graceful shutdown:
+/// one part's failure does not take the others, or their state, with it.
+func supervised(_ part: Part, registry: Registry, logger: Logger, _ once: @escaping @Sendable () async throws -> Void) async throws {
+    var delay = Duration.seconds(1)
+    while true {
+        let began = ContinuousClock.now
+        do {
+            try await cancelWhenGracefulShutdown(once)
+            return
+        } catch is CancellationError {
+            return
+        } catch {
+            if ContinuousClock.now - began > .seconds(60) { delay = .seconds(1) }
+            registry.failed(part, "\(error.reason); restarting in \(delay.humanReadable)")
+            logger.error("\(part.rawValue) failed: \(error.reason); restarting in \(delay.humanReadable)")
+            do {
+                let wait = delay
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            } catch {
+                return
+            }
+            delay = min(delay * 2, .seconds(30))
+            registry.restarted(part)
+        }
+    }
+}
