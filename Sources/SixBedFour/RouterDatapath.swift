@@ -40,7 +40,7 @@ public final class RouterDatapath: Sendable {
         let socket: UDPSocket
         do { socket = try UDPSocket.bind(router.settings.endpoint) } catch { throw .socket(error) }
         let tun: TunQueue
-        do { tun = try TunQueue.open(device, multiQueue: false) } catch {
+        do { tun = try TunQueue.open(device, multiQueue: false, existing: true) } catch {
             socket.close()
             throw .tun(error)
         }

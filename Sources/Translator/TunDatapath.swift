@@ -48,9 +48,9 @@ public final class TunDatapath: Sendable {
         var pairs: [(TunQueue, TunQueue?)] = []
         do {
             for _ in 0..<queues {
-                let main = try TunQueue.open(device, offload: true)
+                let main = try TunQueue.open(device, offload: true, existing: true)
                 pairs.append((main, nil))
-                if let device4 { pairs[pairs.count - 1].1 = try TunQueue.open(device4, offload: true) }
+                if let device4 { pairs[pairs.count - 1].1 = try TunQueue.open(device4, offload: true, existing: true) }
             }
         } catch {
             for (main, v4) in pairs {

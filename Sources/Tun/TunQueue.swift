@@ -20,14 +20,19 @@ public struct TunQueue: Sendable {
         public let code: Int32
         public var description: String {
             "cannot attach to TUN device \(device): \(String(cString: strerror(code)))"
-                + (code == EPERM ? " (needs CAP_NET_ADMIN)" : code == EINVAL ? " (it exists with other flags: a single-queue device, or not a TUN device)" : "")
+                + (code == EPERM ? " (needs CAP_NET_ADMIN)" : code == EINVAL ? " (it exists with other flags: a single-queue device, or not a TUN device)"
+                    : code == ENODEV ? " (it does not exist: sixgatectl apply makes it)" : "")
         }
     }
 
     /// Opens a queue. With `offload`, every packet carries a virtio-net header
     /// and the kernel may hand over TCP and UDP super-packets and unfinished
     /// checksums. UDP ones need Linux 6.2; older kernels get TCP only.
-    public static func open(_ device: String, multiQueue: Bool = true, offload: Bool = false) throws(OpenError) -> TunQueue {
+    /// With `existing`, only a device that is already there is attached to:
+    /// the datapaths of the gateway use the devices sixgatectl made (persistent,
+    /// with their addresses and routes) and never make a bare one of their own.
+    public static func open(_ device: String, multiQueue: Bool = true, offload: Bool = false, existing: Bool = false) throws(OpenError) -> TunQueue {
+        if existing, if_nametoindex(device) == 0 { throw OpenError(device: device, code: ENODEV) }
         let fd = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw OpenError(device: device, code: errno) }
         var request = ifreq()
