@@ -30,3 +30,48 @@ import Testing
         #expect(Verifier.pref64(inRA: notRA) == nil)
     }
 }
+
+/// What `apply` tells a running daemon changes, per part.
+@Suite struct ReloadChangesTests {
+    static let base = """
+        prefix = "2001:db8:64::/96"
+        [gateway]
+        uplink4 = "eth0"
+        inside6 = "eth1"
+        clients = ["2001:db8:1::/64"]
+        [nat64]
+        pool4 = "192.0.2.128/25"
+        [dns64]
+        upstreams = ["2001:db8:53::53"]
+
+        """
+
+    func changes(_ old: String, _ new: String) throws -> [String: String] {
+        try ReloadAnswer.changes(from: ConfigLoader.parse(old, source: "old"), to: ConfigLoader.parse(new, source: "new"))
+    }
+
+    @Test func theSameConfigChangesNothing() throws {
+        #expect(try changes(Self.base, Self.base) == ["translator": "unchanged", "dns64": "unchanged", "6bed4": "unchanged"])
+    }
+
+    @Test func aNewPrefixChangesEveryPartThatRuns() throws {
+        let renumbered = Self.base.replacingOccurrences(of: "2001:db8:64::/96", with: "2001:db8:65::/96")
+        #expect(try changes(Self.base, renumbered) == ["translator": "changed", "dns64": "changed", "6bed4": "unchanged"])
+    }
+
+    @Test func aSectionChangesItsPartOnly() throws {
+        #expect(try changes(Self.base, Self.base + "timeout = \"1s\"\n") == ["translator": "unchanged", "dns64": "changed", "6bed4": "unchanged"])
+        let pool = Self.base.replacingOccurrences(of: "192.0.2.128/25", with: "192.0.2.0/25")
+        #expect(try changes(Self.base, pool) == ["translator": "changed", "dns64": "unchanged", "6bed4": "unchanged"])
+        // The clients are DNS64's default access list.
+        let clients = Self.base.replacingOccurrences(of: "clients = [\"2001:db8:1::/64\"]", with: "clients = [\"2001:db8:1::/64\", \"2001:db8:3::/64\"]")
+        #expect(try changes(Self.base, clients)["dns64"] == "changed")
+    }
+
+    @Test func partsStartAndStop() throws {
+        let with6bed4 = Self.base.replacingOccurrences(of: "[dns64]\n", with: "[sixbedfour]\nenabled = true\naddress4 = \"198.51.100.1\"\nprefix = \"2001:db8:6b::/48\"\n[dns64]\n")
+        #expect(try changes(Self.base, with6bed4)["6bed4"] == "started")
+        #expect(try changes(with6bed4, Self.base)["6bed4"] == "stopped")
+        #expect(try changes(Self.base, with6bed4)["dns64"] == "changed", "the 6bed4 prefix joins DNS64's default access list")
+    }
+}
