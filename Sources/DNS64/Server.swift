@@ -97,14 +97,15 @@ public final class DNS64Server: Sendable {
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
         upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group,
-                            threads: settings.threads, loops: loops)
+                            loops: loops ?? UpstreamLoops(threads: settings.threads))
     }
 
     public var counters: DNS64Counters {
         var c = counting.withLock { $0 }
-        c.udpPerSocket = fronts.withLock { $0.map { $0.queries.load(ordering: .relaxed) } }
+        let udp = fronts.withLock { $0.map { ($0.queries.load(ordering: .relaxed), $0.hits.load(ordering: .relaxed)) } }
+        c.udpPerSocket = udp.map(\.0)
         c.queries = queries.load(ordering: .relaxed) + c.udpPerSocket.reduce(0, +)
-        c.cacheHits = cacheHits.load(ordering: .relaxed) + fronts.withLock { $0.reduce(0) { $0 + $1.hits.load(ordering: .relaxed) } }
+        c.cacheHits = cacheHits.load(ordering: .relaxed) + udp.reduce(0) { $0 + $1.1 }
         return c
     }
 
@@ -220,8 +221,8 @@ public final class DNS64Server: Sendable {
     // MARK: - Serving
 
     /// Answers a UDP query the cache could not answer in a task of its own,
-    /// on one of the event loops (so that the upstream exchange resumes where
-    /// it completes), and hands the answer to `reply`. Past `maxInFlight`, the
+    /// on one of the upstream threads (so that its upstream exchanges resume
+    /// where they complete), and hands the answer to `reply`. Past `maxInFlight`, the
     /// query is dropped and counted; its client retries.
     func resolveLater(_ bytes: [UInt8], from client: IPAddress, reply: @escaping @Sendable ([UInt8]) -> Void) {
         guard inFlight.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxInFlight else {
@@ -231,7 +232,6 @@ public final class DNS64Server: Sendable {
         }
         // Unstructured, but bounded: by maxInFlight in number, and by the
         // upstream timeout and attempts in time.
-        // On an upstream loop, where its exchanges complete (UpstreamSockets).
         Task(executorPreference: upstream.loops[Int.random(in: 0..<upstream.loops.count)]) {
             defer { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
             guard let out = await self.answer(bytes, from: client, overUDP: true) else { return }
@@ -276,15 +276,10 @@ public final class DNS64Server: Sendable {
         ready()
         // Cancelled (a stop, or a restart by a supervisor): the UDP threads
         // end and close their sockets; TCP's close as their tasks end.
-        do {
-            try await withThrowingDiscardingTaskGroup { group in
-                for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
-            }
-        } catch {
-            for u in udp { u.stop() }
-            throw error
+        defer { for u in udp { u.stop() } }
+        try await withThrowingDiscardingTaskGroup { group in
+            for channel in tcp { group.addTask { try await self.serveTCP(channel) } }
         }
-        for u in udp { u.stop() }
     }
 
     func serveTCP(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) async throws {

@@ -17,14 +17,12 @@ public struct Upstream: Sendable {
 
     public enum Failure: Error, Sendable { case noAnswer }
 
-    /// `loops`: the threads to use, when they outlive this value (a server
-    /// restarted by its supervisor keeps them); by default `threads` new ones.
-    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup, threads: Int = 1, loops: UpstreamLoops? = nil) {
+    public init(servers: [IPEndpoint], timeout: Duration, attempts: Int, group: any EventLoopGroup, loops: UpstreamLoops) {
         self.servers = servers
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.group = group
-        self.loops = loops?.loops ?? UpstreamLoops(threads: threads).loops
+        self.loops = loops.loops
     }
 
     /// The loop of the calling thread, so that the answer resumes the task

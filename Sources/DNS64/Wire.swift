@@ -145,7 +145,6 @@ public enum Wire {
     /// flags are not a TTL and are not listed).
     public static func encodeKeepingTTLOffsets(_ m: Message) -> (wire: [UInt8], ttlOffsets: [Int]) {
         var w = Writer()
-        w.out.reserveCapacity(512)
         w.u16(m.id)
         var flags: UInt16 = UInt16(m.opcode & 0xF) << 11 | UInt16(m.rcode & 0xF)
         if m.isResponse { flags |= 0x8000 }

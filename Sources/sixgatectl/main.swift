@@ -84,10 +84,7 @@ struct Apply: ParsableCommand {
             for w in warnings { print("warning: \(w)", to: &stderr) }
             if plan.isEmpty { print("no changes") }
             for d in plan.drift { print(d) }
-            if let daemon {
-                let parts = ["translator", "dns64", "6bed4"].map { "\($0) \(daemon.parts[$0] ?? "unchanged")" }.joined(separator: ", ")
-                print("sixgated: \(parts)" + (daemon.restarting ? "; it restarts with the new config" : ""))
-            }
+            if let daemon { print("sixgated: \(daemon.summary)" + (daemon.restarting ? "; it restarts with the new config" : "")) }
         }
     }
 

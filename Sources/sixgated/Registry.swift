@@ -115,38 +115,38 @@ struct ControlService: Service {
         let server = try ControlServer(path: path)
         let registry = registry
         server.start { request in
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
+            func reply(_ value: some Encodable) -> Data {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                return (try? encoder.encode(value)) ?? Data()
+            }
             switch request.command {
             case "status":
-                return (try? encoder.encode(registry.status)) ?? Data()
+                return reply(registry.status)
             case "reload":
                 // sixgatectl apply hands over the config it has just applied to the kernel.
-                guard let path = request.config else {
-                    return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config"))) ?? Data()
-                }
+                guard let path = request.config else { return reply(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config")) }
                 let when = Date().formatted(.iso8601)
                 let new: Config
                 do {
                     new = try ConfigLoader.load(path: path)
                 } catch {
                     registry.lastApply.withLock { $0 = "\(when) \(path): refused, the config is not valid" }
-                    return (try? encoder.encode(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))) ?? Data()
+                    return reply(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))
                 }
                 let parts = ReloadAnswer.changes(from: registry.config, to: new)
-                let restarting = parts.values.contains { $0 != "unchanged" } || new != registry.config
-                let summary = ["translator", "dns64", "6bed4"].map { "\($0) \(parts[$0] ?? "unchanged")" }.joined(separator: ", ")
-                registry.lastApply.withLock { $0 = "\(when) \(path): \(summary)\(restarting ? "; restarted with it" : "")" }
-                defer { if restarting { registry.restart(with: path) } }
-                return (try? encoder.encode(ReloadAnswer(parts: parts, restarting: restarting))) ?? Data()
+                let answer = ReloadAnswer(parts: parts, restarting: parts.values.contains { $0 != "unchanged" } || new != registry.config)
+                registry.lastApply.withLock { $0 = "\(when) \(path): \(answer.summary)\(answer.restarting ? "; restarted with it" : "")" }
+                defer { if answer.restarting { registry.restart(with: path) } }
+                return reply(answer)
             case "inject-fault":
                 // For tests of supervision: the part fails as if it had crashed.
                 guard let part = request.part.flatMap(Part.init(rawValue:)), registry.inject(part, "fault injected over the control socket") else {
-                    return (try? encoder.encode(["error": "no such part runs here, or it cannot be failed"])) ?? Data()
+                    return reply(["error": "no such part runs here, or it cannot be failed"])
                 }
-                return (try? encoder.encode(["injected": part.rawValue])) ?? Data()
+                return reply(["injected": part.rawValue])
             default:
-                return (try? encoder.encode(["error": "unknown command \(request.command)"])) ?? Data()
+                return reply(["error": "unknown command \(request.command)"])
             }
         }
         defer { server.remove() }

@@ -113,10 +113,11 @@ struct TranslatorService: Service {
                 throw PartFailure(part: .translator, reason: "\(error)")
             }
             let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
-            logger.info("translator ready: \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""), prefix \(c.prefix)\(restored)")
+            let devices = "\(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? "")"
+            logger.info("translator ready: \(devices), prefix \(c.prefix)\(restored)")
             let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
             registry.serving(.translator, detail: [
-                "datapath tun (userspace), \(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? ""): \(why)",
+                "datapath tun (userspace), \(devices): \(why)",
                 "prefix \(c.prefix), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
             ]) {
                 var counters = PartStatus.counters(datapath.counters.summary)
@@ -134,7 +135,7 @@ struct TranslatorService: Service {
                 save()
             }
         }
-        if supervise { try await supervised(.translator, registry: registry, logger: logger, once) } else { try await once() }
+        try await supervised(.translator, restart: supervise, registry: registry, logger: logger, once)
     }
 }
 
@@ -151,6 +152,8 @@ struct DNS64Service: Service {
         // The upstream threads outlive a restarted server.
         let loops = UpstreamLoops(threads: settings.threads)
         let logger = logger, registry = registry
+        let listen = settings.listen.map(\.description).joined(separator: ", ")
+        let upstreams = settings.upstreams.map(\.description).joined(separator: ", ")
         let once: @Sendable () async throws -> Void = {
             let server: DNS64Server
             do {
@@ -164,9 +167,9 @@ struct DNS64Service: Service {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask {
                         try await server.run {
-                            logger.info("dns64 ready on \(settings.listen.map(\.description).joined(separator: ", ")), prefix \(settings.prefix), asking \(settings.upstreams.map(\.description).joined(separator: ", "))")
+                            logger.info("dns64 ready on \(listen), prefix \(settings.prefix), asking \(upstreams)")
                             registry.serving(.dns64, detail: [
-                                "listens on \(settings.listen.map(\.description).joined(separator: ", ")), asks \(settings.upstreams.map(\.description).joined(separator: ", "))",
+                                "listens on \(listen), asks \(upstreams)",
                                 "synthesises with \(settings.prefix), \(settings.threads) thread(s), UDP steering \(settings.udpSteering.rawValue)",
                             ]) {
                                 let c = server.counters
@@ -191,22 +194,14 @@ struct DNS64Service: Service {
                     tasks.cancelAll()
                 }
             } catch is CancellationError {
-                logger.info("dns64 stopping; counters: \(server.counters)")
-                return
+                // A graceful shutdown: logged below like an ordinary end.
             } catch {
                 logger.error("dns64 stopping: \(error.reason); counters: \(server.counters)")
                 throw error is PartFailure ? error : PartFailure(part: .dns64, reason: "\(error)")
             }
             logger.info("dns64 stopping; counters: \(server.counters)")
         }
-        if supervise {
-            try await supervised(.dns64, registry: registry, logger: logger, once)
-        } else {
-            do {
-                try await cancelWhenGracefulShutdown(once)
-            } catch is CancellationError {
-            }
-        }
+        try await supervised(.dns64, restart: supervise, registry: registry, logger: logger, once)
     }
 }
 
@@ -239,7 +234,7 @@ struct SixBedFourService: Service {
             try await runDatapath(.sixbedfour, logger: logger, every: .milliseconds(500), counters: { "\(datapath.router.counters)" },
                                   failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped })
         }
-        if supervise { try await supervised(.sixbedfour, registry: registry, logger: logger, once) } else { try await once() }
+        try await supervised(.sixbedfour, restart: supervise, registry: registry, logger: logger, once)
     }
 }
 /// Queries per second over the last ten seconds, from the running total

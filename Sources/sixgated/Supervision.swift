@@ -36,10 +36,11 @@ func runDatapath(_ part: Part, logger: Logger, every period: Duration, counters:
     logger.info("\(part.rawValue) stopping; counters: \(counters())")
 }
 
-/// Runs `once` again whenever it fails, after 1 s, then 2, 4 … up to 30 s
-/// (back to 1 s after a minute of good service), until a graceful shutdown:
-/// one part's failure does not take the others, or their state, with it.
-func supervised(_ part: Part, registry: Registry, logger: Logger, _ once: @escaping @Sendable () async throws -> Void) async throws {
+/// Runs one part (`once`) until a graceful shutdown. With `restart` (the
+/// whole daemon) a failure runs it again after 1 s, then 2, 4 … up to 30 s
+/// (back to 1 s after a minute of good service): one part's failure does not
+/// take the others, or their state, with it. Without, the failure is thrown.
+func supervised(_ part: Part, restart: Bool, registry: Registry, logger: Logger, _ once: @escaping @Sendable () async throws -> Void) async throws {
     var delay = Duration.seconds(1)
     while true {
         let began = ContinuousClock.now
@@ -49,6 +50,7 @@ func supervised(_ part: Part, registry: Registry, logger: Logger, _ once: @escap
         } catch is CancellationError {
             return
         } catch {
+            guard restart else { throw error }
             if ContinuousClock.now - began > .seconds(60) { delay = .seconds(1) }
             registry.failed(part, "\(error.reason); restarting in \(delay.humanReadable)")
             logger.error("\(part.rawValue) failed: \(error.reason); restarting in \(delay.humanReadable)")

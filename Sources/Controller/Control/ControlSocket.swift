@@ -238,6 +238,11 @@ public struct ReloadAnswer: Codable, Sendable, Equatable {
         self.error = error
     }
 
+    /// "translator unchanged, dns64 changed, 6bed4 unchanged".
+    public var summary: String {
+        ["translator", "dns64", "6bed4"].map { "\($0) \(parts[$0] ?? "unchanged")" }.joined(separator: ", ")
+    }
+
     /// What going from `old` to `new` means for each part: a part changes
     /// when anything it is built from changes (the prefix, its own section,
     /// and for DNS64 the networks its default access list comes from).
