@@ -20,10 +20,12 @@ public struct DNS64Settings: Sendable {
     public var threads: Int
     /// Which of those sockets a datagram goes to.
     public var udpSteering: UDPSteering
+    /// The longest TTL of a synthesised record (and of ipv4only.arpa), seconds.
+    public var maxTTL: UInt32
 
     public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
                 timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1,
-                udpSteering: UDPSteering = .cpu) {
+                udpSteering: UDPSteering = .cpu, maxTTL: UInt32 = DNS64Defaults.maxTTL) {
         self.prefix = prefix
         self.exclude = exclude
         self.allow = allow
@@ -37,6 +39,7 @@ public struct DNS64Settings: Sendable {
         self.cacheBytes = cacheBytes
         self.threads = max(1, threads)
         self.udpSteering = udpSteering
+        self.maxTTL = maxTTL
     }
 }
 
@@ -93,7 +96,7 @@ public final class DNS64Server: Sendable {
     public init(settings: DNS64Settings, group: any EventLoopGroup, loops: UpstreamLoops? = nil) throws {
         self.settings = settings
         self.group = group
-        synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude)
+        synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude, maxTTL: settings.maxTTL)
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
         upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group,
@@ -184,7 +187,7 @@ public final class DNS64Server: Sendable {
         let dnssecOK = query.edns?.dnssecOK ?? false
         if q.type == RRType.aaaa, q.name == SpecialNames.ipv4only {
             count { $0.local += 1 }
-            return SpecialNames.ipv4onlyAnswer(query: query, prefix: settings.prefix)
+            return SpecialNames.ipv4onlyAnswer(query: query, prefix: settings.prefix, ttl: min(3600, settings.maxTTL))
         }
         if q.type == RRType.ptr, settings.answerPTR, let v4name = SpecialNames.inAddrName(forPTR: q.name, prefix: settings.prefix) {
             // RFC 6147 §5.3.1: the PTR of the embedded IPv4 address, answered under the name asked.

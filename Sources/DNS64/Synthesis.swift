@@ -5,10 +5,14 @@ import Packet
 public struct Synthesis: Sendable {
     public let prefix: NAT64Prefix
     public let exclude: [IPv6Prefix]
+    /// The longest TTL a synthesised record gets: how long a client may keep
+    /// an address in the prefix, so how long a renumbering must keep the old one.
+    public let maxTTL: UInt32
 
-    public init(prefix: NAT64Prefix, exclude: [IPv6Prefix] = DNS64Defaults.exclusions) {
+    public init(prefix: NAT64Prefix, exclude: [IPv6Prefix] = DNS64Defaults.exclusions, maxTTL: UInt32 = DNS64Defaults.maxTTL) {
         self.prefix = prefix
         self.exclude = exclude
+        self.maxTTL = maxTTL
     }
 
     /// What to do with the upstream's answer to an AAAA query.
@@ -62,6 +66,7 @@ public struct Synthesis: Sendable {
             guard case .soa(_, _, _, _, _, _, let minimum) = rr.data else { return nil }
             return min(rr.ttl, minimum)
         }.first ?? 600
+        let cap = min(negative, maxTTL)
         var answers: [ResourceRecord] = []
         var synthesised = 0
         for rr in aResponse.answers {
@@ -69,7 +74,7 @@ public struct Synthesis: Sendable {
             case .a(let v4) where rr.type == RRType.a:
                 // §5.1.6 with RFC 6052 §3.1: no non-global address behind the well-known prefix.
                 guard prefix.canRepresent(v4) else { continue }
-                answers.append(ResourceRecord(name: rr.name, type: RRType.aaaa, klass: rr.klass, ttl: min(rr.ttl, negative), data: .aaaa(prefix.embed(v4))))
+                answers.append(ResourceRecord(name: rr.name, type: RRType.aaaa, klass: rr.klass, ttl: min(rr.ttl, cap), data: .aaaa(prefix.embed(v4))))
                 synthesised += 1
             case _ where rr.type == RRType.cname || rr.type == RRType.dname:
                 answers.append(rr)

@@ -148,6 +148,7 @@ public enum ConfigLoader {
         d.tcpIdleTimeout = r.duration(t, "tcp_idle_timeout", path, max: .seconds(3600)) ?? d.tcpIdleTimeout
         d.ednsUDPSize = r.int(t, "edns_udp_size", path, in: 512...4096) ?? d.ednsUDPSize
         d.answerPTR = r.bool(t, "ptr", path) ?? d.answerPTR
+        d.maxTTL = r.duration(t, "max_ttl", path, max: .seconds(86400)) ?? d.maxTTL
         return d
     }
 

@@ -64,6 +64,7 @@ public enum Schema {
             Key(name: "tcp_idle_timeout", type: "duration", defaultValue: "10s", doc: "Idle TCP connections are closed after this (RFC 7766)."),
             Key(name: "edns_udp_size", type: "integer", defaultValue: "1232", doc: "EDNS0 UDP payload size, 512 to 4096."),
             Key(name: "ptr", type: "bool", defaultValue: "true", doc: "Answer PTR queries under the prefix's ip6.arpa zone from the IPv4 PTR (RFC 6147 §5.3.1)."),
+            Key(name: "max_ttl", type: "duration", defaultValue: "30m", doc: "The longest TTL of a synthesised AAAA record (and of `ipv4only.arpa`), at most 1 day. When the prefix changes, the old one is kept this long (or the PREF64 lifetime, if longer)."),
         ]),
         Table(name: "sixbedfour", isArray: false, doc: "The 6bed4 router (IPv6 over UDP/IPv4).", keys: [
             Key(name: "enabled", type: "bool", defaultValue: "false", doc: "Run the 6bed4 router."),

@@ -40,7 +40,8 @@ extension Config {
         DNS64Settings(prefix: prefix, exclude: dns64.exclude, allow: dns64Allow, listen: dns64.listen, upstreams: dns64.upstreams,
                       timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
                       ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20,
-                      threads: dns64.threads > 0 ? dns64.threads : onlineCPUs, udpSteering: dns64.udpSteering)
+                      threads: dns64.threads > 0 ? dns64.threads : onlineCPUs, udpSteering: dns64.udpSteering,
+                      maxTTL: UInt32(dns64.maxTTL.components.seconds))
     }
 }
 
