@@ -75,7 +75,7 @@ struct Apply: ParsableCommand {
         try reporting("apply") {
             let r = try options.reconciler()
             let plan = try r.plan(config)
-            try r.apply(plan)
+            try r.apply(plan, stateDir: config.controller.stateDir)
             let daemon = try handOver(config)
             let warnings = [ProtocolName.install(config.controller.routeProtocol)].compactMap { $0 }
             let sentNft = plan.drift.contains { $0.area == "nft" }
@@ -147,6 +147,8 @@ struct Remove: ParsableCommand {
         let config = try loadOrExit(options.config)
         try reporting("remove") {
             let removed = try options.reconciler().remove(routeProtocol: UInt8(config.controller.routeProtocol))
+            // Nothing is owed to clients any more: the next apply starts afresh.
+            try? FileManager.default.removeItem(atPath: PrefixHistory.file(in: config.controller.stateDir))
             if options.json { return try printJSON(Output(removed: removed)) }
             if removed.isEmpty { return print("nothing to remove") }
             for d in removed { print(d) }
@@ -171,6 +173,8 @@ struct Status: ParsableCommand {
             let up = Duration.seconds(status.uptime)
             print("sixgated \(status.version), up \(up.humanReadable), config \(status.config), prefix \(status.prefix)")
             print("last apply: \(status.lastApply ?? "none since the daemon started")")
+            let now = UInt64(time(nil))
+            for r in status.retiring { print("renumbering: \(r.description(now: now)), then only \(status.prefix)") }
             for part in status.parts {
                 print("\n\(part.name): \(part.state)")
                 for line in part.detail { print("  \(line)") }
@@ -200,7 +204,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let config = try loadOrExit(options.config)
-        let verifier = Verifier(config: config)
+        let verifier = Verifier(config: config, retiring: PrefixHistory.running(config).map(\.prefix))
         var checks: [VerifyCheck] = []
         try reporting("verify") {
             let socket = config.controller.controlSocket

@@ -12,9 +12,31 @@ func gatewayRig() throws -> NetnsRig {
     return rig
 }
 
-/// sixgatectl against the rig's gw namespace.
+/// sixgatectl against the rig's gw namespace, with the config's state
+/// directory in the rig's scratch space (apply keeps the prefix history
+/// there): tests never share it, nor write the host's /var/lib/sixgate.
 func ctl(_ rig: NetnsRig, _ command: String, _ config: String, _ extra: [String] = []) throws -> CommandResult {
-    try runProduct("sixgatectl", [command, config, "--netns", rig.ns("gw")] + extra)
+    try runProduct("sixgatectl", [command, try isolated(config, in: rig), "--netns", rig.ns("gw")] + extra)
+}
+
+/// A copy of `config` (same file name, same line numbers) whose
+/// controller.state_dir is in the rig's scratch space; a missing file as it is.
+func isolated(_ config: String, in rig: NetnsRig) throws -> String {
+    guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { return config }
+    let stateDir = "state_dir = \"\(rig.scratch)/state\""
+    var lines = text.components(separatedBy: "\n")
+    if let i = lines.firstIndex(where: { $0.hasPrefix("state_dir") }) {
+        lines[i] = stateDir
+    } else if let i = lines.firstIndex(of: "[controller]") {
+        lines.insert(stateDir, at: i + 1)
+    } else {
+        lines += ["[controller]", stateDir]
+    }
+    let dir = rig.scratch + "/isolated"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let copy = dir + "/" + (config as NSString).lastPathComponent
+    try lines.joined(separator: "\n").write(toFile: copy, atomically: true, encoding: .utf8)
+    return copy
 }
 
 /// Everything that apply could touch, as text: the whole ruleset, all routes
@@ -240,7 +262,7 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         let binary = binDir + "/sixgatectl"
         var seen: Set<String> = []
         for i in 0..<60 {
-            let target = i % 2 == 0 ? y : x
+            let target = try isolated(i % 2 == 0 ? y : x, in: rig)
             let pid = try Spawn.start([binary, "apply", target, "--netns", rig.ns("gw")], stdout: "/dev/null", stderr: "/dev/null")
             usleep(UInt32.random(in: 0...40_000))
             kill(pid, SIGKILL)

@@ -18,7 +18,9 @@ public enum DesiredTable {
         return UInt8(c[r.upperBound...].prefix { $0.isNumber })
     }
 
-    public static func table(for config: Config) -> NftTable {
+    /// `retiring`: older prefixes during a renumbering, which keep the rules
+    /// of the prefix (anti-spoofing, who may use the translator) until they go.
+    public static func table(for config: Config, retiring: [NAT64Prefix] = []) -> NftTable {
         var t = NftTable(name: name, comment: comment(routeProtocol: config.controller.routeProtocol))
         var specs: [(chain: String, spec: RuleSpec)] = []
         let nat = config.nat64, sbf = config.sixbedfour
@@ -35,9 +37,12 @@ public enum DesiredTable {
         let allow4 = config.dns64Allow.filter { if case .v4 = $0 { true } else { false } }
 
         // Anti-spoofing, before conntrack sees the packet.
+        let prefixes = ([config.prefix] + retiring).map { IPPrefix.v6($0.prefix) }
         if nat.enabled {
-            specs.append(("prerouting", RuleSpec([.iifname(dev6, equal: false), .saddr(.v6(config.prefix.prefix))], counter: "spoofed_nat64_prefix", .drop,
-                                                 comment: "only the translator sends from the NAT64 prefix")))
+            for prefix in prefixes {
+                specs.append(("prerouting", RuleSpec([.iifname(dev6, equal: false), .saddr(prefix)], counter: "spoofed_nat64_prefix", .drop,
+                                                     comment: "only the translator sends from the NAT64 prefix")))
+            }
             if let pool = nat.pool4 {
                 specs.append(("prerouting", RuleSpec([.iifname(dev4, equal: false), .saddr(.v4(pool))], counter: "spoofed_pool4", .drop,
                                                      comment: "only the translator sends from the dynamic pool")))
@@ -77,15 +82,16 @@ public enum DesiredTable {
 
         // What the gateway routes for the translator.
         if nat.enabled {
-            let prefix = IPPrefix.v6(config.prefix.prefix)
-            specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "clients6", .ipv6)], counter: "nat64_clients", .accept,
-                                              comment: "the gateway's clients use the NAT64")))
-            if !eam4.isEmpty {
-                specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "eam6", .ipv6)], counter: "eam_outbound", .accept,
-                                                  comment: "mapped IPv6 servers answer and reach IPv4 with their mapped addresses")))
+            for prefix in prefixes {
+                specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "clients6", .ipv6)], counter: "nat64_clients", .accept,
+                                                  comment: "the gateway's clients use the NAT64")))
+                if !eam4.isEmpty {
+                    specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "eam6", .ipv6)], counter: "eam_outbound", .accept,
+                                                      comment: "mapped IPv6 servers answer and reach IPv4 with their mapped addresses")))
+                }
+                specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix)], counter: "nat64_refused", .drop,
+                                                  comment: "the NAT64 serves only the gateway's clients: it is not an open translator")))
             }
-            specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix)], counter: "nat64_refused", .drop,
-                                              comment: "the NAT64 serves only the gateway's clients: it is not an open translator")))
             if !eam4.isEmpty {
                 specs.append(("forward", RuleSpec([.oifname(dev4), .daddrIn(set: "eam4", .ipv4)], counter: "eam_inbound", .accept,
                                                   comment: "IPv4 clients reach IPv6-only servers through the mappings")))

@@ -6,6 +6,8 @@ import Packet
 /// needed to repair it. Computing it changes nothing.
 public struct Plan: Sendable {
     public let desired: DesiredState
+    /// The prefixes the desired state serves; apply saves it.
+    public let prefixes: PrefixHistory
     public let drift: [Drift]
     let nft: NftDiff
     let environment: Environment
@@ -43,12 +45,16 @@ public final class Reconciler {
                     kernelTranslator: FileManager.default.fileExists(atPath: "/sys/module/jool_siit"))
     }
 
-    public func plan(_ config: Config) throws -> Plan {
+    /// What applying `config` at `now` changes, with the older prefixes still
+    /// owed to clients (`PrefixHistory`) kept.
+    public func plan(_ config: Config, now: UInt64 = UInt64(time(nil))) throws -> Plan {
         let environment = try observe()
-        return try plan(DesiredState(config: config, environment: environment), environment: environment)
+        let prefixes = PrefixHistory.forApplying(config, now: now)
+        let desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.prefix))
+        return try plan(desired, prefixes: prefixes, environment: environment)
     }
 
-    func plan(_ desired: DesiredState, environment: Environment) throws -> Plan {
+    func plan(_ desired: DesiredState, prefixes: PrefixHistory, environment: Environment) throws -> Plan {
         var drift: [Drift] = []
         for want in desired.links {
             guard let live = environment.link(want.name) else {
@@ -106,7 +112,7 @@ public final class Reconciler {
         }
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += nft.drift
-        return Plan(desired: desired, drift: drift, nft: nft, environment: environment, sysctlValues: values,
+        return Plan(desired: desired, prefixes: prefixes, drift: drift, nft: nft, environment: environment, sysctlValues: values,
                     routesToAdd: routesToAdd, routesToDelete: routesToDelete, addressesToAdd: addressesToAdd,
                     addressesToDelete: addressesToDelete, linksToDelete: linksToDelete)
     }
@@ -115,7 +121,7 @@ public final class Reconciler {
     /// that routes and sysctls have their devices; new routes before old ones
     /// go; the nftables change is one transaction, sent only when there is one.
     @discardableResult
-    public func apply(_ plan: Plan) throws -> [Drift] {
+    public func apply(_ plan: Plan, stateDir: String) throws -> [Drift] {
         let desired = plan.desired
         for want in desired.links {
             let live = plan.environment.link(want.name)
@@ -151,6 +157,10 @@ public final class Reconciler {
             plan.nft.write(to: batch)
             try nfnl.send(batch)
         }
+        // Last, so that a failed apply changes nothing at all: the next one
+        // starts from the same history (a renumbering that failed half-way
+        // keeps the old prefix, with its deadline counted from the retry).
+        try plan.prefixes.save(stateDir: stateDir)
         return plan.drift
     }
 

@@ -1,0 +1,98 @@
+import Foundation
+import Packet
+import Translator
+
+/// Which NAT64 prefixes a gateway still owes its clients. Clients learn the
+/// prefix from DNS64 answers and PREF64 options and keep it for their TTL
+/// and lifetime, so a changed prefix cannot simply be dropped: the old one
+/// is kept (routes, nftables, translator) until the longest of those has
+/// passed, and its flows stay on it (make before break, DESIGN principle 6).
+///
+/// Kept in the state directory, so that a reboot in the middle of a
+/// renumbering still honours its deadline. Written only by apply.
+public struct PrefixHistory: Codable, Sendable, Equatable {
+    public struct Retiring: Codable, Sendable, Equatable {
+        public var prefix: String
+        /// Wall clock, seconds since the epoch: when the last answer that
+        /// carried it has expired.
+        public var until: UInt64
+    }
+
+    /// The prefix of the last apply.
+    public var current: String
+    /// How long a client may keep an answer with `current` (seconds): the
+    /// DNS64 TTL cap or the PREF64 lifetime, whichever is longer.
+    public var hold: UInt64
+    /// When `hold` was lowered: until when the answers handed out before
+    /// may still live.
+    public var earlierAnswersUntil: UInt64
+    /// Older prefixes, oldest first.
+    public var retiring: [Retiring]
+
+    static let fileName = "prefixes.json"
+
+    public static func file(in stateDir: String) -> String { (stateDir as NSString).appendingPathComponent(fileName) }
+
+    /// How long answers of `config` may carry its prefix: what its DNS64 and
+    /// its 6bed4 router hand out. 0 when neither runs: nobody learnt the
+    /// prefix from the gateway, so a new one takes over at once.
+    public static func hold(for config: Config) -> UInt64 {
+        let dns = config.dns64.enabled ? UInt64(config.dns64.maxTTL.components.seconds) : 0
+        let ra = config.sixbedfour.enabled ? UInt64(config.sixbedfour.pref64Lifetime.components.seconds) : 0
+        return max(dns, ra)
+    }
+
+    /// The history after applying `config` at `now`: a changed prefix starts
+    /// retiring, expired ones are forgotten, and a prefix that comes back is
+    /// current again rather than retiring.
+    public static func next(after previous: PrefixHistory?, config: Config, now: UInt64) -> PrefixHistory {
+        let prefix = config.prefix.description, hold = hold(for: config)
+        guard let previous else { return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: 0, retiring: []) }
+        var retiring = previous.retiring.filter { $0.until > now && $0.prefix != prefix }
+        var earlier = previous.earlierAnswersUntil > now ? previous.earlierAnswersUntil : 0
+        if previous.current != prefix {
+            let until = max(now + previous.hold, earlier)
+            if until > now { retiring.append(Retiring(prefix: previous.current, until: until)) }
+            earlier = 0
+        } else if hold < previous.hold {
+            earlier = max(earlier, now + previous.hold)
+        }
+        return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: earlier, retiring: retiring)
+    }
+
+    /// The retiring prefixes whose deadline has not passed at `now`.
+    public func active(at now: UInt64) -> [RetiringPrefix] {
+        retiring.compactMap { r in
+            guard r.until > now, let p = try? IPv6Prefix.parse(r.prefix), let n = try? NAT64Prefix(p) else { return nil }
+            return RetiringPrefix(prefix: n, until: r.until)
+        }
+    }
+
+    /// The history in `stateDir`; nil when there is none (the first apply)
+    /// or it cannot be read, which makes the config's prefix current at once.
+    public static func load(stateDir: String) -> PrefixHistory? {
+        guard let data = FileManager.default.contents(atPath: file(in: stateDir)) else { return nil }
+        return try? JSONDecoder().decode(PrefixHistory.self, from: data)
+    }
+
+    public func save(stateDir: String) throws {
+        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(self).write(to: URL(fileURLWithPath: Self.file(in: stateDir)), options: .atomic)
+    }
+
+    /// The history `config`, applied now, leaves: what plan, apply and audit
+    /// compare the kernel with, and what the daemon runs with.
+    public static func forApplying(_ config: Config, now: UInt64 = UInt64(time(nil))) -> PrefixHistory {
+        next(after: load(stateDir: config.controller.stateDir), config: config, now: now)
+    }
+
+    /// The history `config` runs with in the daemon: the saved one when it
+    /// was made for this prefix (by the apply before the daemon started),
+    /// else none.
+    public static func running(_ config: Config, now: UInt64 = UInt64(time(nil))) -> [RetiringPrefix] {
+        guard let h = load(stateDir: config.controller.stateDir), h.current == config.prefix.description else { return [] }
+        return h.active(at: now)
+    }
+}

@@ -1,0 +1,78 @@
+@testable import Controller
+import Foundation
+import Packet
+import Testing
+
+/// Make before break, as the controller sees it: which prefixes a config
+/// keeps (routes, rules) while clients may still hold the old one.
+@Suite struct PrefixHistoryTests {
+    func config(prefix: String, maxTTL: String = "20s", pref64: String = "16s") throws -> Config {
+        var text = try String(contentsOf: repoRoot.appendingPathComponent("examples/full.toml"), encoding: .utf8)
+        text = text.replacingOccurrences(of: "prefix = \"2001:db8:64::/96\"", with: "prefix = \"\(prefix)\"")
+            .replacingOccurrences(of: "max_ttl = \"30m\"", with: "max_ttl = \"\(maxTTL)\"")
+            .replacingOccurrences(of: "pref64_lifetime = \"30m\"", with: "pref64_lifetime = \"\(pref64)\"")
+        return try ConfigLoader.parse(text, source: "test.toml")
+    }
+
+    @Test func aChangedPrefixRetiresAfterTheLongestAnswer() throws {
+        let a = try config(prefix: "2001:db8:64::/96"), b = try config(prefix: "2001:db8:46::/96")
+        let first = PrefixHistory.next(after: nil, config: a, now: 1000)
+        #expect(first.current == "2001:db8:64::/96" && first.hold == 20 && first.retiring.isEmpty)
+        #expect(PrefixHistory.next(after: first, config: a, now: 1500) == first, "the same config changes nothing")
+        let changed = PrefixHistory.next(after: first, config: b, now: 2000)
+        #expect(changed.current == "2001:db8:46::/96")
+        #expect(changed.retiring == [.init(prefix: "2001:db8:64::/96", until: 2020)], "max(DNS64 max_ttl 20 s, PREF64 16 s)")
+        #expect(changed.active(at: 2019).map(\.prefix.description) == ["2001:db8:64::/96"])
+        #expect(changed.active(at: 2020).isEmpty)
+        #expect(PrefixHistory.next(after: changed, config: b, now: 2021).retiring.isEmpty, "an expired prefix is forgotten")
+        let back = PrefixHistory.next(after: changed, config: a, now: 2005)
+        #expect(back.current == "2001:db8:64::/96" && back.retiring == [.init(prefix: "2001:db8:46::/96", until: 2025)],
+                "a prefix that comes back is current, not retiring")
+    }
+
+    @Test func aLoweredTTLStillCoversTheAnswersGivenBefore() throws {
+        let long = try config(prefix: "2001:db8:64::/96", maxTTL: "1h", pref64: "16s")
+        let short = try config(prefix: "2001:db8:64::/96"), other = try config(prefix: "2001:db8:46::/96")
+        let lowered = PrefixHistory.next(after: PrefixHistory.next(after: nil, config: long, now: 0), config: short, now: 100)
+        #expect(lowered.hold == 20 && lowered.earlierAnswersUntil == 3700)
+        #expect(PrefixHistory.next(after: lowered, config: other, now: 200).retiring.map(\.until) == [3700])
+        #expect(PrefixHistory.next(after: lowered, config: other, now: 5000).retiring.map(\.until) == [5020])
+    }
+
+    @Test func withoutDNS64Or6bed4NothingIsOwed() throws {
+        var text = try String(contentsOf: repoRoot.appendingPathComponent("examples/full.toml"), encoding: .utf8)
+        text = text.replacingOccurrences(of: "[sixbedfour]\nenabled = true", with: "[sixbedfour]\nenabled = false")
+            .replacingOccurrences(of: "[dns64]\nenabled = true", with: "[dns64]\nenabled = false")
+        let a = try ConfigLoader.parse(text, source: "a.toml")
+        let b = try ConfigLoader.parse(text.replacingOccurrences(of: "2001:db8:64::/96", with: "2001:db8:46::/96"), source: "b.toml")
+        #expect(PrefixHistory.hold(for: a) == 0)
+        #expect(PrefixHistory.next(after: PrefixHistory.next(after: nil, config: a, now: 0), config: b, now: 10).retiring.isEmpty)
+    }
+
+    @Test func theRetiringPrefixKeepsItsRouteAndRules() throws {
+        let b = try config(prefix: "2001:db8:46::/96")
+        let env = Environment(links: [LinkInfo(name: "eth0", index: 2, isUp: true, mtu: 1500, kind: "veth"),
+                                      LinkInfo(name: "eth1", index: 3, isUp: true, mtu: 1500, kind: "veth")], addresses: [])
+        let old = try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96"))
+        let plain = try DesiredState(config: b, environment: env)
+        let both = try DesiredState(config: b, environment: env, retiring: [old])
+        #expect(both.routes.map(\.description).filter { $0.hasSuffix("/96 dev sg-nat64 metric 1024") }
+            == ["2001:db8:46::/96 dev sg-nat64 metric 1024", "2001:db8:64::/96 dev sg-nat64 metric 1024"])
+        #expect(!plain.table.nftText.contains("2001:db8:64::"))
+        let text = both.table.nftText
+        for rule in ["iifname != \"sg-nat64\" ip6 saddr 2001:db8:64::/96", "oifname \"sg-nat64\" ip6 daddr 2001:db8:64::/96 ip6 saddr @clients6",
+                     "oifname \"sg-nat64\" ip6 daddr 2001:db8:64::/96 counter name \"nat64_refused\""] {
+            #expect(text.contains(rule), "\(rule)\n\(text)")
+        }
+    }
+
+    @Test func savedAndLoaded() throws {
+        let dir = NSTemporaryDirectory() + "sixgate-history-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(PrefixHistory.load(stateDir: dir) == nil)
+        let h = PrefixHistory(current: "2001:db8:46::/96", hold: 20, earlierAnswersUntil: 0, retiring: [.init(prefix: "2001:db8:64::/96", until: 4_000_000_000)])
+        try h.save(stateDir: dir)
+        #expect(PrefixHistory.load(stateDir: dir) == h)
+        #expect(PrefixHistory.running(try config(prefix: "2001:db8:46::/96")).isEmpty, "another state_dir: nothing")
+    }
+}
