@@ -80,18 +80,28 @@ public enum ND {
         public var pref64: NAT64Prefix?
         /// Seconds; RFC 8781 carries it in units of 8 s, at most 65528.
         public var pref64Lifetime: Int
+        /// Earlier NAT64 prefixes during a renumbering: a PREF64 with lifetime
+        /// 0 tells peers to stop using them (RFC 8781 §4), while their routes
+        /// stay so that flows already on them carry on.
+        public var retiredPref64: [NAT64Prefix]
 
-        public init(prefix: UInt64, routes: [IPv6Prefix] = [], pref64: NAT64Prefix? = nil, pref64Lifetime: Int = 1800) {
+        public init(prefix: UInt64, routes: [IPv6Prefix] = [], pref64: NAT64Prefix? = nil, pref64Lifetime: Int = 1800,
+                    retiredPref64: [NAT64Prefix] = []) {
             self.prefix = prefix
             self.routes = routes
             self.pref64 = pref64
             self.pref64Lifetime = pref64Lifetime
+            self.retiredPref64 = retiredPref64
         }
 
-        var routable: [IPv6Prefix] { routes + (pref64.map { [$0.prefix] } ?? []) }
+        var routable: [IPv6Prefix] { routes + ([pref64].compactMap { $0 } + retiredPref64).map(\.prefix) }
+
+        var pref64Options: [(NAT64Prefix, lifetime: Int)] {
+            (pref64.map { [($0, pref64Lifetime)] } ?? []) + retiredPref64.map { ($0, 0) }
+        }
 
         /// The bytes an RA takes.
-        public var length: Int { 56 + 32 * (1 + routable.count) + (pref64 == nil ? 0 : 16) }
+        public var length: Int { 56 + 32 * (1 + routable.count) + 16 * pref64Options.count }
     }
 
     /// Writes at `p` the RA for the peer seen at `endpoint` (spec §5.2): from
@@ -123,11 +133,11 @@ public enum ND {
         }
         pio(SixBedFourAddress.encode(prefix: ad.prefix, endpoint: endpoint, lanip: 0), length: 114, flags: 0xC0)
         for r in ad.routable { pio(r.address, length: r.length, flags: 0) }
-        if let n = ad.pref64 {
+        for (n, lifetime) in ad.pref64Options {
             p.setU8(at, 38)
             p.setU8(at + 1, 2)
             let plc: UInt16 = [96: 0, 64: 1, 56: 2, 48: 3, 40: 4, 32: 5][n.length] ?? 0
-            p.setU16(at + 2, UInt16(min(8191, (ad.pref64Lifetime + 7) / 8)) << 3 | plc)
+            p.setU16(at + 2, UInt16(min(8191, (lifetime + 7) / 8)) << 3 | plc)
             p.setU32(at + 4, UInt32(n.prefix.address.high >> 32))
             p.setU32(at + 8, UInt32(truncatingIfNeeded: n.prefix.address.high))
             p.setU32(at + 12, UInt32(n.prefix.address.low >> 32))
@@ -221,7 +231,8 @@ public enum ND {
                 let field = p.u16(at + 2)
                 let plen = [0: 96, 1: 64, 2: 56, 3: 48, 4: 40, 5: 32][Int(field & 7)]
                 let address = IPv6Address(high: UInt64(p.u32(at + 4)) << 32 | UInt64(p.u32(at + 8)), low: UInt64(p.u32(at + 12)) << 32)
-                if let plen, let n = try? NAT64Prefix(IPv6Prefix(address: address, length: plen)) {
+                // Lifetime 0: a prefix withdrawn (RFC 8781 §4), not one to use.
+                if field >> 3 > 0, let plen, let n = try? NAT64Prefix(IPv6Prefix(address: address, length: plen)) {
                     learned.pref64 = n
                     learned.pref64Lifetime = Int(field >> 3) * 8
                 }

@@ -75,3 +75,20 @@ import Testing
         #expect(try changes(Self.base, with6bed4)["dns64"] == "changed", "the 6bed4 prefix joins DNS64's default access list")
     }
 }
+
+/// During a renumbering the RA carries the new PREF64 and the old one with
+/// lifetime 0 (RFC 8781 §4); verify reads both, and our peer takes only the new.
+@Suite struct WithdrawnPref64Tests {
+    @Test func theOldPrefixIsWithdrawnWithLifetimeZero() throws {
+        let new = try NAT64Prefix(IPv6Prefix.parse("2001:db8:46::/96")), old = try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96"))
+        let ad = ND.Advertisement(prefix: 0x2001_0db8_6bed_0004, pref64: new, pref64Lifetime: 1800, retiredPref64: [old])
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 8)
+        defer { p.deallocate() }
+        let n = ND.writeRA(p, ad, for: UDPEndpoint(address: IPv4Address(rawValue: 0xC000_0201), port: 25790))
+        #expect(n == ad.length)
+        #expect(Verifier.pref64(inRA: Array(UnsafeRawBufferPointer(start: p, count: n))) == "2001:db8:46::/96, 2001:db8:64::/96 (lifetime 0)")
+        let learned = try #require(ND.readRA(p, length: n))
+        #expect(learned.pref64 == new && learned.pref64Lifetime == 1800, "the withdrawn one is not taken")
+        #expect(learned.routes == [new.prefix, old.prefix], "flows on the old prefix still route to the router")
+    }
+}

@@ -19,9 +19,14 @@ public struct VerifyCheck: Codable, Sendable, Equatable {
 /// of routes and nftables. Each probe runs in the caller's network namespace.
 public struct Verifier {
     public let config: Config
+    /// Older prefixes of a renumbering under way, as apply left them.
+    public let retiring: [NAT64Prefix]
     public let timeout: Int32 = 2000
 
-    public init(config: Config) { self.config = config }
+    public init(config: Config, retiring: [NAT64Prefix] = []) {
+        self.config = config
+        self.retiring = retiring
+    }
 
     var prefix: String { config.prefix.description }
 
@@ -31,7 +36,10 @@ public struct Verifier {
         case .failure(let e):
             return [VerifyCheck(name: "daemon", expected: "sixgated answers", observed: e.what, ok: false)]
         case .success(let s):
-            var checks = [VerifyCheck(name: "translator prefix (daemon)", expected: prefix, observed: s.prefix, ok: s.prefix == prefix)]
+            let expected = retiring.map(\.description).joined(separator: ", "), observed = s.retiring.map(\.prefix).joined(separator: ", ")
+            var checks = [VerifyCheck(name: "translator prefix (daemon)", expected: prefix, observed: s.prefix, ok: s.prefix == prefix),
+                          VerifyCheck(name: "translator retiring prefixes", expected: expected.isEmpty ? "none" : expected,
+                                      observed: observed.isEmpty ? "none" : observed, ok: expected == observed)]
             for part in s.parts {
                 checks.append(VerifyCheck(name: "\(part.name) state", expected: "serving", observed: part.state, ok: part.state == "serving"))
             }
@@ -94,7 +102,8 @@ public struct Verifier {
         case .success(let ra):
             observed = Self.pref64(inRA: ra) ?? "no PREF64 in the advertisement"
         }
-        return VerifyCheck(name: name, expected: prefix, observed: observed, ok: observed == prefix)
+        let expected = ([prefix] + retiring.map { "\($0) (lifetime 0)" }).joined(separator: ", ")
+        return VerifyCheck(name: name, expected: expected, observed: observed, ok: observed == expected)
     }
 
     /// The audit, in two rows: routes (and links, addresses, sysctls), and nftables.
@@ -112,11 +121,13 @@ public struct Verifier {
         }
     }
 
-    /// The prefix of the first PREF64 option of a router advertisement
-    /// (an IPv6 packet), with its length from the PLC.
+    /// The prefixes of the PREF64 options of a router advertisement (an IPv6
+    /// packet), with their lengths from the PLC; a withdrawn one (lifetime 0)
+    /// marked so. nil when it has none, or an option is malformed.
     static func pref64(inRA p: [UInt8]) -> String? {
         guard p.count >= 56, p[0] >> 4 == 6, p[6] == 58, p[40] == ND.routerAdvertisement else { return nil }
         var at = 56
+        var found: [String] = []
         while at + 2 <= p.count {
             let length = Int(p[at + 1]) * 8
             guard length > 0, at + length <= p.count else { return nil }
@@ -126,11 +137,12 @@ public struct Verifier {
                 guard plc < lengths.count else { return nil }
                 var bytes = Array(p[(at + 4)..<(at + 16)])
                 bytes += [0, 0, 0, 0]
-                return IPv6Prefix(address: IPv6Address(bytes: bytes), length: lengths[plc]).description
+                let withdrawn = p[at + 2] == 0 && p[at + 3] >> 3 == 0
+                found.append(IPv6Prefix(address: IPv6Address(bytes: bytes), length: lengths[plc]).description + (withdrawn ? " (lifetime 0)" : ""))
             }
             at += length
         }
-        return nil
+        return found.isEmpty ? nil : found.joined(separator: ", ")
     }
 
     /// One datagram to `server` (from `source`, when given) and the first one back.
