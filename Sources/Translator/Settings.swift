@@ -1,6 +1,19 @@
 import Packet
 import Synchronization
 
+/// A prefix the gateway handed out before the current one: it still
+/// translates, for the flows that use it, until `until`.
+public struct RetiringPrefix: Sendable, Equatable {
+    public var prefix: NAT64Prefix
+    /// Wall clock, seconds since the epoch.
+    public var until: UInt64
+
+    public init(prefix: NAT64Prefix, until: UInt64) {
+        self.prefix = prefix
+        self.until = until
+    }
+}
+
 /// What the translator is handed: the validated values it needs, never the
 /// config file.
 public struct TranslatorSettings: Sendable {
@@ -17,10 +30,13 @@ public struct TranslatorSettings: Sendable {
     public var mtu: Int
     public var zeroChecksum: ZeroChecksumPolicy
     public var icmpErrorsPerSecond: Int
+    /// Older prefixes during a renumbering, oldest first.
+    public var retiring: [RetiringPrefix]
 
     public init(prefix: NAT64Prefix, eam: EAMTable = EAMTable([]), own4: IPv4Address? = nil, own6: IPv6Address? = nil,
                 rfc6791: IPv4Prefix? = nil, lowestIPv6MTU: Int = TranslatorDefaults.lowestIPv6MTU, mtu: Int = 1500,
-                zeroChecksum: ZeroChecksumPolicy = .drop, icmpErrorsPerSecond: Int = 100) {
+                zeroChecksum: ZeroChecksumPolicy = .drop, icmpErrorsPerSecond: Int = 100,
+                retiring: [RetiringPrefix] = []) {
         self.prefix = prefix
         self.eam = eam
         self.own4 = own4
@@ -30,6 +46,7 @@ public struct TranslatorSettings: Sendable {
         self.mtu = mtu
         self.zeroChecksum = zeroChecksum
         self.icmpErrorsPerSecond = icmpErrorsPerSecond
+        self.retiring = retiring
     }
 
     /// Source of ICMPv4 errors the translator originates.
