@@ -97,5 +97,6 @@ static inline int sixgate_ioctl_int(int fd, unsigned long request, unsigned long
 static inline unsigned long sixgate_tunsetiff(void) { return TUNSETIFF; }
 static inline unsigned long sixgate_tunsetpersist(void) { return TUNSETPERSIST; }
 static inline unsigned long sixgate_tunsetoffload(void) { return TUNSETOFFLOAD; }
+static inline unsigned long sixgate_tungetiff(void) { return TUNGETIFF; }
 
 #endif

@@ -38,7 +38,11 @@ public final class RouterDatapath: Sendable {
     /// serves them on a thread of its own.
     public func start() throws(StartError) {
         let socket: UDPSocket
-        do { socket = try UDPSocket.bind(router.settings.endpoint) } catch { throw .socket(error) }
+        if let handedOver = UDPSocket.adopt(router.settings.endpoint) {
+            socket = handedOver
+        } else {
+            do { socket = try UDPSocket.bind(router.settings.endpoint) } catch { throw .socket(error) }
+        }
         let tun: TunQueue
         do { tun = try TunQueue.open(device, multiQueue: false, existing: true) } catch {
             socket.close()
@@ -48,8 +52,8 @@ public final class RouterDatapath: Sendable {
         running.store(true, ordering: .relaxed)
         let thread = Thread { [self] in
             defer {
-                socket.close()
-                tun.close()
+                socket.release()
+                tun.release()
                 running.store(false, ordering: .relaxed)
             }
             guard let reason = serve(router: router, socket: socket, tun: tun) else { return }

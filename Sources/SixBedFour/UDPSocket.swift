@@ -1,4 +1,5 @@
 import CNetlink
+import Tun
 import Glibc
 import Packet
 
@@ -36,6 +37,24 @@ public struct UDPSocket: Sendable {
             throw e
         }
         return UDPSocket(fd: fd)
+    }
+
+    static func handoverKey(_ endpoint: UDPEndpoint) -> String { "udp:\(endpoint)" }
+
+    /// The socket on `endpoint` the previous program handed over (`Handover`),
+    /// with the datagrams that arrived meanwhile still queued in it.
+    public static func adopt(_ endpoint: UDPEndpoint) -> UDPSocket? {
+        while let fd = Handover.take(handoverKey(endpoint)) {
+            let socket = UDPSocket(fd: fd)
+            if socket.local == endpoint { return socket }
+            socket.close()
+        }
+        return nil
+    }
+
+    /// Closes the socket, or keeps it open for the program a reload executes.
+    public func release() {
+        if !Handover.shelve(Self.handoverKey(local), fd) { close() }
     }
 
     /// The address and port the socket is bound to.

@@ -65,8 +65,8 @@ public final class TunDatapath: Sendable {
             running.wrappingAdd(1, ordering: .relaxed)
             let thread = Thread { [self] in
                 defer {
-                    main.close()
-                    v4?.close()
+                    main.release()
+                    v4?.release()
                     running.wrappingSubtract(1, ordering: .relaxed)
                 }
                 guard let reason = serve(main: main, v4: v4, engine: engine) else { return }

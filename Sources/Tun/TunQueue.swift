@@ -31,17 +31,20 @@ public struct TunQueue: Sendable {
     /// With `existing`, only a device that is already there is attached to:
     /// the datapaths of the gateway use the devices sixgatectl made (persistent,
     /// with their addresses and routes) and never make a bare one of their own.
+    /// A queue the previous program handed over (`Handover`) is taken first.
     public static func open(_ device: String, multiQueue: Bool = true, offload: Bool = false, existing: Bool = false) throws(OpenError) -> TunQueue {
         if existing, if_nametoindex(device) == 0 { throw OpenError(device: device, code: ENODEV) }
-        let fd = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw OpenError(device: device, code: errno) }
+        let flags = Int16(IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0) | (offload ? IFF_VNET_HDR : 0))
+        let tcp = UInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
         var request = ifreq()
         withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { buffer in
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
             buffer.copyBytes(from: device.utf8.prefix(15))
         }
-        request.ifr_ifru.ifru_flags = Int16(IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0) | (offload ? IFF_VNET_HDR : 0))
-        let tcp = UInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
+        if existing, let inherited = adopt(device, flags: flags) { return inherited }
+        let fd = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw OpenError(device: device, code: errno) }
+        request.ifr_ifru.ifru_flags = flags
         guard sixgate_ioctl_ptr(fd, sixgate_tunsetiff(), &request) == 0,
               !offload || sixgate_ioctl_int(fd, sixgate_tunsetoffload(), tcp | Self.uso4 | Self.uso6) == 0
                 || (errno == EINVAL && sixgate_ioctl_int(fd, sixgate_tunsetoffload(), tcp) == 0) else {
@@ -50,6 +53,28 @@ public struct TunQueue: Sendable {
             throw OpenError(device: device, code: e)
         }
         return TunQueue(fd: fd, device: device)
+    }
+
+    static func handoverKey(_ device: String) -> String { "tun:\(device)" }
+
+    /// The handed-over queue of `device`, when it is still attached to it with
+    /// the same flags (and so the same offload header); else nil and closed.
+    static func adopt(_ device: String, flags: Int16) -> TunQueue? {
+        while let fd = Handover.take(handoverKey(device)) {
+            var request = ifreq()
+            let name = sixgate_ioctl_ptr(fd, sixgate_tungetiff(), &request) == 0
+                ? withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } : nil
+            // TUNGETIFF adds IFF_TUN's internal bits: compare those we ask for.
+            let mask = Int16(IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR)
+            if name == device, request.ifr_ifru.ifru_flags & mask == flags { return TunQueue(fd: fd, device: device) }
+            Glibc.close(fd)
+        }
+        return nil
+    }
+
+    /// Closes the queue, or keeps it open for the program a reload executes.
+    public func release() {
+        if !Handover.shelve(Self.handoverKey(device), fd) { close() }
     }
 
     /// TUN_F_USO4 and TUN_F_USO6 (Linux 6.2), newer than the system headers.

@@ -1,0 +1,82 @@
+import Glibc
+import Synchronization
+
+/// Descriptors handed from a daemon to the program it executes in its
+/// place (a reload). A TUN queue or a UDP socket that stays open across the
+/// exec keeps its device attached and its packets queued in the kernel, so
+/// nothing arriving while the new program starts is lost; closed, the
+/// device would drop them (no reader) and the socket answer with port
+/// unreachable.
+///
+/// The old program `arm`s it before stopping its parts; their queues and
+/// sockets are then `shelve`d instead of closed, and `environment()` marks
+/// them to survive the exec and names them in SIXGATE_FDS. The new program
+/// `take`s them back by the same key; what it does not take is closed by
+/// `closeUnclaimed`.
+public enum Handover {
+    public static let variable = "SIXGATE_FDS"
+
+    private struct State {
+        var armed = false
+        var inherited: [String: [Int32]]
+        var shelved: [(String, Int32)] = []
+    }
+
+    private static let state = Mutex(State(inherited: parse(getenv(variable).map { String(cString: $0) } ?? "")))
+
+    /// "key=fd,key=fd": keys name what the descriptor is ("tun:sg-nat64",
+    /// "udp:192.0.2.1:25790"); one key may come several times (the queues of
+    /// one device).
+    static func parse(_ s: String) -> [String: [Int32]] {
+        var out: [String: [Int32]] = [:]
+        for item in s.split(separator: ",") {
+            guard let eq = item.lastIndex(of: "="), let fd = Int32(item[item.index(after: eq)...]), fd > 2 else { continue }
+            out[String(item[..<eq]), default: []].append(fd)
+        }
+        return out
+    }
+
+    /// A descriptor the previous program handed over for `key`, now close-on-exec again.
+    public static func take(_ key: String) -> Int32? {
+        let fd = state.withLock { s -> Int32? in
+            guard var fds = s.inherited[key], !fds.isEmpty else { return nil }
+            let fd = fds.removeFirst()
+            s.inherited[key] = fds
+            return fd
+        }
+        if let fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return fd
+    }
+
+    /// Closes what was handed over and not taken (a device the new config
+    /// does not name, fewer queues).
+    public static func closeUnclaimed() {
+        let fds = state.withLock { s -> [Int32] in
+            defer { s.inherited = [:] }
+            return s.inherited.values.flatMap { $0 }
+        }
+        for fd in fds { close(fd) }
+        unsetenv(variable)
+    }
+
+    /// From now on, `shelve` keeps descriptors for the exec.
+    public static func arm() { state.withLock { $0.armed = true } }
+
+    /// Keeps `fd` for the next program when a handover is armed (true), else
+    /// leaves it to the caller to close (false).
+    public static func shelve(_ key: String, _ fd: Int32) -> Bool {
+        state.withLock { s in
+            guard s.armed else { return false }
+            s.shelved.append((key, fd))
+            return true
+        }
+    }
+
+    /// Just before the exec: the shelved descriptors, open across it, as the
+    /// value of SIXGATE_FDS.
+    public static func environment() -> String {
+        let shelved = state.withLock { $0.shelved }
+        for (_, fd) in shelved { _ = fcntl(fd, F_SETFD, 0) }
+        return shelved.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+    }
+}
