@@ -17,7 +17,8 @@ public enum Outcome: Equatable, Sendable {
 /// The RFC 7915 translation engine. One per queue reader: its mutable state
 /// (identification counter, error budget) belongs to that reader's thread, and
 /// only the counters, behind their lock, are read from elsewhere. All engines
-/// share the settings and the dynamic pool.
+/// share the settings, the dynamic pool and, during a renumbering, the table
+/// of which prefix each flow keeps.
 public final class Engine: @unchecked Sendable {
     /// Bytes needed in front of every packet: an IPv4 ICMP error that grows into
     /// IPv6 gains 40 bytes twice (outer and inner header) plus a fragment header.
@@ -25,6 +26,10 @@ public final class Engine: @unchecked Sendable {
 
     public let settings: TranslatorSettings
     public let pool: DynamicPool?
+    public let flows: PrefixFlows?
+    /// Until this second a retiring prefix is accepted (settings.retiring);
+    /// after it, one comparison per packet is all renumbering costs.
+    let transitionEnd: UInt64
     private let counters = Mutex(TranslatorCounters())
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
@@ -41,9 +46,11 @@ public final class Engine: @unchecked Sendable {
     /// The header template of the fragments of one packet, allocated once.
     let fragmentHeader = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 8)
 
-    public init(settings: TranslatorSettings, pool: DynamicPool?) {
+    public init(settings: TranslatorSettings, pool: DynamicPool?, flows: PrefixFlows? = nil) {
         self.settings = settings
         self.pool = pool
+        self.flows = flows
+        transitionEnd = settings.transitionEnd
     }
 
     deinit { fragmentHeader.deallocate() }
@@ -52,6 +59,8 @@ public final class Engine: @unchecked Sendable {
     private let forwarded6to4 = Atomic<Int>(0)
     private let forwarded4to6 = Atomic<Int>(0)
     private let coalesced = Atomic<Int>(0)
+    private let retiring6to4 = Atomic<Int>(0)
+    private let retiring4to6 = Atomic<Int>(0)
 
     /// `n` datagrams went out joined into super-packets (TunDatapath).
     public func countJoined(_ n: Int) { coalesced.add(n, ordering: .relaxed) }
@@ -61,6 +70,8 @@ public final class Engine: @unchecked Sendable {
         c.translated6to4 = forwarded6to4.load(ordering: .relaxed)
         c.translated4to6 = forwarded4to6.load(ordering: .relaxed)
         c.coalesced = coalesced.load(ordering: .relaxed)
+        c.retiring6to4 = retiring6to4.load(ordering: .relaxed)
+        c.retiring4to6 = retiring4to6.load(ordering: .relaxed)
         return c
     }
 
@@ -86,9 +97,16 @@ public final class Engine: @unchecked Sendable {
         return o
     }
 
-    func counted(_ direction6to4: Bool, _ o: Outcome) -> Outcome {
+    /// `retiring`: the packet went through a retiring prefix.
+    func counted(_ direction6to4: Bool, _ o: Outcome, retiring: Bool = false) -> Outcome {
         if case .forward = o {
-            if direction6to4 { forwarded6to4.add(1, ordering: .relaxed) } else { forwarded4to6.add(1, ordering: .relaxed) }
+            if direction6to4 {
+                forwarded6to4.add(1, ordering: .relaxed)
+                if retiring { retiring6to4.add(1, ordering: .relaxed) }
+            } else {
+                forwarded4to6.add(1, ordering: .relaxed)
+                if retiring { retiring4to6.add(1, ordering: .relaxed) }
+            }
         }
         return o
     }
@@ -136,28 +154,58 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: - Address mapping (RFC 7757 first, then RFC 6052, then the pool)
 
-    /// IPv6 destination -> IPv4: a mapping, or the address embedded in the prefix.
-    func destination4(_ a: IPv6Address) -> Result<IPv4Address, DropReason> {
-        if let v4 = settings.eam.ipv4(for: a) { return .success(v4) }
-        guard let v4 = settings.prefix.extract(a) else { return .failure(.untranslatableDestination) }
-        return settings.prefix.canRepresent(v4) ? .success(v4) : .failure(.nonGlobalAddress)
+    /// An IPv4 address mapped from IPv6, with the prefix it was embedded in
+    /// (nil for a mapping or a pool address).
+    struct Mapped4 {
+        var address: IPv4Address
+        var prefix: NAT64Prefix?
+        var retiring = false
     }
 
-    /// IPv6 source -> IPv4: a mapping, an address in the prefix, or the host's
-    /// pool address (allocated on first use).
-    func source4(_ a: IPv6Address, now: UInt64) -> Result<IPv4Address, DropReason> {
-        if let v4 = settings.eam.ipv4(for: a) { return .success(v4) }
-        if let v4 = settings.prefix.extract(a) {
-            return settings.prefix.canRepresent(v4) ? .success(v4) : .failure(.nonGlobalAddress)
+    /// The IPv4 address embedded in `a`, and the prefix that held it: the
+    /// current prefix, or during a renumbering a retiring one still accepted.
+    /// Every extraction goes through here, so that both prefixes work alike.
+    @inline(__always)
+    func embedded(_ a: IPv6Address, now: UInt64) -> Mapped4? {
+        if let v4 = settings.prefix.extract(a) { return Mapped4(address: v4, prefix: settings.prefix) }
+        return now < transitionEnd ? embeddedInRetiring(a, now: now) : nil
+    }
+
+    /// The most recent retiring prefix first: if two overlap, the flows of
+    /// the later one are the more numerous.
+    func embeddedInRetiring(_ a: IPv6Address, now: UInt64) -> Mapped4? {
+        for r in settings.retiring.reversed() where r.isActive(at: now) {
+            if let v4 = r.prefix.extract(a) { return Mapped4(address: v4, prefix: r.prefix, retiring: true) }
         }
+        return nil
+    }
+
+    /// The policy check (RFC 6052 §3.1) of the prefix the address came from.
+    func representable(_ m: Mapped4) -> Result<Mapped4, DropReason> {
+        guard let p = m.prefix else { return .success(m) }
+        return p.canRepresent(m.address) ? .success(m) : .failure(.nonGlobalAddress)
+    }
+
+    /// IPv6 destination -> IPv4: a mapping, or the address embedded in a prefix.
+    func destination4(_ a: IPv6Address, now: UInt64) -> Result<Mapped4, DropReason> {
+        if let v4 = settings.eam.ipv4(for: a) { return .success(Mapped4(address: v4)) }
+        guard let m = embedded(a, now: now) else { return .failure(.untranslatableDestination) }
+        return representable(m)
+    }
+
+    /// IPv6 source -> IPv4: a mapping, an address in a prefix, or the host's
+    /// pool address (allocated on first use).
+    func source4(_ a: IPv6Address, now: UInt64) -> Result<Mapped4, DropReason> {
+        if let v4 = settings.eam.ipv4(for: a) { return .success(Mapped4(address: v4)) }
+        if let m = embedded(a, now: now) { return representable(m) }
         guard let pool else { return .failure(.untranslatableSource) }
         // The host of the last packet, most often the host of this one: its
         // mapping is reused without the pool's lock while no mapping was
         // released, and refreshed through the pool once a second.
-        if let c = lastSource, c.host == a, c.second == now, c.generation == pool.generation { return .success(c.address) }
+        if let c = lastSource, c.host == a, c.second == now, c.generation == pool.generation { return .success(Mapped4(address: c.address)) }
         guard let v4 = pool.address(for: a, now: now) else { return .failure(.poolExhausted) }
         lastSource = (a, v4, now, pool.generation)
-        return .success(v4)
+        return .success(Mapped4(address: v4))
     }
 
     /// IPv4 destination -> IPv6: a mapping, or the host holding the pool address.
@@ -166,19 +214,20 @@ public final class Engine: @unchecked Sendable {
         return pool?.host(for: a, now: now)
     }
 
-    /// IPv4 source -> IPv6: a mapping, or the address embedded in the prefix.
-    func source6(_ a: IPv4Address) -> Result<IPv6Address, DropReason> {
+    /// IPv4 source -> IPv6: a mapping, or the address embedded in `prefix`
+    /// (the current one, or during a renumbering the one its flow keeps).
+    func source6(_ a: IPv4Address, in prefix: NAT64Prefix) -> Result<IPv6Address, DropReason> {
         if let v6 = settings.eam.ipv6(for: a) { return .success(v6) }
-        return settings.prefix.canRepresent(a) ? .success(settings.prefix.embed(a)) : .failure(.nonGlobalAddress)
+        return prefix.canRepresent(a) ? .success(prefix.embed(a)) : .failure(.nonGlobalAddress)
     }
 
     /// Where the inner packet of an ICMP error goes: it is a packet the other
     /// way round, so its addresses map as the outer ones do in reverse, and
     /// without allocating pool addresses.
-    func inner4(_ a: IPv6Address, now: UInt64) -> IPv4Address? {
-        if let v4 = settings.eam.ipv4(for: a) { return v4 }
-        if let v4 = settings.prefix.extract(a) { return v4 }
-        return pool?.existingAddress(for: a)
+    func inner4(_ a: IPv6Address, now: UInt64) -> Mapped4? {
+        if let v4 = settings.eam.ipv4(for: a) { return Mapped4(address: v4) }
+        if let m = embedded(a, now: now) { return m }
+        return pool?.existingAddress(for: a).map { Mapped4(address: $0) }
     }
 }
 

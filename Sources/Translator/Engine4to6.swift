@@ -3,7 +3,9 @@ import Packet
 
 /// IPv4 -> IPv6 (RFC 7915 §4).
 extension Engine {
-    func translate4to6(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64) -> Outcome {
+    /// `hairpin`: the IPv6 destination of a hairpinned packet, whose prefix
+    /// its source goes into.
+    func translate4to6(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64, hairpin: Mapped4? = nil) -> Outcome {
         let p = base + start
         guard length >= 20 else { return .drop(.malformed) }
         let ihl = Int(p.u8(0) & 0x0F) * 4
@@ -35,8 +37,18 @@ extension Engine {
             return replyFromTranslator4(base, start: start, length: total, to: src4, type: 3, code: 1, field: 0,
                                         kind: .unreachable4, now: now, dropping: .untranslatableDestination)
         }
+        // During a renumbering, the source goes into the prefix its flow keeps.
+        var prefix = settings.prefix
+        var retiring = false
+        if let hairpin, let via = hairpin.prefix {
+            prefix = via
+            retiring = hairpin.retiring
+        } else if now < transitionEnd {
+            prefix = prefix4to6(p, ihl: ihl, total: total, proto: proto, offset: offset, more: more, now: now)
+            retiring = prefix != settings.prefix
+        }
         let src6: IPv6Address
-        switch source6(src4) {
+        switch source6(src4, in: prefix) {
         case .success(let a): src6 = a
         case .failure(let r): return .drop(r)
         }
@@ -67,7 +79,7 @@ extension Engine {
         case Proto.icmp:
             guard !isFragment else { return .drop(.fragmentedICMP) }
             nextHeader = Proto.icmpv6
-            switch icmp4to6(p, at: ihl, length: upperLength, source: src6, destination: dst6, now: now) {
+            switch icmp4to6(p, at: ihl, length: upperLength, source: src6, destination: dst6, prefix: prefix, now: now) {
             case .success(let (s, l)):
                 upper = s
                 upperLength = l
@@ -95,9 +107,9 @@ extension Engine {
         offload.moved(from: upper, to: headerLength, toIPv6: true)
         if split {
             offload = Offload()
-            return counted(false, fragment(base, start: start + out, payload: upperLength, offset: Int(offset), more: more))
+            return counted(false, fragment(base, start: start + out, payload: upperLength, offset: Int(offset), more: more), retiring: retiring)
         }
-        return counted(false, .forward(start: start + out, length: headerLength + upperLength))
+        return counted(false, .forward(start: start + out, length: headerLength + upperLength), retiring: retiring)
     }
 
     /// Walks the IPv4 options for LSRR (131) or SSRR (137) with addresses left.
@@ -141,9 +153,10 @@ extension Engine {
 
     /// Translates the ICMPv4 message at `p + at` into ICMPv6, in place; an
     /// error's inner IPv4 packet becomes an IPv6 packet, 20 bytes longer, so the
-    /// message moves 20 bytes towards the front.
+    /// message moves 20 bytes towards the front. The quoted destination goes
+    /// into `prefix`, as the outer source does.
     func icmp4to6(_ p: UnsafeMutableRawPointer, at: Int, length: Int, source: IPv6Address, destination: IPv6Address,
-                  now: UInt64) -> Result<(Int, Int), DropReason> {
+                  prefix: NAT64Prefix, now: UInt64) -> Result<(Int, Int), DropReason> {
         guard length >= 8 else { return .failure(.malformed) }
         // The checksum is recomputed below: a corrupt message must not leave valid.
         var check = InternetChecksum()
@@ -164,7 +177,7 @@ extension Engine {
             let isrc = ip.ipv4(12), idst = ip.ipv4(16), iproto = ip.u8(9)
             // The quoted packet went from us to the IPv4 side: its source maps back
             // to an IPv6 host, its destination into the prefix.
-            guard let isrc6 = destination6(isrc, now: now), case .success(let idst6) = source6(idst) else { return .failure(.untranslatableSource) }
+            guard let isrc6 = destination6(isrc, now: now), case .success(let idst6) = source6(idst, in: prefix) else { return .failure(.untranslatableSource) }
             switch (type, code) {
             case (3, 4):
                 // Fragmentation Needed -> Packet Too Big: 20 more for the bigger header,

@@ -56,15 +56,19 @@ extension Engine {
             // parameter problem pointing at that field, as a router would.
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 4, code: 0, field: UInt32(at), kind: .parameterProblem6, now: now)
         }
-        let dst4: IPv4Address
-        switch destination4(dst6) {
-        case .success(let a): dst4 = a
+        let dst: Mapped4
+        switch destination4(dst6, now: now) {
+        case .success(let m): dst = m
         case .failure(let r):
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: r)
         }
+        let dst4 = dst.address
         var src4: IPv4Address
+        var sourceRetiring = false
         switch source4(src6, now: now) {
-        case .success(let a): src4 = a
+        case .success(let m):
+            src4 = m.address
+            sourceRetiring = m.retiring
         case .failure(.poolExhausted):
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: .poolExhausted)
         case .failure(let r):
@@ -122,14 +126,17 @@ extension Engine {
         }
         Header.ipv4(q, tos: trafficClass, totalLength: length4, id: id, flags: flags, ttl: hop - 1, proto: proto, source: src4, destination: dst4)
         offload.moved(from: upper, to: 20, toIPv6: false)
+        // During a renumbering, the replies must come from the prefix this flow addressed.
+        if now < transitionEnd, let via = dst.prefix { recordFlow6to4(q, length: length4, prefix: via, now: now) }
 
         // RFC 7757 §4.2 hairpinning: an IPv4 destination that is itself mapped
-        // to IPv6 goes straight back through the other direction.
+        // to IPv6 goes straight back through the other direction, its source
+        // in the prefix the client addressed.
         let hairpinPool = pool.map { $0.range.contains(dst4) && $0.host(for: dst4, now: now) != nil } ?? false
         if settings.eam.ipv6(for: dst4) != nil || hairpinPool {
-            return translate4to6(base, start: start + out, length: length4, now: now)
+            return translate4to6(base, start: start + out, length: length4, now: now, hairpin: dst)
         }
-        return counted(true, .forward(start: start + out, length: length4))
+        return counted(true, .forward(start: start + out, length: length4), retiring: dst.retiring || sourceRetiring)
     }
 
     /// Translates the ICMPv6 message at `p + at` into ICMPv4, in place; an
@@ -169,7 +176,10 @@ extension Engine {
             // The quoted packet went from the IPv4 side to ours: its source maps
             // like a destination (mapping or prefix), its destination is one of our
             // hosts (mapping, prefix or an existing pool address).
-            guard case .success(let isrc4) = destination4(isrc), let idst4 = inner4(idst, now: now) else { return .failure(.untranslatableSource) }
+            guard case .success(let isrcMapped) = destination4(isrc, now: now), let idst4 = inner4(idst, now: now)?.address else {
+                return .failure(.untranslatableSource)
+            }
+            let isrc4 = isrcMapped.address
             let iproto = ih.nextHeader == Proto.icmpv6 ? Proto.icmp : ih.nextHeader
             let ihop = ip.u8(7)
             let itc = UInt8(truncatingIfNeeded: ip.u32(0) >> 20)

@@ -1,17 +1,21 @@
 import Packet
 import Synchronization
 
-/// A prefix the gateway handed out before the current one: it still
-/// translates, for the flows that use it, until `until`.
+/// A NAT64 prefix being replaced: during a renumbering it is still accepted,
+/// and flows that started on it keep it, until `until` (wall clock, seconds
+/// since 1970), so that the change breaks no connection.
 public struct RetiringPrefix: Sendable, Equatable {
     public var prefix: NAT64Prefix
-    /// Wall clock, seconds since the epoch.
     public var until: UInt64
 
     public init(prefix: NAT64Prefix, until: UInt64) {
         self.prefix = prefix
         self.until = until
     }
+
+    /// Whether it is still accepted at `now`.
+    @inlinable
+    public func isActive(at now: UInt64) -> Bool { now < until }
 }
 
 /// What the translator is handed: the validated values it needs, never the
@@ -30,13 +34,13 @@ public struct TranslatorSettings: Sendable {
     public var mtu: Int
     public var zeroChecksum: ZeroChecksumPolicy
     public var icmpErrorsPerSecond: Int
-    /// Older prefixes during a renumbering, oldest first.
+    /// Previous prefixes still accepted during a renumbering, oldest first:
+    /// the last is the one `prefix` replaced.
     public var retiring: [RetiringPrefix]
 
     public init(prefix: NAT64Prefix, eam: EAMTable = EAMTable([]), own4: IPv4Address? = nil, own6: IPv6Address? = nil,
                 rfc6791: IPv4Prefix? = nil, lowestIPv6MTU: Int = TranslatorDefaults.lowestIPv6MTU, mtu: Int = 1500,
-                zeroChecksum: ZeroChecksumPolicy = .drop, icmpErrorsPerSecond: Int = 100,
-                retiring: [RetiringPrefix] = []) {
+                zeroChecksum: ZeroChecksumPolicy = .drop, icmpErrorsPerSecond: Int = 100, retiring: [RetiringPrefix] = []) {
         self.prefix = prefix
         self.eam = eam
         self.own4 = own4
@@ -48,6 +52,10 @@ public struct TranslatorSettings: Sendable {
         self.icmpErrorsPerSecond = icmpErrorsPerSecond
         self.retiring = retiring
     }
+
+    /// The second after which no retiring prefix is accepted any more: before
+    /// it, the translator keeps track of flows.
+    var transitionEnd: UInt64 { retiring.lazy.map(\.until).max() ?? 0 }
 
     /// Source of ICMPv4 errors the translator originates.
     var errorSource4: IPv4Address { own4 ?? rfc6791?.address ?? TranslatorDefaults.dummyIPv4 }
@@ -105,6 +113,10 @@ public struct TranslatorCounters: Sendable, Equatable {
     public var translated4to6 = 0
     /// Translated UDP datagrams written joined into super-packets.
     public var coalesced = 0
+    /// Packets translated through a retiring prefix: while these grow, the old
+    /// prefix still carries traffic.
+    public var retiring6to4 = 0
+    public var retiring4to6 = 0
     public var drops = [Int](repeating: 0, count: DropReason.allCases.count)
     public var errorsSent = [Int](repeating: 0, count: SentError.allCases.count)
 
@@ -115,6 +127,8 @@ public struct TranslatorCounters: Sendable, Equatable {
         c.translated6to4 += b.translated6to4
         c.translated4to6 += b.translated4to6
         c.coalesced += b.coalesced
+        c.retiring6to4 += b.retiring6to4
+        c.retiring4to6 += b.retiring4to6
         for i in c.drops.indices { c.drops[i] += b.drops[i] }
         for i in c.errorsSent.indices { c.errorsSent[i] += b.errorsSent[i] }
         return c

@@ -11,6 +11,8 @@ import Tun
 public final class TunDatapath: Sendable {
     public let settings: TranslatorSettings
     public let pool: DynamicPool?
+    /// Which prefix each flow keeps during a renumbering; outlives the datapath, like the pool.
+    public let flows: PrefixFlows?
     public let device: String
     public let device4: String?
     public let queues: Int
@@ -19,9 +21,10 @@ public final class TunDatapath: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
 
-    public init(settings: TranslatorSettings, pool: DynamicPool?, device: String, device4: String?, queues: Int) {
+    public init(settings: TranslatorSettings, pool: DynamicPool?, device: String, device4: String?, queues: Int, flows: PrefixFlows? = nil) {
         self.settings = settings
         self.pool = pool
+        self.flows = flows
         self.device = device
         self.device4 = device4
         self.queues = max(1, queues)
@@ -60,7 +63,7 @@ public final class TunDatapath: Sendable {
             throw error
         }
         for (main, v4) in pairs {
-            let engine = Engine(settings: settings, pool: pool)
+            let engine = Engine(settings: settings, pool: pool, flows: flows)
             engines.withLock { $0.append(engine) }
             running.wrappingAdd(1, ordering: .relaxed)
             let thread = Thread { [self] in
