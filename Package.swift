@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "sixgated",
             dependencies: [
-                "Controller", "Translator", "DNS64", "SixBedFour", .product(name: "NIOPosix", package: "swift-nio"),
+                "Controller", "Translator", "DNS64", "SixBedFour", "Tun", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -4,6 +4,8 @@ import Logging
 import Packet
 import ServiceLifecycle
 import Synchronization
+import Translator
+import Tun
 
 /// What `status` reports, filled in by the parts as they start, serve, fail
 /// and restart. When every part serves the first time, it tells systemd
@@ -29,13 +31,17 @@ final class Registry: Sendable {
 
     private let state: Mutex<State>
     let config: Config
-    private let path: String
+    /// Older prefixes of a renumbering under way (`PrefixHistory`), as the
+    /// apply before this start left them: every part serves them too.
+    let retiring: [RetiringPrefix]
+    let path: String
     private let started = ContinuousClock.now
 
     init(_ parts: [Part], config: Config, path: String) {
         state = Mutex(State(parts: parts.map { ($0, Entry()) }))
         self.config = config
         self.path = path
+        retiring = PrefixHistory.running(config)
     }
 
     func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
@@ -50,6 +56,8 @@ final class Registry: Sendable {
             return s.parts.map(\.0.rawValue).joined(separator: ", ")
         }
         guard let names else { return }
+        // Every part has taken what a reload handed over; the rest is stale.
+        Handover.closeUnclaimed()
         Logger(label: "sixgated").info("ready: \(names)")
         Systemd.notify("READY=1\nSTATUS=serving: \(names)")
     }
@@ -74,6 +82,9 @@ final class Registry: Sendable {
     /// again with `path` (`restartPath`).
     func restart(with path: String) {
         reexec.withLock { $0 = path }
+        // The parts keep their TUN queues and sockets open for the new
+        // program instead of closing them: what arrives meanwhile waits.
+        Handover.arm()
         Systemd.notify("RELOADING=1\nSTATUS=reloading \(path)")
         shutdown.withLock { $0 }?()
     }
@@ -100,9 +111,11 @@ final class Registry: Sendable {
             counters["restarts"] = entry.restarts
             return PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: counters)
         }
+        let now = UInt64(time(nil))
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
                             uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts,
-                            lastApply: lastApply.withLock { $0 })
+                            lastApply: lastApply.withLock { $0 },
+                            retiring: retiring.filter { $0.until > now }.map { RetiringStatus(prefix: $0.prefix.description, until: $0.until) })
     }
 }
 

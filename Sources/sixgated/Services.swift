@@ -11,6 +11,7 @@ import ServiceLifecycle
 import SixBedFour
 import Synchronization
 import Translator
+import Tun
 
 /// A part of the config that runs in the daemon.
 enum Part: String, CaseIterable, Sendable {
@@ -54,6 +55,10 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     }
     if control {
         services.append(.init(service: ControlService(path: config.controller.controlSocket, registry: registry), serviceName: "control"))
+        if !registry.retiring.isEmpty {
+            services.append(.init(service: RenumberingService(registry: registry, logger: Logger(label: "sixgated")),
+                                  successTerminationBehavior: .ignore, serviceName: "renumbering"))
+        }
         if let metrics = config.controller.metrics {
             services.append(.init(service: MetricsService(endpoint: metrics, registry: registry), serviceName: "metrics"))
         }
@@ -82,6 +87,7 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
 func reexecute(config path: String, registry: Registry) -> Never {
     Logger(label: "sixgated").info("restarting with \(path)")
     if let last = registry.lastApply.withLock({ $0 }) { setenv(Registry.lastApplyVariable, last, 1) }
+    setenv(Handover.variable, Handover.environment(), 1)
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     let words: [String] = [exe, "run", "--config", path]
     let argv = words.map { (w: String) -> UnsafeMutablePointer<CChar>? in strdup(w) } + [nil]
@@ -99,14 +105,22 @@ struct TranslatorService: Service {
 
     func run() async throws {
         let c = config, logger = logger, registry = registry
-        // The pool outlives a restarted datapath: its mappings stay.
+        // The pool outlives a restarted datapath: its mappings stay. So does,
+        // during a renumbering, which prefix each flow uses, also across the
+        // daemon's own restarts (a reload, the end of the renumbering).
         let pool = c.makePool(now: UInt64(time(nil)))
+        var settings = c.translatorSettings
+        settings.retiring = registry.retiring
+        let flows = settings.retiring.isEmpty ? nil : PrefixFlows()
+        if flows == nil { try? FileManager.default.removeItem(atPath: c.flowStateFile) }
+        flows?.load(from: c.flowStateFile, now: UInt64(time(nil)), accepting: [c.prefix] + settings.retiring.map(\.prefix))
         @Sendable func save() {
             do { try pool?.save() } catch { logger.error("cannot save the pool state: \(error)") }
+            do { try flows?.save(to: c.flowStateFile) } catch { logger.error("cannot save the flows of the renumbering: \(error)") }
         }
-        let once: @Sendable () async throws -> Void = {
-            let datapath = TunDatapath(settings: c.translatorSettings, pool: pool, device: c.nat64.device,
-                                       device4: c.nat64.device4, queues: c.translatorQueues)
+        let once: @Sendable () async throws -> Void = { [settings] in
+            let datapath = TunDatapath(settings: settings, pool: pool, device: c.nat64.device,
+                                       device4: c.nat64.device4, queues: c.translatorQueues, flows: flows)
             do {
                 try datapath.start()
             } catch {
@@ -114,13 +128,15 @@ struct TranslatorService: Service {
             }
             let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
             let devices = "\(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? "")"
-            logger.info("translator ready: \(devices), prefix \(c.prefix)\(restored)")
+            let retiring = settings.retiring.map { ", retiring \($0.prefix)" }.joined()
+            logger.info("translator ready: \(devices), prefix \(c.prefix)\(retiring)\(restored)")
             let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
             registry.serving(.translator, detail: [
                 "datapath tun (userspace), \(devices): \(why)",
-                "prefix \(c.prefix), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
+                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
             ]) {
                 var counters = PartStatus.counters(datapath.counters.summary)
+                if let flows { counters["renumbering_flows"] = flows.count }
                 if let pool {
                     counters["pool_mappings"] = pool.count
                     counters["pool_addresses"] = 1 << (32 - pool.range.length)
@@ -213,7 +229,9 @@ struct SixBedFourService: Service {
     let supervise: Bool
 
     func run() async throws {
-        guard let settings = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
+        guard var configured = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
+        configured.advertisement.retiredPref64 = registry.retiring.map(\.prefix)
+        let settings = configured
         let device = config.sixbedfour.device, prefix = config.prefix, logger = logger, registry = registry
         let current = Mutex<RouterDatapath?>(nil)
         onSignal(SIGUSR1) { _ in
@@ -221,14 +239,15 @@ struct SixBedFourService: Service {
         }
         let once: @Sendable () async throws -> Void = {
             let datapath = RouterDatapath(settings: settings, device: device)
+            let withdrawn = settings.advertisement.retiredPref64.map { ", withdrawing \($0) (lifetime 0)" }.joined()
             do {
                 try datapath.start()
             } catch {
                 throw PartFailure(part: .sixbedfour, reason: "\(error)")
             }
             current.withLock { $0 = datapath }
-            logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(prefix)")
-            registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(prefix)"]) {
+            logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(prefix)\(withdrawn)")
+            registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(prefix)\(withdrawn)"]) {
                 PartStatus.counters(datapath.router.counters.description)
             }
             try await runDatapath(.sixbedfour, logger: logger, every: .milliseconds(500), counters: { "\(datapath.router.counters)" },

@@ -1,3 +1,5 @@
+import Controller
+import Foundation
 import Glibc
 import Logging
 import ServiceLifecycle
@@ -63,5 +65,40 @@ func supervised(_ part: Part, restart: Bool, registry: Registry, logger: Logger,
             delay = min(delay * 2, .seconds(30))
             registry.restarted(part)
         }
+    }
+}
+
+/// Ends a renumbering when the last answer that carried an older prefix has
+/// expired: the kernel state the config implies now (without that prefix's
+/// routes and rules) is applied, and the daemon restarts without it, its
+/// queues and sockets handed over so that nothing in flight is lost.
+struct RenumberingService: Service {
+    let registry: Registry
+    let logger: Logger
+
+    func run() async throws {
+        guard let deadline = registry.retiring.map(\.until).min() else { return }
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await Task.sleep(for: .seconds(max(0, Int64(deadline) - Int64(time(nil)))))
+            }
+        } catch {
+            return  // shut down before the deadline
+        }
+        let ended = registry.retiring.filter { $0.until <= UInt64(time(nil)) }.map(\.prefix.description).joined(separator: ", ")
+        var outcome: String
+        do {
+            let reconciler = try Reconciler(namespace: nil)
+            let plan = try reconciler.plan(registry.config)
+            try reconciler.apply(plan, stateDir: registry.config.controller.stateDir)
+            outcome = plan.drift.map(\.description).joined(separator: "; ")
+            logger.info("renumbering: \(ended) retired; \(outcome.isEmpty ? "no changes" : outcome)")
+        } catch {
+            outcome = "applying failed: \(error)"
+            logger.error("renumbering: \(ended) retired, but \(outcome); `sixgatectl audit` shows what is left")
+        }
+        let when = Date().formatted(.iso8601)
+        registry.lastApply.withLock { $0 = "\(when) renumbering ended, \(ended) retired: \(outcome.isEmpty ? "no changes" : outcome); restarted" }
+        registry.restart(with: registry.path)
     }
 }

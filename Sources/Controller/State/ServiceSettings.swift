@@ -19,6 +19,9 @@ extension Config {
     /// The state file of the dynamic pool, in the controller's state directory.
     public var poolStateFile: String { (controller.stateDir as NSString).appendingPathComponent("pool4.state") }
 
+    /// During a renumbering, which prefix each flow of the translator uses.
+    public var flowStateFile: String { (controller.stateDir as NSString).appendingPathComponent("flows.state") }
+
     /// The dynamic pool, with the mappings a previous run left.
     public func makePool(now: UInt64) -> DynamicPool? {
         guard let range = nat64.pool4 else { return nil }
