@@ -35,8 +35,9 @@ public final class DemoGateway {
     }
 
     /// Builds the topology, applies the config and starts the daemon, the
-    /// servers and the peers. `bin`: where sixgated, sixgatectl and 6bed4peer are.
-    public init(bin: String) throws {
+    /// servers and the peers. `bin`: where sixgated, sixgatectl and 6bed4peer
+    /// are; `tune` may change the config text before it is written.
+    public init(bin: String, tune: (String) -> String = { $0 }) throws {
         self.bin = bin
         rig = try NetnsRig(links: [
             .init(host: "c6", gatewayInterface: "c6", hostAddresses: ["2001:db8:1::2/64"], gatewayAddresses: ["2001:db8:1::1/64"]),
@@ -51,7 +52,7 @@ public final class DemoGateway {
             try rig.checked("nat", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
             try rig.checked("nat", ["nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; };"
                                     + " add rule ip nat post oifname eth0 masquerade"])
-            try """
+            try tune("""
                 # The demo's gateway: one NAT64 prefix for the translator, DNS64 and the 6bed4 router.
                 prefix = "2001:db8:64::/96"
                 [gateway]
@@ -76,7 +77,7 @@ public final class DemoGateway {
                 state_dir = "\(rig.scratch)/state"
                 control_socket = "\(rig.scratch)/control.sock"
 
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+                """).write(toFile: config, atomically: true, encoding: .utf8)
             try startServers()
             _ = try startDaemon()
             for host in ["c4", "p2"] {

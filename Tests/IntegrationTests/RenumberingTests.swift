@@ -1,0 +1,96 @@
+import Demo
+import Foundation
+import Glibc
+import NetnsRig
+import Testing
+
+/// Make-before-break renumbering on the demo gateway: the NAT64 prefix
+/// changes under a running download and a 6bed4 peer's ping, both on the old
+/// prefix. Both prefixes translate until the longest answer handed out for
+/// the old one has expired (here 20 s: DNS64 max_ttl, PREF64 lifetime 16 s);
+/// then the old prefix is gone from routes, nftables and the translator.
+@Suite(.serialized) struct RenumberingTests {
+    static let old = "2001:db8:64::", new = "2001:db8:46::"
+    static let hold = 20
+
+    @Test func thePrefixChangesWithoutLoss() throws {
+        let demo = try DemoGateway(bin: binDir) {
+            $0.replacingOccurrences(of: "[dns64]\n", with: "[dns64]\nmax_ttl = \"\(Self.hold)s\"\n")
+                .replacingOccurrences(of: "[sixbedfour]\n", with: "[sixbedfour]\npref64_lifetime = \"16s\"\n")
+        }
+        defer { demo.rig.teardown() }
+        let rig = demo.rig, gw = rig.ns("gw")
+        let daemon = try #require(demo.daemon)
+        let s4old = Self.old + "cb00:7102", s4new = Self.new + "cb00:7102"
+        func fetch(_ address: String) throws -> CommandResult {
+            try rig.run("c6", ["curl", "-sS", "--max-time", "5", "-g", "http://[\(address)]:8080/index.html"])
+        }
+        func dig() throws -> String {
+            try rig.run("c6", ["dig", "+short", "@2001:db8:1::1", "www.example.org", "AAAA"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func readies() -> Int { daemon.errors.components(separatedBy: "ready: translator, dns64, 6bed4").count - 1 }
+        func waitReady(_ n: Int, seconds: Int) {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while readies() < n, ContinuousClock.now < deadline { usleep(100_000) }
+        }
+        #expect(try dig() == s4old)
+
+        // A download of about 10 s from s4 on the old prefix, and p2 (a 6bed4
+        // peer behind NAT) pinging s4 on the old prefix for 10 s.
+        // c6 takes at most 256 KB into its socket buffer: the transfer itself,
+        // not only curl's reading, lasts the 10 s.
+        try rig.checked("c6", ["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 65536 262144"])
+        let blob = rig.scratch + "/www-s4/blob"
+        #expect(try rig.run("gw", ["sh", "-c", "head -c 5000000 /dev/urandom > \(blob)"]).succeeded)
+        let sha = try rig.checked("gw", ["sha256sum", blob]).stdout.split(separator: " ")[0]
+        let download = try rig.start("c6", ["curl", "-sS", "--limit-rate", "500k", "-o", rig.scratch + "/got", "-g",
+                                            "http://[\(s4old)]:8080/blob"], name: "download")
+        let ping = try rig.start("p2", ["ping", "-6", "-n", "-c", "40", "-i", "0.25", "-W", "2", s4old], name: "ping-p2")
+        sleep(2)
+
+        // The renumbering: apply hands the new prefix over; the daemon restarts with it.
+        let text = try String(contentsOfFile: demo.config, encoding: .utf8)
+        try text.replacingOccurrences(of: "prefix = \"\(Self.old)/96\"", with: "prefix = \"\(Self.new)/96\"")
+            .write(toFile: demo.config, atomically: true, encoding: .utf8)
+        let applied = try runProduct("sixgatectl", ["apply", demo.config, "--netns", gw])
+        let changed = ContinuousClock.now
+        #expect(applied.succeeded && applied.stdout.contains("translator changed, dns64 changed, 6bed4 changed"), "\(applied)")
+        waitReady(2, seconds: 10)
+        #expect(readies() == 2, "\(daemon.errors)")
+
+        // During the transition: DNS64 answers with the new prefix only, both translate.
+        #expect(try dig() == s4new)
+        #expect(try fetch(s4new).stdout.contains("hello from s4"))
+        #expect(try fetch(s4old).stdout.contains("hello from s4"), "the old prefix still translates")
+        let status = try runProduct("sixgatectl", ["status", demo.config]).stdout
+        #expect(status.contains("renumbering: \(Self.old)/96 until ") && status.contains("then only \(Self.new)/96"), "\(status)")
+        let routes = try rig.checked("gw", ["ip", "-6", "route", "show", "proto", "164"]).stdout
+        #expect(routes.contains("\(Self.old)/96 dev sg-nat64") && routes.contains("\(Self.new)/96 dev sg-nat64"), "\(routes)")
+        let during = try runProduct("sixgatectl", ["verify", demo.config, "--netns", gw])
+        #expect(during.succeeded && during.stdout.contains("\(Self.new)/96, \(Self.old)/96 (lifetime 0)"), "\(during)")
+
+        // The download and the ping on the old prefix went on without loss.
+        #expect(Spawn.wait(download.pid, timeout: .seconds(30)) == 0, "\(download.errors)")
+        let got = try rig.checked("gw", ["sha256sum", rig.scratch + "/got"]).stdout.split(separator: " ")[0]
+        #expect(got == sha, "the download arrived whole")
+        #expect(Spawn.wait(ping.pid, timeout: .seconds(30)) == 0)
+        #expect(ping.output.contains("40 packets transmitted, 40 received"), "\(ping.output)")
+
+        // After the deadline the daemon applies the config without the old prefix and restarts.
+        let left = Duration.seconds(Self.hold) - (ContinuousClock.now - changed)
+        waitReady(3, seconds: Int(left.components.seconds) + 15)
+        #expect(readies() == 3, "\(daemon.errors)")
+        #expect(daemon.errors.contains("renumbering: \(Self.old)/96 retired"), "\(daemon.errors)")
+        #expect(try dig() == s4new)
+        #expect(try fetch(s4new).stdout.contains("hello from s4"))
+        #expect(!(try fetch(s4old).succeeded), "the old prefix no longer translates")
+        let after = try rig.checked("gw", ["ip", "-6", "route", "show", "proto", "164"]).stdout
+        #expect(!after.contains(Self.old) && after.contains(Self.new), "\(after)")
+        let table = try rig.checked("gw", ["nft", "list", "table", "inet", "sixgate"]).stdout
+        #expect(!table.contains(Self.old) && table.contains(Self.new), "\(table)")
+        let final = try runProduct("sixgatectl", ["status", demo.config]).stdout
+        #expect(!final.contains("renumbering:") && final.contains("renumbering ended, \(Self.old)/96 retired"), "\(final)")
+        let verify = try runProduct("sixgatectl", ["verify", demo.config, "--netns", gw])
+        #expect(verify.succeeded && !verify.stdout.contains(Self.old), "\(verify)")
+    }
+}
