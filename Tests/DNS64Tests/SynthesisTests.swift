@@ -52,6 +52,10 @@ import Testing
         #expect(long.answers[0].ttl == 20)
         let noSOA = try #require(nsp.synthesize(query: query(), aaaaResponse: response(soaTTL: nil), aResponse: response(answers: [a("www.example.org", "192.0.2.33", ttl: 3000)])))
         #expect(noSOA.answers[0].ttl == 600, "RFC 6147 §5.1.7: at most 600 s without an SOA")
+        // dns64.max_ttl: how long a renumbering must keep the old prefix.
+        let capped = Synthesis(prefix: nsp.prefix, maxTTL: 45)
+        let short = try #require(capped.synthesize(query: query(), aaaaResponse: response(minimum: 300), aResponse: response(answers: [a("www.example.org", "192.0.2.33", ttl: 3000)])))
+        #expect(short.answers[0].ttl == 45)
     }
 
     @Test func usableAAAAPassesAndExcludedCountsAsAbsent() {
