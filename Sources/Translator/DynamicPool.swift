@@ -9,7 +9,22 @@ import Synchronization
 ///
 /// Shared by all queue readers: a lookup takes an uncontended lock and
 /// allocates nothing; only a new host costs an insertion.
+///
+/// When the pool was changed, the hosts that hold an address of the earlier
+/// range keep it (their connections live on, masqueraded as before) until
+/// that range's deadline; new hosts get addresses of the new range only.
 public final class DynamicPool: Sendable {
+    /// An earlier range of the pool and when its mappings end (wall clock).
+    public struct RetiringRange: Sendable, Equatable {
+        public var range: IPv4Prefix
+        public var until: UInt64
+
+        public init(range: IPv4Prefix, until: UInt64) {
+            self.range = range
+            self.until = until
+        }
+    }
+
     public struct Mapping: Sendable, Equatable {
         public let ipv6: IPv6Address
         public let ipv4: IPv4Address
@@ -18,6 +33,7 @@ public final class DynamicPool: Sendable {
     }
 
     public let range: IPv4Prefix
+    public let retiring: [RetiringRange]
     public let idleTimeout: UInt64
     public let stateFile: String?
 
@@ -45,14 +61,27 @@ public final class DynamicPool: Sendable {
 
     /// `reserved` are addresses of the range never handed out (the
     /// translator's own address, for instance).
-    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = []) {
+    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = [], retiring: [RetiringRange] = []) {
         self.range = range
+        self.retiring = retiring
         self.idleTimeout = idleTimeout
         self.stateFile = stateFile
         self.reserved = reserved
     }
 
     public var count: Int { state.withLock { $0.by6.count } }
+
+    /// Whether `a` is an address of the pool: of its range, or of an earlier
+    /// range whose mappings are still kept.
+    public func owns(_ a: IPv4Address, now: UInt64) -> Bool {
+        range.contains(a) || retiring.contains { $0.range.contains(a) && now < $0.until }
+    }
+
+    /// An address of an earlier range past its deadline: its host moves to
+    /// the new range with its next packet.
+    private func isRetired(_ a: IPv4Address, now: UInt64) -> Bool {
+        !range.contains(a) && !retiring.contains { $0.range.contains(a) && now < $0.until }
+    }
 
     /// The pool address of `host`, allocating one if it has none; nil when the
     /// pool is exhausted.
@@ -102,11 +131,12 @@ public final class DynamicPool: Sendable {
         }
     }
 
-    /// Releases mappings idle longer than the timeout.
+    /// Releases mappings idle longer than the timeout, and those of an
+    /// earlier range once its deadline has passed.
     public func expire(now: UInt64) {
         state.withLock { s in
             for (i, m) in s.mappings.enumerated() {
-                guard let m, isIdle(m, now: now) else { continue }
+                guard let m, isIdle(m, now: now) || (!retiring.isEmpty && isRetired(m.ipv4, now: now)) else { continue }
                 release(&s, at: i, m)
             }
         }
@@ -184,15 +214,15 @@ public final class DynamicPool: Sendable {
         }
     }
 
-    /// Loads saved mappings that still fit the range; lines that do not parse
-    /// or no longer fit (the pool was changed) are skipped.
+    /// Loads saved mappings that still fit the range, or an earlier range
+    /// still kept; lines that do not parse or no longer fit are skipped.
     public func load(now: UInt64) {
         guard let stateFile, let text = try? String(contentsOfFile: stateFile, encoding: .utf8) else { return }
         state.withLock { s in
             for line in text.split(separator: "\n") where !line.hasPrefix("#") {
                 let f = line.split(separator: " ")
                 guard f.count == 3, let v6 = IPv6Address(f[0]), let v4 = IPv4Address(f[1]), let t = UInt64(f[2]),
-                      range.contains(v4), !reserved.contains(v4), s.by6[v6] == nil, s.by4[v4] == nil,
+                      owns(v4, now: now), !reserved.contains(v4), s.by6[v6] == nil, s.by4[v4] == nil,
                       !isIdle(Mapping(ipv6: v6, ipv4: v4, lastUsed: t), now: now) else { continue }
                 s.by6[v6] = s.mappings.count
                 s.by4[v4] = s.mappings.count

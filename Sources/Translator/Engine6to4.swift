@@ -132,7 +132,7 @@ extension Engine {
         // RFC 7757 §4.2 hairpinning: an IPv4 destination that is itself mapped
         // to IPv6 goes straight back through the other direction, its source
         // in the prefix the client addressed.
-        let hairpinPool = pool.map { $0.range.contains(dst4) && $0.host(for: dst4, now: now) != nil } ?? false
+        let hairpinPool = pool.map { $0.owns(dst4, now: now) && $0.host(for: dst4, now: now) != nil } ?? false
         if settings.eam.ipv6(for: dst4) != nil || hairpinPool {
             return translate4to6(base, start: start + out, length: length4, now: now, hairpin: dst)
         }

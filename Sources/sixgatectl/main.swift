@@ -175,6 +175,7 @@ struct Status: ParsableCommand {
             print("last apply: \(status.lastApply ?? "none since the daemon started")")
             let now = UInt64(time(nil))
             for r in status.retiring { print("renumbering: \(r.description(now: now)), then only \(status.prefix)") }
+            for r in status.retiringPools { print("renumbering: pool \(r.description(now: now)): its hosts keep their addresses until then") }
             for part in status.parts {
                 print("\n\(part.name): \(part.state)")
                 for line in part.detail { print("  \(line)") }
@@ -204,7 +205,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let config = try loadOrExit(options.config)
-        let verifier = Verifier(config: config, retiring: PrefixHistory.running(config).map(\.prefix))
+        let verifier = Verifier(config: config, retiring: PrefixHistory.running(config)?.active(at: UInt64(time(nil))).map(\.prefix) ?? [])
         var checks: [VerifyCheck] = []
         try reporting("verify") {
             let socket = config.controller.controlSocket

@@ -31,9 +31,10 @@ final class Registry: Sendable {
 
     private let state: Mutex<State>
     let config: Config
-    /// Older prefixes of a renumbering under way (`PrefixHistory`), as the
-    /// apply before this start left them: every part serves them too.
+    /// Older prefixes and pools of a renumbering under way (`PrefixHistory`),
+    /// as the apply before this start left them: every part serves them too.
     let retiring: [RetiringPrefix]
+    let retiringPools: [DynamicPool.RetiringRange]
     let path: String
     private let started = ContinuousClock.now
 
@@ -41,7 +42,9 @@ final class Registry: Sendable {
         state = Mutex(State(parts: parts.map { ($0, Entry()) }))
         self.config = config
         self.path = path
-        retiring = PrefixHistory.running(config)
+        let history = PrefixHistory.running(config), now = UInt64(time(nil))
+        retiring = history?.active(at: now) ?? []
+        retiringPools = history?.activePools(at: now) ?? []
     }
 
     func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
@@ -115,7 +118,8 @@ final class Registry: Sendable {
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
                             uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts,
                             lastApply: lastApply.withLock { $0 },
-                            retiring: retiring.filter { $0.until > now }.map { RetiringStatus(prefix: $0.prefix.description, until: $0.until) })
+                            retiring: retiring.filter { $0.until > now }.map { RetiringStatus(prefix: $0.prefix.description, until: $0.until) },
+                            retiringPools: retiringPools.filter { $0.until > now }.map { RetiringStatus(prefix: $0.range.description, until: $0.until) })
     }
 }
 

@@ -55,7 +55,7 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     }
     if control {
         services.append(.init(service: ControlService(path: config.controller.controlSocket, registry: registry), serviceName: "control"))
-        if !registry.retiring.isEmpty {
+        if !registry.retiring.isEmpty || !registry.retiringPools.isEmpty {
             services.append(.init(service: RenumberingService(registry: registry, logger: Logger(label: "sixgated")),
                                   successTerminationBehavior: .ignore, serviceName: "renumbering"))
         }
@@ -108,7 +108,7 @@ struct TranslatorService: Service {
         // The pool outlives a restarted datapath: its mappings stay. So does,
         // during a renumbering, which prefix each flow uses, also across the
         // daemon's own restarts (a reload, the end of the renumbering).
-        let pool = c.makePool(now: UInt64(time(nil)))
+        let pool = c.makePool(now: UInt64(time(nil)), retiring: registry.retiringPools)
         var settings = c.translatorSettings
         settings.retiring = registry.retiring
         let flows = settings.retiring.isEmpty ? nil : PrefixFlows()
@@ -133,7 +133,7 @@ struct TranslatorService: Service {
             let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
             registry.serving(.translator, detail: [
                 "datapath tun (userspace), \(devices): \(why)",
-                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" } ?? ""),
+                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.range) for its hosts" }.joined() } ?? ""),
             ]) {
                 var counters = PartStatus.counters(datapath.counters.summary)
                 if let flows { counters["renumbering_flows"] = flows.count }

@@ -77,7 +77,7 @@ struct RenumberingService: Service {
     let logger: Logger
 
     func run() async throws {
-        guard let deadline = registry.retiring.map(\.until).min() else { return }
+        guard let deadline = (registry.retiring.map(\.until) + registry.retiringPools.map(\.until)).min() else { return }
         do {
             try await cancelWhenGracefulShutdown {
                 try await Task.sleep(for: .seconds(max(0, Int64(deadline) - Int64(time(nil)))))
@@ -85,7 +85,9 @@ struct RenumberingService: Service {
         } catch {
             return  // shut down before the deadline
         }
-        let ended = registry.retiring.filter { $0.until <= UInt64(time(nil)) }.map(\.prefix.description).joined(separator: ", ")
+        let now = UInt64(time(nil))
+        let ended = (registry.retiring.filter { $0.until <= now }.map(\.prefix.description)
+            + registry.retiringPools.filter { $0.until <= now }.map { "pool \($0.range)" }).joined(separator: ", ")
         var outcome: String
         do {
             let reconciler = try Reconciler(namespace: nil)

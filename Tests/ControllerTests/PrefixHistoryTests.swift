@@ -66,13 +66,38 @@ import Testing
         }
     }
 
+    @Test func aChangedPoolKeepsItsHostsForTheIdleTimeout() throws {
+        var text = try String(contentsOf: repoRoot.appendingPathComponent("examples/full.toml"), encoding: .utf8)
+        text = text.replacingOccurrences(of: "pool_idle_timeout = \"2h\"", with: "pool_idle_timeout = \"10m\"")
+        let a = try ConfigLoader.parse(text, source: "a.toml")
+        let b = try ConfigLoader.parse(text.replacingOccurrences(of: "pool4 = \"192.0.2.128/25\"", with: "pool4 = \"198.51.100.128/25\""), source: "b.toml")
+        let changed = PrefixHistory.next(after: PrefixHistory.next(after: nil, config: a, now: 0), config: b, now: 100)
+        #expect(changed.pool == "198.51.100.128/25" && changed.retiring.isEmpty)
+        #expect(changed.activePools(at: 100) == [.init(range: try IPv4Prefix.parse("192.0.2.128/25"), until: 700)])
+        #expect(changed.nextDeadline(after: 100) == 700 && changed.nextDeadline(after: 700) == nil)
+        let env = Environment(links: [LinkInfo(name: "eth0", index: 2, isUp: true, mtu: 1500, kind: "veth"),
+                                      LinkInfo(name: "eth1", index: 3, isUp: true, mtu: 1500, kind: "veth")], addresses: [])
+        let d = try DesiredState(config: b, environment: env, retiringPools: changed.activePools(at: 100).map(\.range))
+        #expect(d.routes.map(\.description).contains("192.0.2.128/25 dev sg-nat64 metric 0"))
+        let nft = d.table.nftText
+        for rule in ["ip daddr 192.0.2.128/25 ct state established,related counter name \"pool4_return\"",
+                     "oifname \"eth0\" ip saddr 192.0.2.128/25 counter name \"pool4_masquerade\" masquerade"] {
+            #expect(nft.contains(rule), "\(rule)\n\(nft)")
+        }
+        // An old pool the new config maps to a server (EAM) goes at once.
+        let c = try ConfigLoader.parse(text.replacingOccurrences(of: "pool4 = \"192.0.2.128/25\"", with: "pool4 = \"198.51.100.128/25\"")
+            .replacingOccurrences(of: "ipv4 = \"203.0.113.10/32\"", with: "ipv4 = \"192.0.2.130/32\""), source: "c.toml")
+        #expect(PrefixHistory.next(after: PrefixHistory.next(after: nil, config: a, now: 0), config: c, now: 100).retiringPools.isEmpty)
+    }
+
     @Test func savedAndLoaded() throws {
         let dir = NSTemporaryDirectory() + "sixgate-history-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(PrefixHistory.load(stateDir: dir) == nil)
-        let h = PrefixHistory(current: "2001:db8:46::/96", hold: 20, earlierAnswersUntil: 0, retiring: [.init(prefix: "2001:db8:64::/96", until: 4_000_000_000)])
+        let h = PrefixHistory(current: "2001:db8:46::/96", hold: 20, earlierAnswersUntil: 0, retiring: [.init(prefix: "2001:db8:64::/96", until: 4_000_000_000)],
+                              pool: "192.0.2.128/25", poolHold: 7200, retiringPools: [])
         try h.save(stateDir: dir)
         #expect(PrefixHistory.load(stateDir: dir) == h)
-        #expect(PrefixHistory.running(try config(prefix: "2001:db8:46::/96")).isEmpty, "another state_dir: nothing")
+        #expect(PrefixHistory.running(try config(prefix: "2001:db8:46::/96")) == nil, "another state_dir: nothing")
     }
 }

@@ -4,19 +4,23 @@ import Glibc
 import NetnsRig
 import Testing
 
-/// Make-before-break renumbering on the demo gateway: the NAT64 prefix
-/// changes under a running download and a 6bed4 peer's ping, both on the old
-/// prefix. Both prefixes translate until the longest answer handed out for
-/// the old one has expired (here 20 s: DNS64 max_ttl, PREF64 lifetime 16 s);
-/// then the old prefix is gone from routes, nftables and the translator.
+/// Make-before-break renumbering on the demo gateway: the NAT64 prefix and
+/// the dynamic pool change under a running download and a 6bed4 peer's
+/// ping, both on the old prefix. Both prefixes translate until the longest
+/// answer handed out for the old one has expired (here 20 s: DNS64 max_ttl,
+/// PREF64 lifetime 16 s); then the old prefix is gone from routes, nftables
+/// and the translator. c6 keeps its address of the old pool until the
+/// pool's idle timeout (30 s) has passed, then gets one of the new pool.
 @Suite(.serialized) struct RenumberingTests {
     static let old = "2001:db8:64::", new = "2001:db8:46::"
-    static let hold = 20
+    static let oldPool = "192.0.2.128/25", newPool = "192.0.2.64/26"
+    static let hold = 20, poolHold = 30
 
     @Test func thePrefixChangesWithoutLoss() throws {
         let demo = try DemoGateway(bin: binDir) {
             $0.replacingOccurrences(of: "[dns64]\n", with: "[dns64]\nmax_ttl = \"\(Self.hold)s\"\n")
                 .replacingOccurrences(of: "[sixbedfour]\n", with: "[sixbedfour]\npref64_lifetime = \"16s\"\n")
+                .replacingOccurrences(of: "[nat64]\n", with: "[nat64]\npool_idle_timeout = \"\(Self.poolHold)s\"\n")
         }
         defer { demo.rig.teardown() }
         let rig = demo.rig, gw = rig.ns("gw")
@@ -27,6 +31,13 @@ import Testing
         }
         func dig() throws -> String {
             try rig.run("c6", ["dig", "+short", "@2001:db8:1::1", "www.example.org", "AAAA"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        /// The last byte of c6's address in the dynamic pool (192.0.2.x), from
+        /// the translator's state file.
+        func poolOctet() throws -> Int? {
+            let state = try String(contentsOfFile: rig.scratch + "/state/pool4.state", encoding: .utf8)
+            let line = state.split(separator: "\n").first { $0.hasPrefix("2001:db8:1::2 ") }
+            return line.flatMap { $0.split(separator: " ")[1].split(separator: ".").last.flatMap { Int($0) } }
         }
         func readies() -> Int { daemon.errors.components(separatedBy: "ready: translator, dns64, 6bed4").count - 1 }
         func waitReady(_ n: Int, seconds: Int) {
@@ -51,6 +62,7 @@ import Testing
         // The renumbering: apply hands the new prefix over; the daemon restarts with it.
         let text = try String(contentsOfFile: demo.config, encoding: .utf8)
         try text.replacingOccurrences(of: "prefix = \"\(Self.old)/96\"", with: "prefix = \"\(Self.new)/96\"")
+            .replacingOccurrences(of: "pool4 = \"\(Self.oldPool)\"", with: "pool4 = \"\(Self.newPool)\"")
             .write(toFile: demo.config, atomically: true, encoding: .utf8)
         let applied = try runProduct("sixgatectl", ["apply", demo.config, "--netns", gw])
         let changed = ContinuousClock.now
@@ -66,6 +78,9 @@ import Testing
         #expect(status.contains("renumbering: \(Self.old)/96 until ") && status.contains("then only \(Self.new)/96"), "\(status)")
         let routes = try rig.checked("gw", ["ip", "-6", "route", "show", "proto", "164"]).stdout
         #expect(routes.contains("\(Self.old)/96 dev sg-nat64") && routes.contains("\(Self.new)/96 dev sg-nat64"), "\(routes)")
+        let routes4 = try rig.checked("gw", ["ip", "-4", "route", "show", "proto", "164"]).stdout
+        #expect(routes4.contains("\(Self.oldPool) dev sg-nat64") && routes4.contains("\(Self.newPool) dev sg-nat64"), "\(routes4)")
+        #expect(status.contains("renumbering: pool \(Self.oldPool) until "), "\(status)")
         let during = try runProduct("sixgatectl", ["verify", demo.config, "--netns", gw])
         #expect(during.succeeded && during.stdout.contains("\(Self.new)/96, \(Self.old)/96 (lifetime 0)"), "\(during)")
 
@@ -75,6 +90,8 @@ import Testing
         #expect(got == sha, "the download arrived whole")
         #expect(Spawn.wait(ping.pid, timeout: .seconds(30)) == 0)
         #expect(ping.output.contains("40 packets transmitted, 40 received"), "\(ping.output)")
+        let kept = try poolOctet()
+        #expect(kept.map { $0 >= 128 } == true, "c6 kept its address of the old pool \(Self.oldPool): .\(kept ?? -1)")
 
         // After the deadline the daemon applies the config without the old prefix and restarts.
         let left = Duration.seconds(Self.hold) - (ContinuousClock.now - changed)
@@ -89,8 +106,20 @@ import Testing
         let table = try rig.checked("gw", ["nft", "list", "table", "inet", "sixgate"]).stdout
         #expect(!table.contains(Self.old) && table.contains(Self.new), "\(table)")
         let final = try runProduct("sixgatectl", ["status", demo.config]).stdout
-        #expect(!final.contains("renumbering:") && final.contains("renumbering ended, \(Self.old)/96 retired"), "\(final)")
+        #expect(!final.contains("renumbering: \(Self.old)") && final.contains("renumbering ended, \(Self.old)/96 retired"), "\(final)")
         let verify = try runProduct("sixgatectl", ["verify", demo.config, "--netns", gw])
         #expect(verify.succeeded && !verify.stdout.contains(Self.old), "\(verify)")
+
+        // The old pool goes at its own deadline; then c6 gets an address of the new one.
+        waitReady(4, seconds: Self.poolHold - Self.hold + 15)
+        #expect(readies() == 4 && daemon.errors.contains("renumbering: pool \(Self.oldPool) retired"), "\(daemon.errors)")
+        let routes4After = try rig.checked("gw", ["ip", "-4", "route", "show", "proto", "164"]).stdout
+        #expect(!routes4After.contains(Self.oldPool) && routes4After.contains(Self.newPool), "\(routes4After)")
+        #expect(try fetch(s4new).stdout.contains("hello from s4"))
+        sleep(2)  // the pool's state is saved every second
+        let moved = try poolOctet()
+        #expect(moved.map { (64..<128).contains($0) } == true, "c6 moved to the new pool \(Self.newPool): .\(moved ?? -1)")
+        #expect(try runProduct("sixgatectl", ["audit", demo.config, "--netns", gw]).status == 0)
+        #expect(!(try runProduct("sixgatectl", ["status", demo.config]).stdout.contains("renumbering:")))
     }
 }

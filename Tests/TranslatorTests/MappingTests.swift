@@ -84,3 +84,34 @@ import Testing
         #expect(d.count == 0)
     }
 }
+
+/// A changed pool: hosts holding an address of the earlier range keep it
+/// (their connections live on) until its deadline; new hosts get the new range.
+@Suite struct PoolRenumberingTests {
+    @Test func earlierRangeKeptUntilItsDeadline() throws {
+        let file = NSTemporaryDirectory() + "sixgate-pool-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let old = try IPv4Prefix.parse("192.0.2.128/25"), new = try IPv4Prefix.parse("198.51.100.0/25")
+        let h1 = IPv6Address("2001:db8:1::1")!, h2 = IPv6Address("2001:db8:1::2")!
+        let before = DynamicPool(range: old, idleTimeout: 7200, stateFile: file)
+        #expect(before.address(for: h1, now: 1000)?.description == "192.0.2.128")
+        try before.save()
+
+        let after = DynamicPool(range: new, idleTimeout: 7200, stateFile: file, retiring: [.init(range: old, until: 2000)])
+        after.load(now: 1500)
+        #expect(after.address(for: h1, now: 1500)?.description == "192.0.2.128", "h1 keeps its address")
+        #expect(after.host(for: IPv4Address("192.0.2.128")!, now: 1500) == h1, "and its replies still find it")
+        #expect(after.owns(IPv4Address("192.0.2.128")!, now: 1500) && !after.owns(IPv4Address("192.0.2.128")!, now: 2000))
+        #expect(after.address(for: h2, now: 1500)?.description == "198.51.100.0", "new hosts get the new range")
+        after.expire(now: 1999)
+        #expect(after.count == 2)
+        after.expire(now: 2000)
+        #expect(after.count == 1 && after.host(for: IPv4Address("192.0.2.128")!, now: 2000) == nil, "released at the deadline")
+        #expect(after.address(for: h1, now: 2000)?.description == "198.51.100.1", "then h1 moves to the new range")
+
+        let without = DynamicPool(range: new, idleTimeout: 7200, stateFile: file)
+        try before.save()
+        without.load(now: 1500)
+        #expect(without.count == 0, "without the earlier range, its mappings are not loaded")
+    }
+}

@@ -28,11 +28,13 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var parts: [PartStatus]
     /// When the last `sixgatectl apply` reached the daemon, and what it did.
     public var lastApply: String?
-    /// A renumbering under way: the older prefixes still translated.
+    /// A renumbering under way: the older prefixes still translated, and
+    /// the older pools whose hosts keep their addresses.
     public var retiring: [RetiringStatus]
+    public var retiringPools: [RetiringStatus]
 
     public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus], lastApply: String? = nil,
-                retiring: [RetiringStatus] = []) {
+                retiring: [RetiringStatus] = [], retiringPools: [RetiringStatus] = []) {
         self.version = version
         self.config = config
         self.prefix = prefix
@@ -40,6 +42,7 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         self.parts = parts
         self.lastApply = lastApply
         self.retiring = retiring
+        self.retiringPools = retiringPools
     }
 }
 

@@ -68,9 +68,10 @@ public struct DesiredState: Sendable, Equatable {
 
     public static func isOwned(_ link: LinkInfo) -> Bool { link.kind == "tun" && link.alias == linkAlias }
 
-    /// `retiring`: older prefixes still owed to clients (`PrefixHistory`);
-    /// they keep their routes and rules beside the config's prefix.
-    public init(config: Config, environment: Environment, retiring: [NAT64Prefix] = []) throws(DesiredStateError) {
+    /// `retiring`, `retiringPools`: older prefixes and pools still owed to
+    /// clients (`PrefixHistory`); they keep their routes and rules beside
+    /// the config's.
+    public init(config: Config, environment: Environment, retiring: [NAT64Prefix] = [], retiringPools: [IPv4Prefix] = []) throws(DesiredStateError) {
         for (key, name) in [("gateway.uplink4", config.gateway.uplink4), ("gateway.inside6", config.gateway.inside6)] where environment.link(name) == nil {
             throw .missingInterface(key: key, name: name)
         }
@@ -91,7 +92,7 @@ public struct DesiredState: Sendable, Equatable {
             links.append(("nat64.device", DesiredLink(name: nat.device, mtu: nat.mtu, multiQueue: true)))
             if let d = nat.device4 { links.append(("nat64.device4", DesiredLink(name: d, mtu: nat.mtu, multiQueue: true))) }
             for p in [config.prefix] + retiring { routes.append(route(.v6(p.prefix), nat.device)) }
-            if let pool = nat.pool4 { routes.append(route(.v4(pool), dev4)) }
+            for pool in [nat.pool4].compactMap({ $0 }) + retiringPools { routes.append(route(.v4(pool), dev4)) }
             // Mappings are routed as merged blocks: thousands of adjacent /32s
             // become a few routes.
             for p in IntervalMath.normalize(nat.eam.map { .v4($0.ipv4) }) { routes.append(route(p, dev4)) }
@@ -118,7 +119,7 @@ public struct DesiredState: Sendable, Equatable {
                 throw .foreignLink(key: key, name: l.name, kind: existing.kind ?? "physical")
             }
         }
-        self.table = DesiredTable.table(for: config, retiring: retiring)
+        self.table = DesiredTable.table(for: config, retiring: retiring, retiringPools: retiringPools)
         self.links = links.map(\.link)
         self.addresses = addresses
         self.routes = routes

@@ -18,9 +18,10 @@ public enum DesiredTable {
         return UInt8(c[r.upperBound...].prefix { $0.isNumber })
     }
 
-    /// `retiring`: older prefixes during a renumbering, which keep the rules
-    /// of the prefix (anti-spoofing, who may use the translator) until they go.
-    public static func table(for config: Config, retiring: [NAT64Prefix] = []) -> NftTable {
+    /// `retiring`, `retiringPools`: older prefixes and pools during a
+    /// renumbering, which keep the rules of their kind (anti-spoofing, who
+    /// may use the translator, replies and masquerade) until they go.
+    public static func table(for config: Config, retiring: [NAT64Prefix] = [], retiringPools: [IPv4Prefix] = []) -> NftTable {
         var t = NftTable(name: name, comment: comment(routeProtocol: config.controller.routeProtocol))
         var specs: [(chain: String, spec: RuleSpec)] = []
         let nat = config.nat64, sbf = config.sixbedfour
@@ -38,12 +39,13 @@ public enum DesiredTable {
 
         // Anti-spoofing, before conntrack sees the packet.
         let prefixes = ([config.prefix] + retiring).map { IPPrefix.v6($0.prefix) }
+        let pools = nat.enabled ? [nat.pool4].compactMap { $0 } + retiringPools : []
         if nat.enabled {
             for prefix in prefixes {
                 specs.append(("prerouting", RuleSpec([.iifname(dev6, equal: false), .saddr(prefix)], counter: "spoofed_nat64_prefix", .drop,
                                                      comment: "only the translator sends from the NAT64 prefix")))
             }
-            if let pool = nat.pool4 {
+            for pool in pools {
                 specs.append(("prerouting", RuleSpec([.iifname(dev4, equal: false), .saddr(.v4(pool))], counter: "spoofed_pool4", .drop,
                                                      comment: "only the translator sends from the dynamic pool")))
             }
@@ -96,7 +98,7 @@ public enum DesiredTable {
                 specs.append(("forward", RuleSpec([.oifname(dev4), .daddrIn(set: "eam4", .ipv4)], counter: "eam_inbound", .accept,
                                                   comment: "IPv4 clients reach IPv6-only servers through the mappings")))
             }
-            if let pool = nat.pool4 {
+            for pool in pools {
                 specs.append(("forward", RuleSpec([.oifname(dev4), .daddr(.v4(pool)), .ctStateEstablishedOrRelated], counter: "pool4_return", .accept,
                                                   comment: "replies to flows of IPv6 clients")))
                 specs.append(("forward", RuleSpec([.oifname(dev4), .daddr(.v4(pool))], counter: "pool4_unsolicited", .drop,
@@ -111,7 +113,7 @@ public enum DesiredTable {
             specs.append(("forward", RuleSpec([.iifname(sbf.device)], counter: "sixbedfour_forwarded", .accept,
                                               comment: "6bed4 peers reach IPv6 and the NAT64")))
         }
-        if nat.enabled, let pool = nat.pool4 {
+        for pool in pools {
             specs.append(("postrouting", RuleSpec([.oifname(config.gateway.uplink4), .saddr(.v4(pool))], counter: "pool4_masquerade", .masquerade,
                                                   comment: "stateful NAT64: pool addresses leave as the uplink's address")))
         }

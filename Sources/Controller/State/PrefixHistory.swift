@@ -7,6 +7,8 @@ import Translator
 /// and lifetime, so a changed prefix cannot simply be dropped: the old one
 /// is kept (routes, nftables, translator) until the longest of those has
 /// passed, and its flows stay on it (make before break, DESIGN principle 6).
+/// Likewise a changed dynamic pool: the hosts holding an address of the old
+/// one keep it, with its routes and rules, for the pool's idle timeout.
 ///
 /// Kept in the state directory, so that a reboot in the middle of a
 /// renumbering still honours its deadline. Written only by apply.
@@ -28,6 +30,12 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     public var earlierAnswersUntil: UInt64
     /// Older prefixes, oldest first.
     public var retiring: [Retiring]
+    /// The dynamic pool of the last apply, and how long its mappings live
+    /// without traffic (seconds).
+    public var pool: String?
+    public var poolHold: UInt64
+    /// Older pools, oldest first.
+    public var retiringPools: [Retiring]
 
     static let fileName = "prefixes.json"
 
@@ -47,7 +55,20 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     /// current again rather than retiring.
     public static func next(after previous: PrefixHistory?, config: Config, now: UInt64) -> PrefixHistory {
         let prefix = config.prefix.description, hold = hold(for: config)
-        guard let previous else { return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: 0, retiring: []) }
+        let pool = config.nat64.enabled ? config.nat64.pool4 : nil, poolHold = UInt64(config.nat64.poolIdleTimeout.components.seconds)
+        var pools = previous?.retiringPools.filter { $0.until > now && $0.prefix != pool?.description } ?? []
+        if let old = previous?.pool, old != pool?.description, let p = previous, p.poolHold > 0 {
+            pools.append(Retiring(prefix: old, until: now + p.poolHold))
+        }
+        // An old pool whose addresses the new config gives to servers (EAM)
+        // or to the translator's errors cannot be kept beside them.
+        let taken = config.nat64.eam.map(\.ipv4) + [config.nat64.rfc6791Pool].compactMap { $0 }
+            + [config.nat64.address4].compactMap { $0 }.map { IPv4Prefix(address: $0, length: 32) }
+        // And without a pool, no translator keeps mappings of an old one.
+        pools.removeAll { r in pool == nil || (try? IPv4Prefix.parse(r.prefix)).map { old in taken.contains { $0.overlaps(old) } } ?? true }
+        guard let previous else {
+            return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: 0, retiring: [], pool: pool?.description, poolHold: poolHold, retiringPools: [])
+        }
         var retiring = previous.retiring.filter { $0.until > now && $0.prefix != prefix }
         var earlier = previous.earlierAnswersUntil > now ? previous.earlierAnswersUntil : 0
         if previous.current != prefix {
@@ -57,7 +78,8 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
         } else if hold < previous.hold {
             earlier = max(earlier, now + previous.hold)
         }
-        return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: earlier, retiring: retiring)
+        return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: earlier, retiring: retiring,
+                             pool: pool?.description, poolHold: poolHold, retiringPools: pools)
     }
 
     /// The retiring prefixes whose deadline has not passed at `now`.
@@ -66,6 +88,19 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
             guard r.until > now, let p = try? IPv6Prefix.parse(r.prefix), let n = try? NAT64Prefix(p) else { return nil }
             return RetiringPrefix(prefix: n, until: r.until)
         }
+    }
+
+    /// The retiring pools whose deadline has not passed at `now`.
+    public func activePools(at now: UInt64) -> [DynamicPool.RetiringRange] {
+        retiringPools.compactMap { r in
+            guard r.until > now, let p = try? IPv4Prefix.parse(r.prefix) else { return nil }
+            return DynamicPool.RetiringRange(range: p, until: r.until)
+        }
+    }
+
+    /// The earliest deadline still ahead at `now`: when the kernel state must change again.
+    public func nextDeadline(after now: UInt64) -> UInt64? {
+        (retiring + retiringPools).map(\.until).filter { $0 > now }.min()
     }
 
     /// The history in `stateDir`; nil when there is none (the first apply)
@@ -89,10 +124,11 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     }
 
     /// The history `config` runs with in the daemon: the saved one when it
-    /// was made for this prefix (by the apply before the daemon started),
-    /// else none.
-    public static func running(_ config: Config, now: UInt64 = UInt64(time(nil))) -> [RetiringPrefix] {
-        guard let h = load(stateDir: config.controller.stateDir), h.current == config.prefix.description else { return [] }
-        return h.active(at: now)
+    /// was made for this config's prefix and pool (by the apply before the
+    /// daemon started), else none.
+    public static func running(_ config: Config) -> PrefixHistory? {
+        guard let h = load(stateDir: config.controller.stateDir), h.current == config.prefix.description,
+              h.pool == (config.nat64.enabled ? config.nat64.pool4 : nil)?.description else { return nil }
+        return h
     }
 }

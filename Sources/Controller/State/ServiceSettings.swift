@@ -22,11 +22,12 @@ extension Config {
     /// During a renumbering, which prefix each flow of the translator uses.
     public var flowStateFile: String { (controller.stateDir as NSString).appendingPathComponent("flows.state") }
 
-    /// The dynamic pool, with the mappings a previous run left.
-    public func makePool(now: UInt64) -> DynamicPool? {
+    /// The dynamic pool, with the mappings a previous run left (also those
+    /// of earlier ranges still kept, `retiring`).
+    public func makePool(now: UInt64, retiring: [DynamicPool.RetiringRange] = []) -> DynamicPool? {
         guard let range = nat64.pool4 else { return nil }
         let pool = DynamicPool(range: range, idleTimeout: UInt64(nat64.poolIdleTimeout.components.seconds),
-                               stateFile: poolStateFile, reserved: Set([nat64.address4].compactMap { $0 }))
+                               stateFile: poolStateFile, reserved: Set([nat64.address4].compactMap { $0 }), retiring: retiring)
         pool.load(now: now)
         return pool
     }
