@@ -38,6 +38,7 @@ struct Plan: ParsableCommand {
 
     struct Output: Encodable {
         let changes: [Drift]
+        let renumbering: [String]
         let table: String
     }
 
@@ -45,7 +46,9 @@ struct Plan: ParsableCommand {
         let config = try loadOrExit(options.config)
         try reporting("plan") {
             let plan = try options.reconciler().plan(config)
-            if options.json { return try printJSON(Output(changes: plan.drift, table: plan.desired.table.nftText)) }
+            let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
+            if options.json { return try printJSON(Output(changes: plan.drift, renumbering: keeping, table: plan.desired.table.nftText)) }
+            for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { return print("no changes") }
             for d in plan.drift { print(d) }
             if plan.drift.contains(where: { $0.area == "nft" && $0.object.hasPrefix("table ") && $0.change == .missing }) {
@@ -65,6 +68,7 @@ struct Apply: ParsableCommand {
     struct Output: Encodable {
         let changes: [Drift]
         let nftTransaction: Bool
+        let renumbering: [String]
         let warnings: [String]
         /// What the running daemon made of the config; nil when none runs.
         let daemon: ReloadAnswer?
@@ -79,9 +83,13 @@ struct Apply: ParsableCommand {
             let daemon = try handOver(config)
             let warnings = [ProtocolName.install(config.controller.routeProtocol)].compactMap { $0 }
             let sentNft = plan.drift.contains { $0.area == "nft" }
-            if options.json { return try printJSON(Output(changes: plan.drift, nftTransaction: sentNft, warnings: warnings, daemon: daemon)) }
+            let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
+            if options.json {
+                return try printJSON(Output(changes: plan.drift, nftTransaction: sentNft, renumbering: keeping, warnings: warnings, daemon: daemon))
+            }
             var stderr = StandardError()
             for w in warnings { print("warning: \(w)", to: &stderr) }
+            for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { print("no changes") }
             for d in plan.drift { print(d) }
             if let daemon { print("sixgated: \(daemon.summary)" + (daemon.restarting ? "; it restarts with the new config" : "")) }

@@ -67,6 +67,8 @@ import Testing
         let applied = try runProduct("sixgatectl", ["apply", demo.config, "--netns", gw])
         let changed = ContinuousClock.now
         #expect(applied.succeeded && applied.stdout.contains("translator changed, dns64 changed, 6bed4 changed"), "\(applied)")
+        #expect(applied.stdout.contains("renumbering: keeping prefix \(Self.old)/96 until ")
+                && applied.stdout.contains("renumbering: keeping pool \(Self.oldPool) until "), "\(applied)")
         waitReady(2, seconds: 10)
         #expect(readies() == 2, "\(daemon.errors)")
 

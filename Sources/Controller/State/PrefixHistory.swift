@@ -98,6 +98,12 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
         }
     }
 
+    /// What is kept for a renumbering at `now`, one line each, for apply and plan.
+    public func keeping(at now: UInt64) -> [String] {
+        retiring.filter { $0.until > now }.map { "keeping prefix \(RetiringStatus(prefix: $0.prefix, until: $0.until).description(now: now)) beside \(current): answers handed out for it may live until then" }
+            + retiringPools.filter { $0.until > now }.map { "keeping pool \(RetiringStatus(prefix: $0.prefix, until: $0.until).description(now: now)) for the hosts that hold its addresses" }
+    }
+
     /// The earliest deadline still ahead at `now`: when the kernel state must change again.
     public func nextDeadline(after now: UInt64) -> UInt64? {
         (retiring + retiringPools).map(\.until).filter { $0 > now }.min()
