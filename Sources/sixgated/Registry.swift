@@ -33,6 +33,7 @@ final class Registry: Sendable {
     let config: Config
     /// Older prefixes and pools of a renumbering under way (`PrefixHistory`),
     /// as the apply before this start left them: every part serves them too.
+    let history: PrefixHistory?
     let retiring: [RetiringPrefix]
     let retiringPools: [DynamicPool.RetiringRange]
     let path: String
@@ -43,6 +44,7 @@ final class Registry: Sendable {
         self.config = config
         self.path = path
         let history = PrefixHistory.running(config), now = UInt64(time(nil))
+        self.history = history
         retiring = history?.active(at: now) ?? []
         retiringPools = history?.activePools(at: now) ?? []
     }
@@ -118,8 +120,8 @@ final class Registry: Sendable {
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
                             uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts,
                             lastApply: lastApply.withLock { $0 },
-                            retiring: retiring.filter { $0.until > now }.map { RetiringStatus(prefix: $0.prefix.description, until: $0.until) },
-                            retiringPools: retiringPools.filter { $0.until > now }.map { RetiringStatus(prefix: $0.range.description, until: $0.until) })
+                            retiring: history?.retiring.filter { $0.until > now } ?? [],
+                            retiringPools: history?.retiringPools.filter { $0.until > now } ?? [])
     }
 }
 

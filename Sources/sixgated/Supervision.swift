@@ -77,7 +77,7 @@ struct RenumberingService: Service {
     let logger: Logger
 
     func run() async throws {
-        guard let deadline = (registry.retiring.map(\.until) + registry.retiringPools.map(\.until)).min() else { return }
+        guard let history = registry.history, let deadline = history.nextDeadline(after: UInt64(time(nil))) else { return }
         do {
             try await cancelWhenGracefulShutdown {
                 try await Task.sleep(for: .seconds(max(0, Int64(deadline) - Int64(time(nil)))))
@@ -86,8 +86,8 @@ struct RenumberingService: Service {
             return  // shut down before the deadline
         }
         let now = UInt64(time(nil))
-        let ended = (registry.retiring.filter { $0.until <= now }.map(\.prefix.description)
-            + registry.retiringPools.filter { $0.until <= now }.map { "pool \($0.range)" }).joined(separator: ", ")
+        let ended = (history.retiring.filter { $0.until <= now }.map(\.prefix)
+            + history.retiringPools.filter { $0.until <= now }.map { "pool \($0.prefix)" }).joined(separator: ", ")
         var outcome: String
         do {
             let reconciler = try Reconciler(namespace: nil)

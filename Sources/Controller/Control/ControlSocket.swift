@@ -30,11 +30,11 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var lastApply: String?
     /// A renumbering under way: the older prefixes still translated, and
     /// the older pools whose hosts keep their addresses.
-    public var retiring: [RetiringStatus]
-    public var retiringPools: [RetiringStatus]
+    public var retiring: [PrefixHistory.Retiring]
+    public var retiringPools: [PrefixHistory.Retiring]
 
     public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus], lastApply: String? = nil,
-                retiring: [RetiringStatus] = [], retiringPools: [RetiringStatus] = []) {
+                retiring: [PrefixHistory.Retiring] = [], retiringPools: [PrefixHistory.Retiring] = []) {
         self.version = version
         self.config = config
         self.prefix = prefix
@@ -46,23 +46,6 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     }
 }
 
-/// An older prefix during a renumbering, and when it goes.
-public struct RetiringStatus: Codable, Sendable, Equatable {
-    public var prefix: String
-    /// Seconds since the epoch.
-    public var until: UInt64
-
-    public init(prefix: String, until: UInt64) {
-        self.prefix = prefix
-        self.until = until
-    }
-
-    /// "64:ff9b::/96 until 2026-11-29T18:00:00Z (in 1m 40s)".
-    public func description(now: UInt64) -> String {
-        let when = Date(timeIntervalSince1970: TimeInterval(until)).formatted(.iso8601)
-        return "\(prefix) until \(when) (in \(Duration.seconds(Int64(until) - Int64(min(now, until))).humanReadable))"
-    }
-}
 
 public struct PartStatus: Codable, Sendable, Equatable {
     public var name: String

@@ -13,11 +13,23 @@ import Translator
 /// Kept in the state directory, so that a reboot in the middle of a
 /// renumbering still honours its deadline. Written only by apply.
 public struct PrefixHistory: Codable, Sendable, Equatable {
+    /// An older prefix (or pool) and when it goes.
     public struct Retiring: Codable, Sendable, Equatable {
         public var prefix: String
         /// Wall clock, seconds since the epoch: when the last answer that
         /// carried it has expired.
         public var until: UInt64
+
+        public init(prefix: String, until: UInt64) {
+            self.prefix = prefix
+            self.until = until
+        }
+
+        /// "64:ff9b::/96 until 2026-11-29T18:00:00Z (in 100s)".
+        public func description(now: UInt64) -> String {
+            let when = Date(timeIntervalSince1970: TimeInterval(until)).formatted(.iso8601)
+            return "\(prefix) until \(when) (in \(Duration.seconds(Int64(until) - Int64(min(now, until))).humanReadable))"
+        }
     }
 
     /// The prefix of the last apply.
@@ -100,8 +112,8 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
 
     /// What is kept for a renumbering at `now`, one line each, for apply and plan.
     public func keeping(at now: UInt64) -> [String] {
-        retiring.filter { $0.until > now }.map { "keeping prefix \(RetiringStatus(prefix: $0.prefix, until: $0.until).description(now: now)) beside \(current): answers handed out for it may live until then" }
-            + retiringPools.filter { $0.until > now }.map { "keeping pool \(RetiringStatus(prefix: $0.prefix, until: $0.until).description(now: now)) for the hosts that hold its addresses" }
+        retiring.filter { $0.until > now }.map { "keeping prefix \($0.description(now: now)) beside \(current): answers handed out for it may live until then" }
+            + retiringPools.filter { $0.until > now }.map { "keeping pool \($0.description(now: now)) for the hosts that hold its addresses" }
     }
 
     /// The earliest deadline still ahead at `now`: when the kernel state must change again.
