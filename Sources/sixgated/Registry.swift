@@ -67,6 +67,10 @@ final class Registry: Sendable {
         Systemd.notify("READY=1\nSTATUS=serving: \(names)")
     }
 
+    func runs(_ part: Part) -> Bool { state.withLock { s in s.parts.contains { $0.0 == part } } }
+
+    func isServing(_ part: Part) -> Bool { state.withLock { s in s.parts.first { $0.0 == part }?.1.state == "serving" } }
+
     func failed(_ part: Part, _ reason: String) {
         state.withLock { $0.update(part) { $0.state = "failed: \(reason)" } }
     }

@@ -171,6 +171,12 @@ struct DNS64Service: Service {
         let listen = settings.listen.map(\.description).joined(separator: ", ")
         let upstreams = settings.upstreams.map(\.description).joined(separator: ", ")
         let once: @Sendable () async throws -> Void = {
+            // Answers send clients to the prefix: they go out once the
+            // translator serves it (make before break, also at boot). One
+            // that cannot start delays DNS64 by five seconds at most.
+            for _ in 0..<250 where registry.runs(.translator) && !registry.isServing(.translator) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let server: DNS64Server
             do {
                 server = try DNS64Server(settings: settings, group: group, loops: loops)

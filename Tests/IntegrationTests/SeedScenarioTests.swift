@@ -88,6 +88,30 @@ import Testing
         #expect(dead.succeeded && !dead.stdout.contains("sixgated:"), "a dead daemon's socket is no daemon: \(dead)")
     }
 
+    /// DNS64 sends clients to the prefix only once the translator serves it:
+    /// with the translator unable to start (its device gone), DNS64 waits,
+    /// five seconds at most, then answers anyway.
+    @Test func dns64WaitsForTheTranslator() throws {
+        let demo = try DemoGateway(bin: binDir)
+        defer { demo.rig.teardown() }
+        let daemon = try #require(demo.daemon)
+        kill(daemon.pid, SIGTERM)
+        #expect(Spawn.wait(daemon.pid, timeout: .seconds(10)) == 0)
+        try demo.rig.checked("gw", ["ip", "link", "del", "sg-nat64"])
+        let again = try demo.rig.start("gw", [binDir + "/sixgated", "run", "--config", demo.config], name: "sixgated-again")
+        let started = ContinuousClock.now
+        let dig = ["dig", "+short", "+timeout=1", "+tries=1", "@2001:db8:1::1", "www.example.org", "AAAA"]
+        usleep(1_500_000)
+        #expect(try demo.rig.run("c6", dig).stdout.trimmingCharacters(in: .whitespacesAndNewlines) != DemoGateway.s4in6,
+                "DNS64 answered while the translator could not serve")
+        var answered: Duration?
+        while answered == nil, ContinuousClock.now - started < .seconds(15) {
+            if try demo.rig.run("c6", dig).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == DemoGateway.s4in6 { answered = ContinuousClock.now - started }
+        }
+        #expect(answered.map { $0 >= .seconds(4) && $0 < .seconds(12) } == true, "answered after \(String(describing: answered)): \(again.errors)")
+        demo.rig.stop(again)
+    }
+
     /// The translator's device deleted under the daemon: the translator
     /// fails and is restarted with back-off, DNS64 and the router serve on;
     /// once apply has made the device again, it translates again, with the
