@@ -66,12 +66,14 @@ public struct RouterCounters: Sendable, Equatable, CustomStringConvertible {
     public var neighborAdvertisements = 0
     public var keepalives = 0
     public var icmpErrors = 0
+    /// Peers heard from in the last ten minutes (a gauge, not a count of packets).
+    public var peers = 0
     public var drops = [Int](repeating: 0, count: RouterDrop.allCases.count)
 
     public subscript(r: RouterDrop) -> Int { drops[r.rawValue] }
 
     public var description: String {
-        var parts = ["relayed=\(relayed)", "relayed_bytes=\(relayedBytes)", "peer_to_native=\(peerToNative)", "native_to_peer=\(nativeToPeer)",
+        var parts = ["peers=\(peers)", "relayed=\(relayed)", "relayed_bytes=\(relayedBytes)", "peer_to_native=\(peerToNative)", "native_to_peer=\(nativeToPeer)",
                      "ra=\(advertisements)", "corrective_ra=\(correctiveAdvertisements)", "na=\(neighborAdvertisements)",
                      "keepalives=\(keepalives)", "icmp_errors=\(icmpErrors)"]
         for r in RouterDrop.allCases where self[r] > 0 { parts.append("drop.\(r)=\(self[r])") }
@@ -93,7 +95,36 @@ public final class SixBedFourRouter: @unchecked Sendable {
     public init(settings: RouterSettings) { self.settings = settings }
     deinit { scratch.deallocate() }
 
-    public var counters: RouterCounters { counting.withLock { $0 } }
+    public var counters: RouterCounters {
+        var c = counting.withLock { $0 }
+        c.peers = peerCount.load(ordering: .relaxed)
+        return c
+    }
+
+    /// When each peer endpoint was last heard from. The router keeps no
+    /// state a packet needs (addresses embed the endpoints); this is only
+    /// for `status`. Written by the datapath thread alone; a known peer
+    /// costs a lookup, a new one an insertion, bounded in number.
+    private var heardFrom: [UDPEndpoint: UInt64] = [:]
+    private var pruned: UInt64 = 0
+    /// The peer of the last packet, most often the peer of this one: seen
+    /// already this second, it costs no lookup.
+    private var lastHeard: (UDPEndpoint, UInt64)?
+    private let peerCount = Atomic<Int>(0)
+    static let peerWindow: UInt64 = 600, maxTrackedPeers = 1 << 16
+
+    func heard(_ peer: UDPEndpoint, now: UInt64) {
+        if let (last, second) = lastHeard, last == peer, second == now { return }
+        lastHeard = (peer, now)
+        if now >= pruned + 60 {
+            pruned = now
+            heardFrom = heardFrom.filter { now - min(now, $0.value) <= Self.peerWindow }
+        } else if heardFrom.count >= Self.maxTrackedPeers, heardFrom[peer] == nil {
+            return
+        }
+        heardFrom[peer] = now
+        peerCount.store(heardFrom.count, ordering: .relaxed)
+    }
 
     func count(_ f: (inout RouterCounters) -> Void) { counting.withLock { f(&$0) } }
 
@@ -106,6 +137,7 @@ public final class SixBedFourRouter: @unchecked Sendable {
     /// behind `p` must hold 1280 bytes: answers are written over the question.
     public func fromPeer(_ p: UnsafeMutableRawPointer, length: Int, from source: UDPEndpoint, now: UInt64) -> RouterAction {
         if length == 0 {
+            heard(source, now: now)
             count { $0.keepalives += 1 }
             return .keepalive
         }
@@ -122,6 +154,7 @@ public final class SixBedFourRouter: @unchecked Sendable {
             case ND.routerSolicitation:
                 guard ND.isAcceptableRS(p, length: total) else { return drop(.ndRefused) }
                 guard mayAdvertise(to: source.address, now: now) else { return drop(.rsRateLimited) }
+                heard(source, now: now)
                 // An RS from :: gets its RA on ff02::1; the version word comes back as it came.
                 let n = ND.writeRA(p, settings.advertisement, for: source, to: src.high >> 48 == 0 ? ND.allNodes : src, versionWord: p.u32(0))
                 count { $0.advertisements += 1 }
@@ -151,6 +184,7 @@ public final class SixBedFourRouter: @unchecked Sendable {
             count { $0.correctiveAdvertisements += 1 }
             return .toPeer(source, p, n)
         }
+        heard(source, now: now)
         if dst.high == prefix {
             let (endpoint, _) = SixBedFourAddress.decode(dst)
             // Port 0 names no peer: the router's host (spec §3.5), unchanged.

@@ -15,7 +15,7 @@ struct MetricsService: Service {
     let endpoint: IPEndpoint
     let registry: Registry
 
-    static let gauges: Set<String> = ["qps", "cache_hit_percent", "pool_mappings", "pool_addresses"]
+    static let gauges: Set<String> = ["qps", "cache_hit_percent", "pool_mappings", "pool_addresses", "peers", "renumbering_flows"]
 
     func run() async throws {
         let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -172,6 +172,8 @@ public final class DemoGateway {
         let relayedAfter = try routerCounter("relayed")
         steps.append(Step(title: "…directly: the router relayed none of those pings", command: "sixgatectl status (6bed4 relayed)",
                           output: "relayed before \(relayedBefore), after \(relayedAfter)", ok: relayedBefore >= 0 && relayedAfter == relayedBefore))
+        let peers = try routerCounter("peers")
+        steps.append(Step(title: "the router has heard from both peers", command: "sixgatectl status (6bed4 peers)", output: "peers \(peers)", ok: peers == 2))
         steps.append(try step("p2 reaches the IPv6-only s6 over 6bed4", "p2", ["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:2::10"]) { $0.contains(" 0% packet loss") })
         steps.append(try step("sixgatectl status", nil, [bin + "/sixgatectl", "status", config]) { $0.contains("translator: serving") && $0.contains("dns64: serving") && $0.contains("6bed4: serving") })
         steps.append(try step("sixgatectl verify", nil, [bin + "/sixgatectl", "verify", config, "--netns", rig.ns("gw")]) { !$0.contains("FAIL") })

@@ -13,7 +13,7 @@ import Testing
         let demo = try DemoGateway(bin: binDir)
         defer { demo.rig.teardown() }
         let steps = try demo.scenarios()
-        #expect(steps.count == 10)
+        #expect(steps.count == 11)
         for step in steps {
             #expect(step.ok, "\(step.title)\n$ \(step.command)\n\(step.output)")
         }
