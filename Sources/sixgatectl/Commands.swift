@@ -8,7 +8,7 @@ struct SixgateCtl: ParsableCommand {
         commandName: "sixgatectl",
         abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
         version: SixgateVersion.string,
-        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Verify.self, InjectFault.self, Render.self, Reference.self]
+        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Reload.self, Verify.self, InjectFault.self, Render.self, Reference.self]
     )
 }
 

@@ -242,6 +242,29 @@ struct Verify: ParsableCommand {
     }
 }
 
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask the running sixgated to restart every part cleanly with the config it runs.",
+        discussion: """
+            The parts stop (the dynamic pool's state saved) and the daemon executes itself again, same PID, its TUN \
+            queues and 6bed4 socket kept open across so that nothing in flight is lost. A changed config is not \
+            reloaded this way: `apply` it, which reconciles the kernel and then reloads. Exit status: 0 restarting, \
+            1 no daemon answers or its config file changed since it started.
+            """
+    )
+    @Argument(help: "The config file, for the control socket's path.") var config = "/etc/sixgate/sixgate.toml"
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        try reporting("reload") {
+            let answer = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "restart"))
+            let reply = try JSONDecoder().decode([String: String].self, from: answer)
+            if let error = reply["error"] { throw ControlError(path: c.controller.controlSocket, what: error) }
+            print("sixgated restarts cleanly with \(reply["restarting"] ?? config)")
+        }
+    }
+}
+
 /// For tests of supervision: makes a part of the running daemon fail as if
 /// it had crashed; the daemon restarts it.
 struct InjectFault: ParsableCommand {

@@ -129,7 +129,8 @@ final class Registry: Sendable {
     }
 }
 
-/// The control socket: `status` for sixgatectl, as JSON.
+/// The control socket: `status`, `reload` (a config apply hands over),
+/// `restart` (a clean reload with the same config) and `inject-fault`, as JSON.
 struct ControlService: Service {
     let path: String
     let registry: Registry
@@ -162,6 +163,15 @@ struct ControlService: Service {
                 registry.lastApply.withLock { $0 = "\(when) \(path): \(answer.summary)\(answer.restarting ? "; restarted with it" : "")" }
                 defer { if answer.restarting { registry.restart(with: path) } }
                 return reply(answer)
+            case "restart":
+                // sixgatectl reload: every part stopped cleanly and started again
+                // with the config the daemon runs, as long as its file still says so.
+                guard let onDisk = try? ConfigLoader.load(path: registry.path), onDisk == registry.config else {
+                    return reply(["error": "\(registry.path) is no longer the config sixgated runs (changed or not valid): `sixgatectl apply` it, which reloads the daemon too"])
+                }
+                registry.lastApply.withLock { $0 = "\(Date().formatted(.iso8601)) clean reload asked for; restarted" }
+                defer { registry.restart(with: registry.path) }
+                return reply(["restarting": registry.path])
             case "inject-fault":
                 // For tests of supervision: the part fails as if it had crashed.
                 guard let part = request.part.flatMap(Part.init(rawValue:)), registry.inject(part, "fault injected over the control socket") else {
