@@ -56,7 +56,6 @@ public enum Handover {
             return s.inherited.values.flatMap { $0 }
         }
         for fd in fds { close(fd) }
-        unsetenv(variable)
     }
 
     /// From now on, `shelve` keeps descriptors for the exec.
@@ -73,10 +72,13 @@ public enum Handover {
     }
 
     /// Just before the exec: the shelved descriptors, open across it, as the
-    /// value of SIXGATE_FDS.
+    /// value of SIXGATE_FDS. What this program inherited and has not taken
+    /// yet goes on too: left open and unnamed, a TUN queue would stay
+    /// attached with nobody reading it, a black hole for the flows the
+    /// kernel steers to it.
     public static func environment() -> String {
-        let shelved = state.withLock { $0.shelved }
-        for (_, fd) in shelved { _ = fcntl(fd, F_SETFD, 0) }
-        return shelved.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+        let passed = state.withLock { s in s.shelved + s.inherited.flatMap { key, fds in fds.map { (key, $0) } } }
+        for (_, fd) in passed { _ = fcntl(fd, F_SETFD, 0) }
+        return passed.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
     }
 }

@@ -70,6 +70,12 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     logger.logLevel = .notice
     let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     registry.shutdown.withLock { $0 = { Task { await group.triggerGracefulShutdown() } } }
+    // What a reload handed over is closed once every part serves; when one
+    // cannot, ten seconds after the start: an unread TUN queue loses packets.
+    Task {
+        try? await Task.sleep(for: .seconds(10))
+        Handover.closeUnclaimed()
+    }
     do {
         try await group.run()
         if let path = registry.restartPath { reexecute(config: path, registry: registry) }
