@@ -77,11 +77,6 @@ public final class DynamicPool: Sendable {
         range.contains(a) || retiring.contains { $0.range.contains(a) && now < $0.until }
     }
 
-    /// An address of an earlier range past its deadline: its host moves to
-    /// the new range with its next packet.
-    private func isRetired(_ a: IPv4Address, now: UInt64) -> Bool {
-        !range.contains(a) && !retiring.contains { $0.range.contains(a) && now < $0.until }
-    }
 
     /// The pool address of `host`, allocating one if it has none; nil when the
     /// pool is exhausted.
@@ -136,7 +131,7 @@ public final class DynamicPool: Sendable {
     public func expire(now: UInt64) {
         state.withLock { s in
             for (i, m) in s.mappings.enumerated() {
-                guard let m, isIdle(m, now: now) || (!retiring.isEmpty && isRetired(m.ipv4, now: now)) else { continue }
+                guard let m, isIdle(m, now: now) || (!retiring.isEmpty && !owns(m.ipv4, now: now)) else { continue }
                 release(&s, at: i, m)
             }
         }
@@ -181,8 +176,7 @@ public final class DynamicPool: Sendable {
 
     // MARK: - State file
 
-    /// Writes the mappings when they changed: to a temporary file, then renamed
-    /// over the old one, so a crash leaves either the old file or the new one.
+    /// Writes the mappings when they changed (`StateFile.replace`).
     public func save() throws {
         guard let stateFile else { return }
         // One save at a time: the housekeeping timer and a signal may both ask.
@@ -199,15 +193,8 @@ public final class DynamicPool: Sendable {
             return ("# sixgate dynamic pool: IPv6 host, IPv4 address, last used (seconds since 1970)\n" + lines.joined(), d)
         }
         guard dirty else { return }
-        let dir = (stateFile as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let temp = stateFile + ".tmp"
         do {
-            try text.write(toFile: temp, atomically: false, encoding: .utf8)
-            // On disk before it replaces the old file, or a crash could leave neither.
-            let fd = open(temp, O_RDONLY)
-            if fd >= 0 { fsync(fd); close(fd) }
-            guard rename(temp, stateFile) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            try StateFile.replace(stateFile, with: text)
         } catch {
             state.withLock { $0.dirty = true }
             throw error
@@ -229,5 +216,23 @@ public final class DynamicPool: Sendable {
                 s.mappings.append(Mapping(ipv6: v6, ipv4: v4, lastUsed: t))
             }
         }
+    }
+}
+
+/// The translator's state files: written to a temporary file, on disk
+/// before it is renamed over the old one, so that a crash leaves either the
+/// old file or the new one, never neither.
+enum StateFile {
+    static func replace(_ path: String, with text: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let temp = path + ".tmp"
+        try text.write(toFile: temp, atomically: false, encoding: .utf8)
+        let fd = open(temp, O_RDONLY)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+        guard rename(temp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
     }
 }

@@ -30,6 +30,9 @@ public final class Engine: @unchecked Sendable {
     /// Until this second a retiring prefix is accepted (settings.retiring);
     /// after it, one comparison per packet is all renumbering costs.
     let transitionEnd: UInt64
+    /// A retiring prefix lies inside the current one (a /96 renumbered to the
+    /// /64 around it): its addresses are its own, not the wider prefix's.
+    let nestedRetiring: Bool
     private let counters = Mutex(TranslatorCounters())
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
@@ -51,6 +54,7 @@ public final class Engine: @unchecked Sendable {
         self.pool = pool
         self.flows = flows
         transitionEnd = settings.transitionEnd
+        nestedRetiring = settings.retiring.contains { settings.prefix.prefix.contains($0.prefix.prefix) && $0.prefix.length > settings.prefix.length }
     }
 
     deinit { fragmentHeader.deallocate() }
@@ -167,7 +171,10 @@ public final class Engine: @unchecked Sendable {
     /// Every extraction goes through here, so that both prefixes work alike.
     @inline(__always)
     func embedded(_ a: IPv6Address, now: UInt64) -> Mapped4? {
-        if let v4 = settings.prefix.extract(a) { return Mapped4(address: v4, prefix: settings.prefix) }
+        if let v4 = settings.prefix.extract(a) {
+            if nestedRetiring, now < transitionEnd, let m = embeddedInRetiring(a, now: now), let p = m.prefix, p.length > settings.prefix.length { return m }
+            return Mapped4(address: v4, prefix: settings.prefix)
+        }
         return now < transitionEnd ? embeddedInRetiring(a, now: now) : nil
     }
 

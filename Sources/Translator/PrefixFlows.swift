@@ -8,8 +8,9 @@ import Synchronization
 ///
 /// Shared by the engines of all queues and kept across datapath restarts, like
 /// the pool. A fixed table allocated once: recording and looking up a flow
-/// allocate nothing. It is consulted only during a transition, so one
-/// uncontended lock per packet is then acceptable. Open addressing with a
+/// allocate nothing. It is consulted only during a transition: one lock per
+/// packet, shared by the queues, costs some throughput then, for a few
+/// minutes, and nothing otherwise. Open addressing with a
 /// bounded window: when the window of a new flow is full, the flow seen least
 /// recently gives way; a flow the table lost falls back to the engine's rule
 /// for unknown flows.
@@ -47,6 +48,9 @@ public final class PrefixFlows: Sendable {
     private struct State {
         var slots: [Slot]
         var count = 0
+        /// A flow was added or changed its prefix since the last save (a
+        /// flow only seen again is not worth a write).
+        var changed = false
     }
 
     /// How many slots a key may occupy from its hash on: a lookup reads at
@@ -100,6 +104,7 @@ public final class PrefixFlows: Sendable {
                 }
                 if record {
                     s.slots[i].prefix = otherwise
+                    s.changed = true
                     s.slots[i].lastSeen = now
                 }
                 return otherwise
@@ -113,6 +118,7 @@ public final class PrefixFlows: Sendable {
     public func record(_ key: Key, prefix: NAT64Prefix, now: UInt64) {
         state.withLock { s in
             if let i = find(&s, key) {
+                if s.slots[i].prefix != prefix { s.changed = true }
                 s.slots[i].prefix = prefix
                 s.slots[i].lastSeen = now
             } else {
@@ -146,12 +152,13 @@ public final class PrefixFlows: Sendable {
             if s.slots[i].lastSeen < s.slots[victim].lastSeen { victim = i }
         }
         s.slots[victim] = Slot(key: key, prefix: prefix, lastSeen: now, used: true)
+        s.changed = true
     }
 
     // MARK: - State file
 
-    /// Writes the table to `path`: to a temporary file, then renamed over the
-    /// old one, so that a crash leaves either the old file or the new one.
+    /// Writes the table to `path` when a flow was added or changed since the
+    /// last time (`StateFile.replace`).
     public func save(to path: String) throws {
         // One save at a time: two would write the same temporary file.
         try saving.withLock { _ in try write(to: path) }
@@ -160,20 +167,22 @@ public final class PrefixFlows: Sendable {
     private let saving = Mutex(())
 
     private func write(to path: String) throws {
-        let entries = state.withLock { s in s.slots.filter(\.used) }
+        let entries = state.withLock { s -> [Slot]? in
+            defer { s.changed = false }
+            return s.changed ? s.slots.filter(\.used) : nil
+        }
+        guard let entries else { return }
         var text = "# sixgate prefix flows: local4 remote4 local-port remote-port proto kind(p=ports f=fragment) prefix last-seen\n"
         for e in entries {
             let k = e.key
             text += "\(k.local4) \(k.remote4) \(k.localPort) \(k.remotePort) \(k.proto) \(k.fragment ? "f" : "p") \(e.prefix) \(e.lastSeen)\n"
         }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        let temp = path + ".tmp"
-        try text.write(toFile: temp, atomically: false, encoding: .utf8)
-        // On disk before it replaces the old file, or a crash could leave neither.
-        let fd = open(temp, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(temp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        do {
+            try StateFile.replace(path, with: text)
+        } catch {
+            state.withLock { $0.changed = true }
+            throw error
+        }
     }
 
     /// Adds the flows saved in `path` whose prefix is one of `prefixes` (a

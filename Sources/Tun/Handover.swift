@@ -49,9 +49,11 @@ public enum Handover {
     }
 
     /// Closes what was handed over and not taken (a device the new config
-    /// does not name, fewer queues).
+    /// does not name, fewer queues); nothing once a handover is armed, for
+    /// then the next program gets them.
     public static func closeUnclaimed() {
         let fds = state.withLock { s -> [Int32] in
+            guard !s.armed else { return [] }
             defer { s.inherited = [:] }
             return s.inherited.values.flatMap { $0 }
         }
@@ -77,7 +79,13 @@ public enum Handover {
     /// attached with nobody reading it, a black hole for the flows the
     /// kernel steers to it.
     public static func environment() -> String {
-        let passed = state.withLock { s in s.shelved + s.inherited.flatMap { key, fds in fds.map { (key, $0) } } }
+        let passed = state.withLock { s in
+            defer {
+                s.shelved = []
+                s.inherited = [:]
+            }
+            return s.shelved + s.inherited.flatMap { key, fds in fds.map { (key, $0) } }
+        }
         for (_, fd) in passed { _ = fcntl(fd, F_SETFD, 0) }
         return passed.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
     }

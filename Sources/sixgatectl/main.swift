@@ -182,8 +182,8 @@ struct Status: ParsableCommand {
             print("sixgated \(status.version), up \(up.humanReadable), config \(status.config), prefix \(status.prefix)")
             print("last apply: \(status.lastApply ?? "none since the daemon started")")
             let now = UInt64(time(nil))
-            for r in status.retiring { print("renumbering: \(r.description(now: now)), then only \(status.prefix)") }
-            for r in status.retiringPools { print("renumbering: pool \(r.description(now: now)): its hosts keep their addresses until then") }
+            for r in status.retiring ?? [] { print("renumbering: \(r.description(now: now)), then only \(status.prefix)") }
+            for r in status.retiringPools ?? [] { print("renumbering: pool \(r.description(now: now)): its hosts keep their addresses until then") }
             for part in status.parts {
                 print("\n\(part.name): \(part.state)")
                 for line in part.detail { print("  \(line)") }

@@ -120,9 +120,19 @@ struct TranslatorService: Service {
         let flows = settings.retiring.isEmpty ? nil : PrefixFlows()
         if flows == nil { try? FileManager.default.removeItem(atPath: c.flowStateFile) }
         flows?.load(from: c.flowStateFile, now: UInt64(time(nil)), accepting: [c.prefix] + settings.retiring.map(\.prefix))
-        @Sendable func save() {
+        let flowsSaved = Mutex<UInt64>(0)
+        /// The flow table is copied under the lock every queue takes: written
+        /// every 30 s while it runs (and when it stops), not every second.
+        @Sendable func save(stopping: Bool = false) {
             do { try pool?.save() } catch { logger.error("cannot save the pool state: \(error)") }
-            do { try flows?.save(to: c.flowStateFile) } catch { logger.error("cannot save the flows of the renumbering: \(error)") }
+            guard let flows else { return }
+            let now = UInt64(time(nil))
+            guard stopping || flowsSaved.withLock({ last in
+                guard now >= last + 30 else { return false }
+                last = now
+                return true
+            }) else { return }
+            do { try flows.save(to: c.flowStateFile) } catch { logger.error("cannot save the flows of the renumbering: \(error)") }
         }
         let once: @Sendable () async throws -> Void = { [settings] in
             let datapath = TunDatapath(settings: settings, pool: pool, device: c.nat64.device,
@@ -149,7 +159,7 @@ struct TranslatorService: Service {
                 }
                 return counters
             }
-            defer { save() }
+            defer { save(stopping: true) }
             // Housekeeping: idle pool mappings go, and the state file follows the pool.
             try await runDatapath(.translator, logger: logger, every: .seconds(1), counters: { datapath.counters.summary },
                                   failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped }) {

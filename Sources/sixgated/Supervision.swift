@@ -58,7 +58,7 @@ func supervised(_ part: Part, restart: Bool, registry: Registry, logger: Logger,
             logger.error("\(part.rawValue) failed: \(error.reason); restarting in \(delay.humanReadable)")
             do {
                 let wait = delay
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+                try await cancelWhenGracefulShutdown { [wait] in try await Task.sleep(for: wait) }
             } catch {
                 return
             }
@@ -78,29 +78,42 @@ struct RenumberingService: Service {
 
     func run() async throws {
         guard let history = registry.history, let deadline = history.nextDeadline(after: UInt64(time(nil))) else { return }
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await Task.sleep(for: .seconds(max(0, Int64(deadline) - Int64(time(nil)))))
+        var wait = Duration.seconds(max(0, Int64(deadline) - Int64(time(nil))))
+        while true {
+            do {
+                try await cancelWhenGracefulShutdown { [wait] in try await Task.sleep(for: wait) }
+            } catch {
+                return  // shut down first
             }
-        } catch {
-            return  // shut down before the deadline
+            let now = UInt64(time(nil))
+            let ended = (history.retiring.filter { $0.until <= now }.map(\.prefix)
+                + history.retiringPools.filter { $0.until <= now }.map { "pool \($0.prefix)" }).joined(separator: ", ")
+            let changes: String
+            do {
+                let reconciler = try Reconciler(namespace: nil)
+                let plan = try reconciler.plan(registry.config)
+                try reconciler.apply(plan, stateDir: registry.config.controller.stateDir)
+                changes = plan.drift.isEmpty ? "no changes" : plan.drift.map(\.description).joined(separator: "; ")
+            } catch {
+                // The old routes and rules stay, harmless: tried again shortly.
+                logger.error("renumbering: \(ended) retired, but applying that failed: \(error); trying again in 30 s")
+                wait = .seconds(30)
+                continue
+            }
+            logger.info("renumbering: \(ended) retired; \(changes)")
+            let when = Date().formatted(.iso8601)
+            // The restart reads the config file again: only when it still holds
+            // what runs, or an edit nobody applied would go live unreconciled.
+            // Otherwise the parts go on as they are (the translator has stopped
+            // taking the old prefix by itself) until that edit is applied.
+            guard let onDisk = try? ConfigLoader.load(path: registry.path), onDisk == registry.config else {
+                logger.warning("renumbering: \(registry.path) changed since it was applied; not restarting with it: `sixgatectl apply` it")
+                registry.lastApply.withLock { $0 = "\(when) renumbering ended, \(ended) retired: \(changes); not restarted, the config file changed since" }
+                return
+            }
+            registry.lastApply.withLock { $0 = "\(when) renumbering ended, \(ended) retired: \(changes); restarted" }
+            registry.restart(with: registry.path)
+            return
         }
-        let now = UInt64(time(nil))
-        let ended = (history.retiring.filter { $0.until <= now }.map(\.prefix)
-            + history.retiringPools.filter { $0.until <= now }.map { "pool \($0.prefix)" }).joined(separator: ", ")
-        var outcome: String
-        do {
-            let reconciler = try Reconciler(namespace: nil)
-            let plan = try reconciler.plan(registry.config)
-            try reconciler.apply(plan, stateDir: registry.config.controller.stateDir)
-            outcome = plan.drift.map(\.description).joined(separator: "; ")
-            logger.info("renumbering: \(ended) retired; \(outcome.isEmpty ? "no changes" : outcome)")
-        } catch {
-            outcome = "applying failed: \(error)"
-            logger.error("renumbering: \(ended) retired, but \(outcome); `sixgatectl audit` shows what is left")
-        }
-        let when = Date().formatted(.iso8601)
-        registry.lastApply.withLock { $0 = "\(when) renumbering ended, \(ended) retired: \(outcome.isEmpty ? "no changes" : outcome); restarted" }
-        registry.restart(with: registry.path)
     }
 }

@@ -21,12 +21,12 @@ import Testing
         #expect(PrefixHistory.next(after: first, config: a, now: 1500) == first, "the same config changes nothing")
         let changed = PrefixHistory.next(after: first, config: b, now: 2000)
         #expect(changed.current == "2001:db8:46::/96")
-        #expect(changed.retiring == [.init(prefix: "2001:db8:64::/96", until: 2020)], "max(DNS64 max_ttl 20 s, PREF64 16 s)")
-        #expect(changed.active(at: 2019).map(\.prefix.description) == ["2001:db8:64::/96"])
-        #expect(changed.active(at: 2020).isEmpty)
-        #expect(PrefixHistory.next(after: changed, config: b, now: 2021).retiring.isEmpty, "an expired prefix is forgotten")
+        #expect(changed.retiring == [.init(prefix: "2001:db8:64::/96", until: 2025)], "max(DNS64 max_ttl 20 s, PREF64 16 s) and 5 s to stop")
+        #expect(changed.active(at: 2024).map(\.prefix.description) == ["2001:db8:64::/96"])
+        #expect(changed.active(at: 2025).isEmpty)
+        #expect(PrefixHistory.next(after: changed, config: b, now: 2026).retiring.isEmpty, "an expired prefix is forgotten")
         let back = PrefixHistory.next(after: changed, config: a, now: 2005)
-        #expect(back.current == "2001:db8:64::/96" && back.retiring == [.init(prefix: "2001:db8:46::/96", until: 2025)],
+        #expect(back.current == "2001:db8:64::/96" && back.retiring == [.init(prefix: "2001:db8:46::/96", until: 2030)],
                 "a prefix that comes back is current, not retiring")
     }
 
@@ -36,7 +36,9 @@ import Testing
         let lowered = PrefixHistory.next(after: PrefixHistory.next(after: nil, config: long, now: 0), config: short, now: 100)
         #expect(lowered.hold == 20 && lowered.earlierAnswersUntil == 3700)
         #expect(PrefixHistory.next(after: lowered, config: other, now: 200).retiring.map(\.until) == [3700])
-        #expect(PrefixHistory.next(after: lowered, config: other, now: 5000).retiring.map(\.until) == [5020])
+        #expect(PrefixHistory.next(after: lowered, config: other, now: 5000).retiring.map(\.until) == [5025])
+        let odd = try config(prefix: "2001:db8:64::/96", maxTTL: "10s", pref64: "17s")
+        #expect(PrefixHistory.hold(for: odd) == 24, "PREF64 lifetimes go out in units of 8 s, rounded up")
     }
 
     @Test func withoutDNS64Or6bed4NothingIsOwed() throws {

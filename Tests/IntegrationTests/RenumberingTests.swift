@@ -8,7 +8,7 @@ import Testing
 /// the dynamic pool change under a running download and a 6bed4 peer's
 /// ping, both on the old prefix. Both prefixes translate until the longest
 /// answer handed out for the old one has expired (here 20 s: DNS64 max_ttl,
-/// PREF64 lifetime 16 s); then the old prefix is gone from routes, nftables
+/// PREF64 lifetime 16 s; and 5 s for the old daemon to stop); then the old prefix is gone from routes, nftables
 /// and the translator. c6 keeps its address of the old pool until the
 /// pool's idle timeout (30 s) has passed, then gets one of the new pool.
 @Suite(.serialized) struct RenumberingTests {

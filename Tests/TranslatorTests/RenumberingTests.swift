@@ -256,3 +256,20 @@ private func destination6(_ p: [UInt8]) -> String { p.count >= 40 ? IPv6Address(
         }
     }
 }
+
+/// A /96 renumbered to the /64 around it: during the transition, addresses
+/// of the /96 are still read as the /96 embeds them, not as the /64 would.
+@Suite struct NestedRenumberingTests {
+    @Test func anOlderPrefixInsideTheNewOneKeepsItsAddresses() throws {
+        let settings = TranslatorSettings(prefix: try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/64")), own4: IPv4Address("192.0.2.1"),
+                                          retiring: [RetiringPrefix(prefix: try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")), until: 2000)])
+        let e = Engine(settings: settings, pool: DynamicPool(range: try IPv4Prefix.parse("192.0.2.128/25"), idleTimeout: 7200, stateFile: nil),
+                       flows: PrefixFlows(capacity: 1024))
+        let old = "2001:db8:64::cb00:7102"
+        let (o, v4) = run(e, Build.ipv6(src: c6, dst: old, next: 17, payload: Build.udp(sport: 5000, dport: 53, data: [1], src: c6, dst: old)), now: 1000)
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(IPv4Address(bytes: v4[16..<20]).description == s4, "the /96's address, not the /64's reading of it")
+        let (_, back) = run(e, Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, payload: Build.udp(sport: 53, dport: 5000, data: [2], src: s4, dst: "192.0.2.128")), now: 1000)
+        #expect(back.count >= 40 && IPv6Address(bytes: back[8..<24]).description == old, "the reply comes from the address c6 used")
+    }
+}

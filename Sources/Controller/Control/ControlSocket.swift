@@ -29,12 +29,13 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     /// When the last `sixgatectl apply` reached the daemon, and what it did.
     public var lastApply: String?
     /// A renumbering under way: the older prefixes still translated, and
-    /// the older pools whose hosts keep their addresses.
-    public var retiring: [PrefixHistory.Retiring]
-    public var retiringPools: [PrefixHistory.Retiring]
+    /// the older pools whose hosts keep their addresses. Optional, so that a
+    /// newer sixgatectl reads the status of a daemon from before them.
+    public var retiring: [PrefixHistory.Retiring]?
+    public var retiringPools: [PrefixHistory.Retiring]?
 
     public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus], lastApply: String? = nil,
-                retiring: [PrefixHistory.Retiring] = [], retiringPools: [PrefixHistory.Retiring] = []) {
+                retiring: [PrefixHistory.Retiring]? = nil, retiringPools: [PrefixHistory.Retiring]? = nil) {
         self.version = version
         self.config = config
         self.prefix = prefix
@@ -45,7 +46,6 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         self.retiringPools = retiringPools
     }
 }
-
 
 public struct PartStatus: Codable, Sendable, Equatable {
     public var name: String

@@ -58,9 +58,14 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     /// prefix from the gateway, so a new one takes over at once.
     public static func hold(for config: Config) -> UInt64 {
         let dns = config.dns64.enabled ? UInt64(config.dns64.maxTTL.components.seconds) : 0
-        let ra = config.sixbedfour.enabled ? UInt64(config.sixbedfour.pref64Lifetime.components.seconds) : 0
+        // RFC 8781 carries the lifetime in units of 8 s, rounded up.
+        let ra = config.sixbedfour.enabled ? (UInt64(config.sixbedfour.pref64Lifetime.components.seconds) + 7) / 8 * 8 : 0
         return max(dns, ra)
     }
+
+    /// Beyond the hold: the old daemon hands out the old prefix until its
+    /// parts have stopped, a moment after apply.
+    static let margin: UInt64 = 5
 
     /// The history after applying `config` at `now`: a changed prefix starts
     /// retiring, expired ones are forgotten, and a prefix that comes back is
@@ -84,7 +89,7 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
         var retiring = previous.retiring.filter { $0.until > now && $0.prefix != prefix }
         var earlier = previous.earlierAnswersUntil > now ? previous.earlierAnswersUntil : 0
         if previous.current != prefix {
-            let until = max(now + previous.hold, earlier)
+            let until = max(previous.hold > 0 ? now + previous.hold + margin : now, earlier)
             if until > now { retiring.append(Retiring(prefix: previous.current, until: until)) }
             earlier = 0
         } else if hold < previous.hold {
