@@ -259,11 +259,17 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         #expect(jsonX != jsonY)
 
         let binary = binDir + "/sixgatectl"
+        let targets = [try isolated(y, in: rig), try isolated(x, in: rig)]
+        // Kills land anywhere from the start to a little after a whole apply,
+        // measured now: a loaded machine (the other tests) makes it slower.
+        let started = ContinuousClock.now
+        #expect(try Spawn.run([binary, "apply", targets[0], "--netns", rig.ns("gw")], timeout: .seconds(30), scratch: rig.scratch).succeeded)
+        let whole = (ContinuousClock.now - started).components
+        let window = UInt32(clamping: whole.seconds * 1_500_000 + whole.attoseconds / 666_666_666_666)
         var seen: Set<String> = []
         for i in 0..<60 {
-            let target = try isolated(i % 2 == 0 ? y : x, in: rig)
-            let pid = try Spawn.start([binary, "apply", target, "--netns", rig.ns("gw")], stdout: "/dev/null", stderr: "/dev/null")
-            usleep(UInt32.random(in: 0...40_000))
+            let pid = try Spawn.start([binary, "apply", targets[(i + 1) % 2], "--netns", rig.ns("gw")], stdout: "/dev/null", stderr: "/dev/null")
+            usleep(UInt32.random(in: 0...max(40_000, window)))
             kill(pid, SIGKILL)
             _ = Spawn.wait(pid, timeout: .seconds(10))
             let now = try #require(try tableJSON(rig), "the table vanished after kill \(i)")
