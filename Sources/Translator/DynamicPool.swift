@@ -14,17 +14,6 @@ import Synchronization
 /// range keep it (their connections live on, masqueraded as before) until
 /// that range's deadline; new hosts get addresses of the new range only.
 public final class DynamicPool: Sendable {
-    /// An earlier range of the pool and when its mappings end (wall clock).
-    public struct RetiringRange: Sendable, Equatable {
-        public var range: IPv4Prefix
-        public var until: UInt64
-
-        public init(range: IPv4Prefix, until: UInt64) {
-            self.range = range
-            self.until = until
-        }
-    }
-
     public struct Mapping: Sendable, Equatable {
         public let ipv6: IPv6Address
         public let ipv4: IPv4Address
@@ -33,7 +22,8 @@ public final class DynamicPool: Sendable {
     }
 
     public let range: IPv4Prefix
-    public let retiring: [RetiringRange]
+    /// Earlier ranges, whose mappings end at their deadline.
+    public let retiring: [Retiring<IPv4Prefix>]
     public let idleTimeout: UInt64
     public let stateFile: String?
 
@@ -61,7 +51,7 @@ public final class DynamicPool: Sendable {
 
     /// `reserved` are addresses of the range never handed out (the
     /// translator's own address, for instance).
-    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = [], retiring: [RetiringRange] = []) {
+    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = [], retiring: [Retiring<IPv4Prefix>] = []) {
         self.range = range
         self.retiring = retiring
         self.idleTimeout = idleTimeout
@@ -74,7 +64,7 @@ public final class DynamicPool: Sendable {
     /// Whether `a` is an address of the pool: of its range, or of an earlier
     /// range whose mappings are still kept.
     public func owns(_ a: IPv4Address, now: UInt64) -> Bool {
-        range.contains(a) || retiring.contains { $0.range.contains(a) && now < $0.until }
+        range.contains(a) || retiring.contains { $0.value.contains(a) && $0.isActive(at: now) }
     }
 
 
@@ -222,8 +212,8 @@ public final class DynamicPool: Sendable {
 /// The translator's state files: written to a temporary file, on disk
 /// before it is renamed over the old one, so that a crash leaves either the
 /// old file or the new one, never neither.
-enum StateFile {
-    static func replace(_ path: String, with text: String) throws {
+public enum StateFile {
+    public static func replace(_ path: String, with text: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         let temp = path + ".tmp"

@@ -30,9 +30,11 @@ public final class Engine: @unchecked Sendable {
     /// Until this second a retiring prefix is accepted (settings.retiring);
     /// after it, one comparison per packet is all renumbering costs.
     let transitionEnd: UInt64
-    /// A retiring prefix lies inside the current one (a /96 renumbered to the
-    /// /64 around it): its addresses are its own, not the wider prefix's.
-    let nestedRetiring: Bool
+    /// During a renumbering, the prefixes an address may be embedded in: the
+    /// most specific first (an older /96 inside the new /64 keeps its own
+    /// addresses), then the most recent (if two overlap, the later one has
+    /// the more flows). The current prefix never expires.
+    let accepted: [RetiringPrefix]
     private let counters = Mutex(TranslatorCounters())
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
@@ -54,7 +56,8 @@ public final class Engine: @unchecked Sendable {
         self.pool = pool
         self.flows = flows
         transitionEnd = settings.transitionEnd
-        nestedRetiring = settings.retiring.contains { settings.prefix.prefix.contains($0.prefix.prefix) && $0.prefix.length > settings.prefix.length }
+        let newestFirst = [RetiringPrefix(settings.prefix, until: .max)] + settings.retiring.reversed()
+        accepted = newestFirst.enumerated().sorted { ($0.element.value.length, -$0.offset) > ($1.element.value.length, -$1.offset) }.map(\.element)
     }
 
     deinit { fragmentHeader.deallocate() }
@@ -163,26 +166,19 @@ public final class Engine: @unchecked Sendable {
     struct Mapped4 {
         var address: IPv4Address
         var prefix: NAT64Prefix?
-        var retiring = false
     }
 
+    /// Whether `m` came through a retiring prefix (for the counters).
+    func isRetiring(_ m: Mapped4) -> Bool { m.prefix.map { $0 != settings.prefix } ?? false }
+
     /// The IPv4 address embedded in `a`, and the prefix that held it: the
-    /// current prefix, or during a renumbering a retiring one still accepted.
+    /// current prefix, or during a renumbering any prefix still accepted.
     /// Every extraction goes through here, so that both prefixes work alike.
     @inline(__always)
     func embedded(_ a: IPv6Address, now: UInt64) -> Mapped4? {
-        if let v4 = settings.prefix.extract(a) {
-            if nestedRetiring, now < transitionEnd, let m = embeddedInRetiring(a, now: now), let p = m.prefix, p.length > settings.prefix.length { return m }
-            return Mapped4(address: v4, prefix: settings.prefix)
-        }
-        return now < transitionEnd ? embeddedInRetiring(a, now: now) : nil
-    }
-
-    /// The most recent retiring prefix first: if two overlap, the flows of
-    /// the later one are the more numerous.
-    func embeddedInRetiring(_ a: IPv6Address, now: UInt64) -> Mapped4? {
-        for r in settings.retiring.reversed() where r.isActive(at: now) {
-            if let v4 = r.prefix.extract(a) { return Mapped4(address: v4, prefix: r.prefix, retiring: true) }
+        guard now < transitionEnd else { return settings.prefix.extract(a).map { Mapped4(address: $0, prefix: settings.prefix) } }
+        for r in accepted where r.isActive(at: now) {
+            if let v4 = r.value.extract(a) { return Mapped4(address: v4, prefix: r.value) }
         }
         return nil
     }

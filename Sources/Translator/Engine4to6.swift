@@ -42,7 +42,7 @@ extension Engine {
         var retiring = false
         if let hairpin, let via = hairpin.prefix {
             prefix = via
-            retiring = hairpin.retiring
+            retiring = isRetiring(hairpin)
         } else if now < transitionEnd {
             prefix = prefix4to6(p, ihl: ihl, total: total, proto: proto, offset: offset, more: more, now: now)
             retiring = prefix != settings.prefix

@@ -68,7 +68,7 @@ extension Engine {
         switch source4(src6, now: now) {
         case .success(let m):
             src4 = m.address
-            sourceRetiring = m.retiring
+            sourceRetiring = isRetiring(m)
         case .failure(.poolExhausted):
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: .poolExhausted)
         case .failure(let r):
@@ -136,7 +136,7 @@ extension Engine {
         if settings.eam.ipv6(for: dst4) != nil || hairpinPool {
             return translate4to6(base, start: start + out, length: length4, now: now, hairpin: dst)
         }
-        return counted(true, .forward(start: start + out, length: length4), retiring: dst.retiring || sourceRetiring)
+        return counted(true, .forward(start: start + out, length: length4), retiring: isRetiring(dst) || sourceRetiring)
     }
 
     /// Translates the ICMPv6 message at `p + at` into ICMPv4, in place; an

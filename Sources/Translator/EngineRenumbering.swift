@@ -9,12 +9,12 @@ extension Engine {
 
     /// The most recent retiring prefix still accepted at `now`.
     func latestRetiring(now: UInt64) -> NAT64Prefix? {
-        settings.retiring.last { $0.isActive(at: now) }?.prefix
+        settings.retiring.last { $0.isActive(at: now) }?.value
     }
 
     /// Whether a flow recorded with `p` may still use it.
     func accepts(_ p: NAT64Prefix, now: UInt64) -> Bool {
-        p == settings.prefix || settings.retiring.contains { $0.prefix == p && $0.isActive(at: now) }
+        p == settings.prefix || settings.retiring.contains { $0.value == p && $0.isActive(at: now) }
     }
 
     /// The ports of the IPv4 packet at `p` (header of `ihl` bytes, `length`

@@ -1,22 +1,31 @@
 import Packet
 import Synchronization
 
-/// A NAT64 prefix being replaced: during a renumbering it is still accepted,
-/// and flows that started on it keep it, until `until` (wall clock, seconds
+/// What a renumbering replaces (a NAT64 prefix, a range of the dynamic
+/// pool, or their text in the controller's history): still honoured, and
+/// flows that started on it keep it, until `until` (wall clock, seconds
 /// since 1970), so that the change breaks no connection.
-public struct RetiringPrefix: Sendable, Equatable {
-    public var prefix: NAT64Prefix
+public struct Retiring<Value: Sendable & Equatable>: Sendable, Equatable {
+    public var value: Value
     public var until: UInt64
 
-    public init(prefix: NAT64Prefix, until: UInt64) {
-        self.prefix = prefix
+    public init(_ value: Value, until: UInt64) {
+        self.value = value
         self.until = until
     }
 
-    /// Whether it is still accepted at `now`.
+    /// Whether it is still honoured at `now`.
     @inlinable
     public func isActive(at now: UInt64) -> Bool { now < until }
+
+    enum CodingKeys: String, CodingKey {
+        case value = "prefix", until
+    }
 }
+
+extension Retiring: Codable where Value: Codable {}
+
+public typealias RetiringPrefix = Retiring<NAT64Prefix>
 
 /// What the translator is handed: the validated values it needs, never the
 /// config file.

@@ -213,7 +213,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let config = try loadOrExit(options.config)
-        let verifier = Verifier(config: config, retiring: PrefixHistory.running(config)?.active(at: UInt64(time(nil))).map(\.prefix) ?? [])
+        let verifier = Verifier(config: config, retiring: PrefixHistory.running(config)?.active(at: UInt64(time(nil))).map(\.value) ?? [])
         var checks: [VerifyCheck] = []
         try reporting("verify") {
             let socket = config.controller.controlSocket

@@ -34,8 +34,6 @@ final class Registry: Sendable {
     /// Older prefixes and pools of a renumbering under way (`PrefixHistory`),
     /// as the apply before this start left them: every part serves them too.
     let history: PrefixHistory?
-    let retiring: [RetiringPrefix]
-    let retiringPools: [DynamicPool.RetiringRange]
     let path: String
     private let started = ContinuousClock.now
 
@@ -43,10 +41,20 @@ final class Registry: Sendable {
         state = Mutex(State(parts: parts.map { ($0, Entry()) }))
         self.config = config
         self.path = path
-        let history = PrefixHistory.running(config), now = UInt64(time(nil))
-        self.history = history
-        retiring = history?.active(at: now) ?? []
-        retiringPools = history?.activePools(at: now) ?? []
+        history = PrefixHistory.running(config)
+    }
+
+    /// The retiring prefixes and pools a part starting now serves.
+    var retiring: [RetiringPrefix] { history?.active(at: UInt64(time(nil))) ?? [] }
+    var retiringPools: [Retiring<IPv4Prefix>] { history?.activePools(at: UInt64(time(nil))) ?? [] }
+
+    /// Whether the config file still holds the config that runs: a restart
+    /// reads it again, and must not put an edit nobody applied into force.
+    var configFileUnchanged: Bool { (try? ConfigLoader.load(path: path)) == config }
+
+    /// Records, for `status`, what the last apply (or the daemon itself) did.
+    func note(_ what: String) {
+        lastApply.withLock { $0 = "\(Date().formatted(.iso8601)) \(what)" }
     }
 
     func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
@@ -124,8 +132,8 @@ final class Registry: Sendable {
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,
                             uptime: Int((ContinuousClock.now - started).components.seconds), parts: parts,
                             lastApply: lastApply.withLock { $0 },
-                            retiring: history?.retiring.filter { $0.until > now } ?? [],
-                            retiringPools: history?.retiringPools.filter { $0.until > now } ?? [])
+                            retiring: history?.retiring.filter { $0.isActive(at: now) } ?? [],
+                            retiringPools: history?.retiringPools.filter { $0.isActive(at: now) } ?? [])
     }
 }
 
@@ -150,26 +158,24 @@ struct ControlService: Service {
             case "reload":
                 // sixgatectl apply hands over the config it has just applied to the kernel.
                 guard let path = request.config else { return reply(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config")) }
-                let when = Date().formatted(.iso8601)
                 let new: Config
                 do {
                     new = try ConfigLoader.load(path: path)
                 } catch {
-                    registry.lastApply.withLock { $0 = "\(when) \(path): refused, the config is not valid" }
+                    registry.note("\(path): refused, the config is not valid")
                     return reply(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))
                 }
-                let parts = ReloadAnswer.changes(from: registry.config, to: new)
-                let answer = ReloadAnswer(parts: parts, restarting: parts.values.contains { $0 != "unchanged" } || new != registry.config)
-                registry.lastApply.withLock { $0 = "\(when) \(path): \(answer.summary)\(answer.restarting ? "; restarted with it" : "")" }
+                let answer = ReloadAnswer(parts: ReloadAnswer.changes(from: registry.config, to: new), restarting: new != registry.config)
+                registry.note("\(path): \(answer.summary)\(answer.restarting ? "; restarted with it" : "")")
                 defer { if answer.restarting { registry.restart(with: path) } }
                 return reply(answer)
             case "restart":
                 // sixgatectl reload: every part stopped cleanly and started again
                 // with the config the daemon runs, as long as its file still says so.
-                guard let onDisk = try? ConfigLoader.load(path: registry.path), onDisk == registry.config else {
+                guard registry.configFileUnchanged else {
                     return reply(["error": "\(registry.path) is no longer the config sixgated runs (changed or not valid): `sixgatectl apply` it, which reloads the daemon too"])
                 }
-                registry.lastApply.withLock { $0 = "\(Date().formatted(.iso8601)) clean reload asked for; restarted" }
+                registry.note("clean reload asked for; restarted")
                 defer { registry.restart(with: registry.path) }
                 return reply(["restarting": registry.path])
             case "inject-fault":

@@ -119,7 +119,7 @@ struct TranslatorService: Service {
         settings.retiring = registry.retiring
         let flows = settings.retiring.isEmpty ? nil : PrefixFlows()
         if flows == nil { try? FileManager.default.removeItem(atPath: c.flowStateFile) }
-        flows?.load(from: c.flowStateFile, now: UInt64(time(nil)), accepting: [c.prefix] + settings.retiring.map(\.prefix))
+        flows?.load(from: c.flowStateFile, now: UInt64(time(nil)), accepting: [c.prefix] + settings.retiring.map(\.value))
         let flowsSaved = Mutex<UInt64>(0)
         /// The flow table is copied under the lock every queue takes: written
         /// every 30 s while it runs (and when it stops), not every second.
@@ -144,12 +144,12 @@ struct TranslatorService: Service {
             }
             let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
             let devices = "\(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? "")"
-            let retiring = settings.retiring.map { ", retiring \($0.prefix)" }.joined()
+            let retiring = settings.retiring.map { ", retiring \($0.value)" }.joined()
             logger.info("translator ready: \(devices), prefix \(c.prefix)\(retiring)\(restored)")
             let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
             registry.serving(.translator, detail: [
                 "datapath tun (userspace), \(devices): \(why)",
-                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.range) for its hosts" }.joined() } ?? ""),
+                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.value) for its hosts" }.joined() } ?? ""),
             ]) {
                 var counters = PartStatus.counters(datapath.counters.summary)
                 if let flows { counters["renumbering_flows"] = flows.count }
@@ -252,7 +252,7 @@ struct SixBedFourService: Service {
 
     func run() async throws {
         guard var configured = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
-        configured.advertisement.retiredPref64 = registry.retiring.map(\.prefix)
+        configured.advertisement.retiredPref64 = registry.retiring.map(\.value)
         let settings = configured
         let device = config.sixbedfour.device, prefix = config.prefix, logger = logger, registry = registry
         let current = Mutex<RouterDatapath?>(nil)

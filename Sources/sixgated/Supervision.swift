@@ -86,8 +86,8 @@ struct RenumberingService: Service {
                 return  // shut down first
             }
             let now = UInt64(time(nil))
-            let ended = (history.retiring.filter { $0.until <= now }.map(\.prefix)
-                + history.retiringPools.filter { $0.until <= now }.map { "pool \($0.prefix)" }).joined(separator: ", ")
+            let ended = (history.retiring.filter { !$0.isActive(at: now) }.map(\.value)
+                + history.retiringPools.filter { !$0.isActive(at: now) }.map { "pool \($0.value)" }).joined(separator: ", ")
             let changes: String
             do {
                 let reconciler = try Reconciler(namespace: nil)
@@ -101,17 +101,14 @@ struct RenumberingService: Service {
                 continue
             }
             logger.info("renumbering: \(ended) retired; \(changes)")
-            let when = Date().formatted(.iso8601)
-            // The restart reads the config file again: only when it still holds
-            // what runs, or an edit nobody applied would go live unreconciled.
             // Otherwise the parts go on as they are (the translator has stopped
             // taking the old prefix by itself) until that edit is applied.
-            guard let onDisk = try? ConfigLoader.load(path: registry.path), onDisk == registry.config else {
+            guard registry.configFileUnchanged else {
                 logger.warning("renumbering: \(registry.path) changed since it was applied; not restarting with it: `sixgatectl apply` it")
-                registry.lastApply.withLock { $0 = "\(when) renumbering ended, \(ended) retired: \(changes); not restarted, the config file changed since" }
+                registry.note("renumbering ended, \(ended) retired: \(changes); not restarted, the config file changed since")
                 return
             }
-            registry.lastApply.withLock { $0 = "\(when) renumbering ended, \(ended) retired: \(changes); restarted" }
+            registry.note("renumbering ended, \(ended) retired: \(changes); restarted")
             registry.restart(with: registry.path)
             return
         }

@@ -6,9 +6,10 @@ import Testing
 /// Make before break, as the controller sees it: which prefixes a config
 /// keeps (routes, rules) while clients may still hold the old one.
 @Suite struct PrefixHistoryTests {
-    func config(prefix: String, maxTTL: String = "20s", pref64: String = "16s") throws -> Config {
+    func config(prefix: String, maxTTL: String = "20s", pref64: String = "16s", stateDir: String = "/var/lib/sixgate") throws -> Config {
         var text = try String(contentsOf: repoRoot.appendingPathComponent("examples/full.toml"), encoding: .utf8)
         text = text.replacingOccurrences(of: "prefix = \"2001:db8:64::/96\"", with: "prefix = \"\(prefix)\"")
+            .replacingOccurrences(of: "state_dir = \"/var/lib/sixgate\"", with: "state_dir = \"\(stateDir)\"")
             .replacingOccurrences(of: "max_ttl = \"30m\"", with: "max_ttl = \"\(maxTTL)\"")
             .replacingOccurrences(of: "pref64_lifetime = \"30m\"", with: "pref64_lifetime = \"\(pref64)\"")
         return try ConfigLoader.parse(text, source: "test.toml")
@@ -21,12 +22,12 @@ import Testing
         #expect(PrefixHistory.next(after: first, config: a, now: 1500) == first, "the same config changes nothing")
         let changed = PrefixHistory.next(after: first, config: b, now: 2000)
         #expect(changed.current == "2001:db8:46::/96")
-        #expect(changed.retiring == [.init(prefix: "2001:db8:64::/96", until: 2025)], "max(DNS64 max_ttl 20 s, PREF64 16 s) and 5 s to stop")
-        #expect(changed.active(at: 2024).map(\.prefix.description) == ["2001:db8:64::/96"])
+        #expect(changed.retiring == [.init("2001:db8:64::/96", until: 2025)], "max(DNS64 max_ttl 20 s, PREF64 16 s) and 5 s to stop")
+        #expect(changed.active(at: 2024).map(\.value.description) == ["2001:db8:64::/96"])
         #expect(changed.active(at: 2025).isEmpty)
         #expect(PrefixHistory.next(after: changed, config: b, now: 2026).retiring.isEmpty, "an expired prefix is forgotten")
         let back = PrefixHistory.next(after: changed, config: a, now: 2005)
-        #expect(back.current == "2001:db8:64::/96" && back.retiring == [.init(prefix: "2001:db8:46::/96", until: 2030)],
+        #expect(back.current == "2001:db8:64::/96" && back.retiring == [.init("2001:db8:46::/96", until: 2030)],
                 "a prefix that comes back is current, not retiring")
     }
 
@@ -75,11 +76,11 @@ import Testing
         let b = try ConfigLoader.parse(text.replacingOccurrences(of: "pool4 = \"192.0.2.128/25\"", with: "pool4 = \"198.51.100.128/25\""), source: "b.toml")
         let changed = PrefixHistory.next(after: PrefixHistory.next(after: nil, config: a, now: 0), config: b, now: 100)
         #expect(changed.pool == "198.51.100.128/25" && changed.retiring.isEmpty)
-        #expect(changed.activePools(at: 100) == [.init(range: try IPv4Prefix.parse("192.0.2.128/25"), until: 700)])
+        #expect(changed.activePools(at: 100) == [.init(try IPv4Prefix.parse("192.0.2.128/25"), until: 700)])
         #expect(changed.nextDeadline(after: 100) == 700 && changed.nextDeadline(after: 700) == nil)
         let env = Environment(links: [LinkInfo(name: "eth0", index: 2, isUp: true, mtu: 1500, kind: "veth"),
                                       LinkInfo(name: "eth1", index: 3, isUp: true, mtu: 1500, kind: "veth")], addresses: [])
-        let d = try DesiredState(config: b, environment: env, retiringPools: changed.activePools(at: 100).map(\.range))
+        let d = try DesiredState(config: b, environment: env, retiringPools: changed.activePools(at: 100).map(\.value))
         #expect(d.routes.map(\.description).contains("192.0.2.128/25 dev sg-nat64 metric 0"))
         let nft = d.table.nftText
         for rule in ["ip daddr 192.0.2.128/25 ct state established,related counter name \"pool4_return\"",
@@ -96,10 +97,13 @@ import Testing
         let dir = NSTemporaryDirectory() + "sixgate-history-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(PrefixHistory.load(stateDir: dir) == nil)
-        let h = PrefixHistory(current: "2001:db8:46::/96", hold: 20, earlierAnswersUntil: 0, retiring: [.init(prefix: "2001:db8:64::/96", until: 4_000_000_000)],
+        let h = PrefixHistory(current: "2001:db8:46::/96", hold: 20, earlierAnswersUntil: 0, retiring: [.init("2001:db8:64::/96", until: 4_000_000_000)],
                               pool: "192.0.2.128/25", poolHold: 7200, retiringPools: [])
         try h.save(stateDir: dir)
         #expect(PrefixHistory.load(stateDir: dir) == h)
-        #expect(PrefixHistory.running(try config(prefix: "2001:db8:46::/96")) == nil, "another state_dir: nothing")
+        // The daemon runs the history only when it was made for its config.
+        #expect(PrefixHistory.running(try config(prefix: "2001:db8:46::/96", stateDir: dir)) == h)
+        #expect(PrefixHistory.running(try config(prefix: "2001:db8:47::/96", stateDir: dir)) == nil, "another prefix")
+        #expect(PrefixHistory.running(try config(prefix: "2001:db8:46::/96")) == nil, "another state_dir")
     }
 }

@@ -97,7 +97,7 @@ import Testing
         #expect(before.address(for: h1, now: 1000)?.description == "192.0.2.128")
         try before.save()
 
-        let after = DynamicPool(range: new, idleTimeout: 7200, stateFile: file, retiring: [.init(range: old, until: 2000)])
+        let after = DynamicPool(range: new, idleTimeout: 7200, stateFile: file, retiring: [.init(old, until: 2000)])
         after.load(now: 1500)
         #expect(after.address(for: h1, now: 1500)?.description == "192.0.2.128", "h1 keeps its address")
         #expect(after.host(for: IPv4Address("192.0.2.128")!, now: 1500) == h1, "and its replies still find it")

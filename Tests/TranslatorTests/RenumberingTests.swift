@@ -18,7 +18,7 @@ private func makeRenumberingEngine(retiring: [(String, UInt64)] = [(oldPrefix, u
         prefix: try nat64(newPrefix),
         eam: EAMTable(try eam.map { try EAMTable.Entry(ipv4: IPv4Prefix.parse($0.0), ipv6: IPv6Prefix.parse($0.1)) }),
         own4: IPv4Address("192.0.2.1"),
-        retiring: try retiring.map { RetiringPrefix(prefix: try nat64($0.0), until: $0.1) })
+        retiring: try retiring.map { RetiringPrefix(try nat64($0.0), until: $0.1) })
     return Engine(settings: settings, pool: DynamicPool(range: try IPv4Prefix.parse("192.0.2.128/25"), idleTimeout: 7200, stateFile: nil), flows: flows)
 }
 
@@ -262,7 +262,7 @@ private func destination6(_ p: [UInt8]) -> String { p.count >= 40 ? IPv6Address(
 @Suite struct NestedRenumberingTests {
     @Test func anOlderPrefixInsideTheNewOneKeepsItsAddresses() throws {
         let settings = TranslatorSettings(prefix: try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/64")), own4: IPv4Address("192.0.2.1"),
-                                          retiring: [RetiringPrefix(prefix: try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")), until: 2000)])
+                                          retiring: [RetiringPrefix(try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")), until: 2000)])
         let e = Engine(settings: settings, pool: DynamicPool(range: try IPv4Prefix.parse("192.0.2.128/25"), idleTimeout: 7200, stateFile: nil),
                        flows: PrefixFlows(capacity: 1024))
         let old = "2001:db8:64::cb00:7102"

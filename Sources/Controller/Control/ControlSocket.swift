@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import Translator
 
 /// What sixgatectl asks sixgated over the control socket: one JSON object
 /// per line each way, one request per connection.
@@ -31,11 +32,11 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     /// A renumbering under way: the older prefixes still translated, and
     /// the older pools whose hosts keep their addresses. Optional, so that a
     /// newer sixgatectl reads the status of a daemon from before them.
-    public var retiring: [PrefixHistory.Retiring]?
-    public var retiringPools: [PrefixHistory.Retiring]?
+    public var retiring: [Retiring<String>]?
+    public var retiringPools: [Retiring<String>]?
 
     public init(version: String, config: String, prefix: String, uptime: Int, parts: [PartStatus], lastApply: String? = nil,
-                retiring: [PrefixHistory.Retiring]? = nil, retiringPools: [PrefixHistory.Retiring]? = nil) {
+                retiring: [Retiring<String>]? = nil, retiringPools: [Retiring<String>]? = nil) {
         self.version = version
         self.config = config
         self.prefix = prefix

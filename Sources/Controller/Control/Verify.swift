@@ -36,7 +36,7 @@ public struct Verifier {
         case .failure(let e):
             return [VerifyCheck(name: "daemon", expected: "sixgated answers", observed: e.what, ok: false)]
         case .success(let s):
-            let expected = retiring.map(\.description).joined(separator: ", "), observed = (s.retiring ?? []).map(\.prefix).joined(separator: ", ")
+            let expected = retiring.map(\.description).joined(separator: ", "), observed = (s.retiring ?? []).map(\.value).joined(separator: ", ")
             var checks = [VerifyCheck(name: "translator prefix (daemon)", expected: prefix, observed: s.prefix, ok: s.prefix == prefix),
                           VerifyCheck(name: "translator retiring prefixes", expected: expected.isEmpty ? "none" : expected,
                                       observed: observed.isEmpty ? "none" : observed, ok: expected == observed)]

@@ -13,25 +13,6 @@ import Translator
 /// Kept in the state directory, so that a reboot in the middle of a
 /// renumbering still honours its deadline. Written only by apply.
 public struct PrefixHistory: Codable, Sendable, Equatable {
-    /// An older prefix (or pool) and when it goes.
-    public struct Retiring: Codable, Sendable, Equatable {
-        public var prefix: String
-        /// Wall clock, seconds since the epoch: when the last answer that
-        /// carried it has expired.
-        public var until: UInt64
-
-        public init(prefix: String, until: UInt64) {
-            self.prefix = prefix
-            self.until = until
-        }
-
-        /// "64:ff9b::/96 until 2026-11-29T18:00:00Z (in 100s)".
-        public func description(now: UInt64) -> String {
-            let when = Date(timeIntervalSince1970: TimeInterval(until)).formatted(.iso8601)
-            return "\(prefix) until \(when) (in \(Duration.seconds(Int64(until) - Int64(min(now, until))).humanReadable))"
-        }
-    }
-
     /// The prefix of the last apply.
     public var current: String
     /// How long a client may keep an answer with `current` (seconds): the
@@ -41,13 +22,13 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     /// may still live.
     public var earlierAnswersUntil: UInt64
     /// Older prefixes, oldest first.
-    public var retiring: [Retiring]
+    public var retiring: [Retiring<String>]
     /// The dynamic pool of the last apply, and how long its mappings live
     /// without traffic (seconds).
     public var pool: String?
     public var poolHold: UInt64
     /// Older pools, oldest first.
-    public var retiringPools: [Retiring]
+    public var retiringPools: [Retiring<String>]
 
     static let fileName = "prefixes.json"
 
@@ -73,24 +54,24 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     public static func next(after previous: PrefixHistory?, config: Config, now: UInt64) -> PrefixHistory {
         let prefix = config.prefix.description, hold = hold(for: config)
         let pool = config.nat64.enabled ? config.nat64.pool4 : nil, poolHold = UInt64(config.nat64.poolIdleTimeout.components.seconds)
-        var pools = previous?.retiringPools.filter { $0.until > now && $0.prefix != pool?.description } ?? []
+        var pools = previous?.retiringPools.filter { $0.isActive(at: now) && $0.value != pool?.description } ?? []
         if let old = previous?.pool, old != pool?.description, let p = previous, p.poolHold > 0 {
-            pools.append(Retiring(prefix: old, until: now + p.poolHold))
+            pools.append(Retiring(old, until: now + p.poolHold))
         }
         // An old pool whose addresses the new config gives to servers (EAM)
         // or to the translator's errors cannot be kept beside them.
         let taken = config.nat64.eam.map(\.ipv4) + [config.nat64.rfc6791Pool].compactMap { $0 }
             + [config.nat64.address4].compactMap { $0 }.map { IPv4Prefix(address: $0, length: 32) }
         // And without a pool, no translator keeps mappings of an old one.
-        pools.removeAll { r in pool == nil || (try? IPv4Prefix.parse(r.prefix)).map { old in taken.contains { $0.overlaps(old) } } ?? true }
+        pools.removeAll { r in pool == nil || (try? IPv4Prefix.parse(r.value)).map { old in taken.contains { $0.overlaps(old) } } ?? true }
         guard let previous else {
             return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: 0, retiring: [], pool: pool?.description, poolHold: poolHold, retiringPools: [])
         }
-        var retiring = previous.retiring.filter { $0.until > now && $0.prefix != prefix }
+        var retiring = previous.retiring.filter { $0.isActive(at: now) && $0.value != prefix }
         var earlier = previous.earlierAnswersUntil > now ? previous.earlierAnswersUntil : 0
         if previous.current != prefix {
             let until = max(previous.hold > 0 ? now + previous.hold + margin : now, earlier)
-            if until > now { retiring.append(Retiring(prefix: previous.current, until: until)) }
+            if until > now { retiring.append(Retiring(previous.current, until: until)) }
             earlier = 0
         } else if hold < previous.hold {
             earlier = max(earlier, now + previous.hold)
@@ -101,29 +82,27 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
 
     /// The retiring prefixes whose deadline has not passed at `now`.
     public func active(at now: UInt64) -> [RetiringPrefix] {
-        retiring.compactMap { r in
-            guard r.until > now, let p = try? IPv6Prefix.parse(r.prefix), let n = try? NAT64Prefix(p) else { return nil }
-            return RetiringPrefix(prefix: n, until: r.until)
-        }
+        Self.parsed(retiring, at: now) { (try? IPv6Prefix.parse($0)).flatMap { try? NAT64Prefix($0) } }
     }
 
     /// The retiring pools whose deadline has not passed at `now`.
-    public func activePools(at now: UInt64) -> [DynamicPool.RetiringRange] {
-        retiringPools.compactMap { r in
-            guard r.until > now, let p = try? IPv4Prefix.parse(r.prefix) else { return nil }
-            return DynamicPool.RetiringRange(range: p, until: r.until)
-        }
+    public func activePools(at now: UInt64) -> [Retiring<IPv4Prefix>] {
+        Self.parsed(retiringPools, at: now) { try? IPv4Prefix.parse($0) }
+    }
+
+    private static func parsed<V>(_ list: [Retiring<String>], at now: UInt64, _ parse: (String) -> V?) -> [Retiring<V>] {
+        list.compactMap { r in r.isActive(at: now) ? parse(r.value).map { Retiring($0, until: r.until) } : nil }
     }
 
     /// What is kept for a renumbering at `now`, one line each, for apply and plan.
     public func keeping(at now: UInt64) -> [String] {
-        retiring.filter { $0.until > now }.map { "keeping prefix \($0.description(now: now)) beside \(current): answers handed out for it may live until then" }
-            + retiringPools.filter { $0.until > now }.map { "keeping pool \($0.description(now: now)) for the hosts that hold its addresses" }
+        retiring.filter { $0.isActive(at: now) }.map { "keeping prefix \($0.description(now: now)) beside \(current): answers handed out for it may live until then" }
+            + retiringPools.filter { $0.isActive(at: now) }.map { "keeping pool \($0.description(now: now)) for the hosts that hold its addresses" }
     }
 
     /// The earliest deadline still ahead at `now`: when the kernel state must change again.
     public func nextDeadline(after now: UInt64) -> UInt64? {
-        (retiring + retiringPools).map(\.until).filter { $0 > now }.min()
+        (retiring + retiringPools).filter { $0.isActive(at: now) }.map(\.until).min()
     }
 
     /// The history in `stateDir`; nil when there is none (the first apply)
@@ -134,10 +113,9 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
     }
 
     public func save(stateDir: String) throws {
-        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try encoder.encode(self).write(to: URL(fileURLWithPath: Self.file(in: stateDir)), options: .atomic)
+        try StateFile.replace(Self.file(in: stateDir), with: String(decoding: try encoder.encode(self), as: UTF8.self) + "\n")
     }
 
     /// The history `config`, applied now, leaves: what plan, apply and audit
@@ -153,5 +131,13 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
         guard let h = load(stateDir: config.controller.stateDir), h.current == config.prefix.description,
               h.pool == (config.nat64.enabled ? config.nat64.pool4 : nil)?.description else { return nil }
         return h
+    }
+}
+
+extension Retiring where Value: CustomStringConvertible {
+    /// "64:ff9b::/96 until 2026-11-29T18:00:00Z (in 100s)".
+    public func description(now: UInt64) -> String {
+        let when = Date(timeIntervalSince1970: TimeInterval(until)).formatted(.iso8601)
+        return "\(value) until \(when) (in \(Duration.seconds(Int64(until) - Int64(min(now, until))).humanReadable))"
     }
 }

@@ -50,8 +50,8 @@ public final class Reconciler {
     public func plan(_ config: Config, now: UInt64 = UInt64(time(nil))) throws -> Plan {
         let environment = try observe()
         let prefixes = PrefixHistory.forApplying(config, now: now)
-        let desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.prefix),
-                                       retiringPools: prefixes.activePools(at: now).map(\.range))
+        let desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.value),
+                                       retiringPools: prefixes.activePools(at: now).map(\.value))
         return try plan(desired, prefixes: prefixes, environment: environment)
     }
 

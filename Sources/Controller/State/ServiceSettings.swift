@@ -24,7 +24,7 @@ extension Config {
 
     /// The dynamic pool, with the mappings a previous run left (also those
     /// of earlier ranges still kept, `retiring`).
-    public func makePool(now: UInt64, retiring: [DynamicPool.RetiringRange] = []) -> DynamicPool? {
+    public func makePool(now: UInt64, retiring: [Retiring<IPv4Prefix>] = []) -> DynamicPool? {
         guard let range = nat64.pool4 else { return nil }
         let pool = DynamicPool(range: range, idleTimeout: UInt64(nat64.poolIdleTimeout.components.seconds),
                                stateFile: poolStateFile, reserved: Set([nat64.address4].compactMap { $0 }), retiring: retiring)
