@@ -39,6 +39,10 @@ public final class Engine: @unchecked Sendable {
     private var nextID: UInt16 = UInt16.random(in: 0...UInt16.max)
     private var errorBudget = 0
     private var lastSource: (host: IPv6Address, address: IPv4Address, second: UInt64, generation: UInt64)?
+    /// During a renumbering, the flow of the last packet and its prefix, most
+    /// often the flow of this one (either way: the key is the same): within
+    /// the same second it needs neither the flow table nor its shared lock.
+    var lastFlow: (key: PrefixFlows.Key, prefix: NAT64Prefix, second: UInt64)?
 
     /// The offload header of the packet being translated, when the queue has
     /// them: set before `process`, read after it.

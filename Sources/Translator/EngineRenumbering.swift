@@ -44,8 +44,10 @@ extension Engine {
         let proto = q.u8(9)
         guard let flows, q.u16(6) & 0x1FFF == 0,
               let ports = Self.flowPorts(q, ihl: 20, length: length, proto: proto, fromLocal: true) else { return }
-        flows.record(FlowKey(local4: q.ipv4(12), remote4: q.ipv4(16), localPort: ports.local, remotePort: ports.remote, proto: proto),
-                     prefix: prefix, now: now)
+        let key = FlowKey(local4: q.ipv4(12), remote4: q.ipv4(16), localPort: ports.local, remotePort: ports.remote, proto: proto)
+        if let c = lastFlow, c.second == now, c.key == key, c.prefix == prefix { return }
+        flows.record(key, prefix: prefix, now: now)
+        lastFlow = (key, prefix, now)
     }
 
     /// The prefix the source of the IPv4 packet at `p` goes into during a
@@ -80,8 +82,10 @@ extension Engine {
         if offset != 0 { return flows.resolve(fragmentKey, now: now, otherwise: unknown) { accepts($0, now: now) } }
         guard let ports = Self.flowPorts(p, ihl: ihl, length: total, proto: proto, fromLocal: false) else { return unknown }
         let key = FlowKey(local4: dst4, remote4: src4, localPort: ports.local, remotePort: ports.remote, proto: proto)
+        if !more, let c = lastFlow, c.second == now, c.key == key { return c.prefix }
         let prefix = flows.resolve(key, now: now, otherwise: unknown) { accepts($0, now: now) }
         if more { flows.record(fragmentKey, prefix: prefix, now: now) }
+        lastFlow = (key, prefix, now)
         return prefix
     }
 }

@@ -87,6 +87,19 @@ private func destination6(_ p: [UInt8]) -> String { p.count >= 40 ? IPv6Address(
         #expect(e.snapshot.retiring4to6 == 2 && e.snapshot.retiring6to4 == 2)
     }
 
+    /// Queues have an engine each, sharing the table: a reply read on another
+    /// queue than its flow's first packet finds the prefix there (an engine's
+    /// own one-flow cache cannot know it).
+    @Test func repliesOnAnotherQueueFindTheTable() throws {
+        let flows = PrefixFlows(capacity: 1024)
+        let e1 = try makeRenumberingEngine(flows: flows), e2 = Engine(settings: e1.settings, pool: e1.pool, flows: flows)
+        // On the new prefix: an unknown flow would get the old one.
+        _ = run(e1, udp6(to: s4new, sport: 5000))
+        let (o, v6) = run(e2, udp4(dport: 5000))
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(source6(v6) == s4new)
+    }
+
     @Test func unknownFlowsFromIPv4() throws {
         let e = try makeRenumberingEngine()
         // A segment of a connection the table never saw predates the change.
