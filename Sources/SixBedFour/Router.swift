@@ -107,15 +107,18 @@ public final class SixBedFourRouter: @unchecked Sendable {
     /// costs a lookup, a new one an insertion, bounded in number.
     private var heardFrom: [UDPEndpoint: UInt64] = [:]
     private var pruned: UInt64 = 0
-    /// The peer of the last packet, most often the peer of this one: seen
-    /// already this second, it costs no lookup.
-    private var lastHeard: (UDPEndpoint, UInt64)?
+    /// The peers recently heard from, one slot per hash: a peer found in its
+    /// slot for this second costs no table lookup, so the table is written
+    /// about once a second per peer, however the peers' packets interleave.
+    private var recent = [(peer: UDPEndpoint, second: UInt64)](repeating: (UDPEndpoint(address: IPv4Address(rawValue: 0), port: 0), 0), count: 64)
     private let peerCount = Atomic<Int>(0)
     static let peerWindow: UInt64 = 600, maxTrackedPeers = 1 << 16
 
     func heard(_ peer: UDPEndpoint, now: UInt64) {
-        if let (last, second) = lastHeard, last == peer, second == now { return }
-        lastHeard = (peer, now)
+        let slot = Int(truncatingIfNeeded: (peer.address.rawValue &* 0x9E37_79B1) >> 16 ^ UInt32(peer.port)) & (recent.count - 1)
+        if recent[slot].peer == peer, recent[slot].second == now { return }
+        recent[slot] = (peer, now)
+        // Pruning rebuilds the table, once a minute at most.
         if now >= pruned + 60 {
             pruned = now
             heardFrom = heardFrom.filter { now - min(now, $0.value) <= Self.peerWindow }

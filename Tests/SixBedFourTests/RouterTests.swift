@@ -48,6 +48,21 @@ import Tun
         #expect(r.counters.relayed == 1)
     }
 
+    /// `status` counts the peers heard from in the last ten minutes, however
+    /// their packets interleave; a spoofer is not one.
+    @Test func peersHeardFromAreCounted() {
+        let r = makeRouter()
+        let peers = (0..<3).map { ep("198.51.100.\($0 + 2)", 40000) }
+        for second in UInt64(1)...3 {
+            for p in peers + peers { _ = fromPeer(r, [], from: p, now: second) }
+        }
+        #expect(r.counters.peers == 3)
+        _ = fromPeer(r, packet(from: IPv6Address("2001:db8:2::99")!, to: address(peers[0])), from: ep("203.0.113.9", 1), now: 4)
+        #expect(r.counters.peers == 3)
+        _ = fromPeer(r, [], from: peers[0], now: 700)
+        #expect(r.counters.peers == 1, "the others went quiet more than ten minutes ago")
+    }
+
     @Test func spoofedSourcesAreDroppedAndCounted() {
         let r = makeRouter()
         // Native source: dropped.
