@@ -204,6 +204,8 @@ public enum ND {
         public var routes: [IPv6Prefix] = []
         public var pref64: NAT64Prefix?
         public var pref64Lifetime = 0
+        /// PREF64 options with lifetime 0: prefixes to stop using (RFC 8781 §4).
+        public var withdrawnPref64: [NAT64Prefix] = []
     }
 
     /// Reads an RA the way the peer accepts it: well formed, from fe80::,
@@ -231,10 +233,14 @@ public enum ND {
                 let field = p.u16(at + 2)
                 let plen = [0: 96, 1: 64, 2: 56, 3: 48, 4: 40, 5: 32][Int(field & 7)]
                 let address = IPv6Address(high: UInt64(p.u32(at + 4)) << 32 | UInt64(p.u32(at + 8)), low: UInt64(p.u32(at + 12)) << 32)
-                // Lifetime 0: a prefix withdrawn (RFC 8781 §4), not one to use.
-                if field >> 3 > 0, let plen, let n = try? NAT64Prefix(IPv6Prefix(address: address, length: plen)) {
-                    learned.pref64 = n
-                    learned.pref64Lifetime = Int(field >> 3) * 8
+                if let plen, let n = try? NAT64Prefix(IPv6Prefix(address: address, length: plen)) {
+                    // Lifetime 0: a prefix withdrawn, not one to use.
+                    if field >> 3 == 0 {
+                        learned.withdrawnPref64.append(n)
+                    } else {
+                        learned.pref64 = n
+                        learned.pref64Lifetime = Int(field >> 3) * 8
+                    }
                 }
             }
             at += size

@@ -44,18 +44,11 @@ public struct UDPSocket: Sendable {
     /// The socket on `endpoint` the previous program handed over (`Handover`),
     /// with the datagrams that arrived meanwhile still queued in it.
     public static func adopt(_ endpoint: UDPEndpoint) -> UDPSocket? {
-        while let fd = Handover.take(handoverKey(endpoint)) {
-            let socket = UDPSocket(fd: fd)
-            if socket.local == endpoint { return socket }
-            socket.close()
-        }
-        return nil
+        Handover.take(handoverKey(endpoint)) { UDPSocket(fd: $0).local == endpoint }.map(UDPSocket.init(fd:))
     }
 
     /// Closes the socket, or keeps it open for the program a reload executes.
-    public func release() {
-        if !Handover.shelve(Self.handoverKey(local), fd) { close() }
-    }
+    public func release() { Handover.release(Self.handoverKey(local), fd) }
 
     /// The address and port the socket is bound to.
     public var local: UDPEndpoint {

@@ -37,7 +37,7 @@ public enum Handover {
     }
 
     /// A descriptor the previous program handed over for `key`, now close-on-exec again.
-    public static func take(_ key: String) -> Int32? {
+    static func take(_ key: String) -> Int32? {
         let fd = state.withLock { s -> Int32? in
             guard var fds = s.inherited[key], !fds.isEmpty else { return nil }
             let fd = fds.removeFirst()
@@ -46,6 +46,21 @@ public enum Handover {
         }
         if let fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return fd
+    }
+
+    /// A descriptor handed over for `key` that still `fits` it (the device
+    /// or address the key names); the ones that do not are closed.
+    public static func take(_ key: String, where fits: (Int32) -> Bool) -> Int32? {
+        while let fd = take(key) {
+            if fits(fd) { return fd }
+            close(fd)
+        }
+        return nil
+    }
+
+    /// Keeps `fd` for the next program when a handover is armed, else closes it.
+    public static func release(_ key: String, _ fd: Int32) {
+        if !shelve(key, fd) { close(fd) }
     }
 
     /// Closes what was handed over and not taken (a device the new config
@@ -65,7 +80,7 @@ public enum Handover {
 
     /// Keeps `fd` for the next program when a handover is armed (true), else
     /// leaves it to the caller to close (false).
-    public static func shelve(_ key: String, _ fd: Int32) -> Bool {
+    static func shelve(_ key: String, _ fd: Int32) -> Bool {
         state.withLock { s in
             guard s.armed else { return false }
             s.shelved.append((key, fd))

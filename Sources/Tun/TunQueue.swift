@@ -60,22 +60,19 @@ public struct TunQueue: Sendable {
     /// The handed-over queue of `device`, when it is still attached to it with
     /// the same flags (and so the same offload header); else nil and closed.
     static func adopt(_ device: String, flags: Int16) -> TunQueue? {
-        while let fd = Handover.take(handoverKey(device)) {
+        let fd = Handover.take(handoverKey(device)) { fd in
             var request = ifreq()
             let name = sixgate_ioctl_ptr(fd, sixgate_tungetiff(), &request) == 0
                 ? withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } : nil
             // TUNGETIFF adds IFF_TUN's internal bits: compare those we ask for.
             let mask = Int16(IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR)
-            if name == device, request.ifr_ifru.ifru_flags & mask == flags { return TunQueue(fd: fd, device: device) }
-            Glibc.close(fd)
+            return name == device && request.ifr_ifru.ifru_flags & mask == flags
         }
-        return nil
+        return fd.map { TunQueue(fd: $0, device: device) }
     }
 
     /// Closes the queue, or keeps it open for the program a reload executes.
-    public func release() {
-        if !Handover.shelve(Self.handoverKey(device), fd) { close() }
-    }
+    public func release() { Handover.release(Self.handoverKey(device), fd) }
 
     /// TUN_F_USO4 and TUN_F_USO6 (Linux 6.2), newer than the system headers.
     static let uso4: UInt = 0x20, uso6: UInt = 0x40

@@ -79,7 +79,7 @@ struct Apply: ParsableCommand {
         try reporting("apply") {
             let r = try options.reconciler()
             let plan = try r.plan(config)
-            try r.apply(plan, stateDir: config.controller.stateDir)
+            try r.apply(plan)
             let daemon = try handOver(config)
             let warnings = [ProtocolName.install(config.controller.routeProtocol)].compactMap { $0 }
             let sentNft = plan.drift.contains { $0.area == "nft" }
@@ -106,7 +106,7 @@ struct Apply: ParsableCommand {
         let path = URL(fileURLWithPath: options.config).standardizedFileURL.path
         let answer: ReloadAnswer
         do {
-            answer = try JSONDecoder().decode(ReloadAnswer.self, from: try ControlClient.ask(socket, ControlRequest(command: "reload", config: path), timeout: 5))
+            answer = try ControlClient.ask(socket, ControlRequest(command: "reload", config: path), as: ReloadAnswer.self, timeout: 5)
         } catch let e as ControlError where e.code == ECONNREFUSED {
             return nil
         } catch {
@@ -175,8 +175,7 @@ struct Status: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         try reporting("status") {
-            let answer = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "status"))
-            let status = try JSONDecoder().decode(DaemonStatus.self, from: answer)
+            let status = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "status"), as: DaemonStatus.self)
             if json { return try printJSON(status) }
             let up = Duration.seconds(status.uptime)
             print("sixgated \(status.version), up \(up.humanReadable), config \(status.config), prefix \(status.prefix)")
@@ -217,11 +216,7 @@ struct Verify: ParsableCommand {
         var checks: [VerifyCheck] = []
         try reporting("verify") {
             let socket = config.controller.controlSocket
-            let status = Result { () throws(ControlError) -> DaemonStatus in
-                let answer = try ControlClient.ask(socket, ControlRequest(command: "status"))
-                guard let s = try? JSONDecoder().decode(DaemonStatus.self, from: answer) else { throw ControlError(path: socket, what: "an answer that is not a status") }
-                return s
-            }
+            let status = Result { () throws(ControlError) in try ControlClient.ask(socket, ControlRequest(command: "status"), as: DaemonStatus.self) }
             checks += verifier.daemon(status)
             try NetworkNamespace.run(in: options.netns) {
                 checks.append(verifier.dns64())
@@ -257,9 +252,7 @@ struct Reload: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         try reporting("reload") {
-            let answer = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "restart"))
-            let reply = try JSONDecoder().decode([String: String].self, from: answer)
-            if let error = reply["error"] { throw ControlError(path: c.controller.controlSocket, what: error) }
+            let reply = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "restart"), as: [String: String].self)
             print("sixgated restarts cleanly with \(reply["restarting"] ?? config)")
         }
     }
@@ -279,9 +272,7 @@ struct InjectFault: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         try reporting("inject-fault") {
-            let answer = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "inject-fault", part: part))
-            let reply = try JSONDecoder().decode([String: String].self, from: answer)
-            if let error = reply["error"] { throw ControlError(path: c.controller.controlSocket, what: error) }
+            _ = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "inject-fault", part: part), as: [String: String].self)
             print("injected a fault into \(part)")
         }
     }

@@ -64,9 +64,10 @@ struct Run: AsyncParsableCommand {
         abstract: "Run every enabled part of the config: translator, DNS64, 6bed4 router.",
         discussion: """
             The parts run as services of one process, built from the one config value. SIGTERM or SIGINT \
-            stops them cleanly (the dynamic pool's state saved, counters logged); a part that fails ends the \
-            process with exit 1 and the reason. Under systemd (Type=notify) it reports READY=1 once every \
-            part serves, and WATCHDOG=1 when a watchdog is set.
+            stops them cleanly (the dynamic pool's state saved, counters logged); a part that fails is \
+            restarted with back-off (1 s up to 30 s) while the others serve on. It answers sixgatectl on \
+            controller.control_socket (status, the config apply hands over, reload). Under systemd \
+            (Type=notify) it reports READY=1 once every part serves, and WATCHDOG=1 when a watchdog is set.
             """
     )
 

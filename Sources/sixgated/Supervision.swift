@@ -92,7 +92,7 @@ struct RenumberingService: Service {
             do {
                 let reconciler = try Reconciler(namespace: nil)
                 let plan = try reconciler.plan(registry.config)
-                try reconciler.apply(plan, stateDir: registry.config.controller.stateDir)
+                try reconciler.apply(plan)
                 changes = plan.drift.isEmpty ? "no changes" : plan.drift.map(\.description).joined(separator: "; ")
             } catch {
                 // The old routes and rules stay, harmless: tried again shortly.

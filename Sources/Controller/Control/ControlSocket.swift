@@ -168,7 +168,7 @@ public func acceptConnections(on fd: Int32, thread name: String, _ handle: @esca
 /// sixgatectl's end.
 public enum ControlClient {
     /// Sends `request` to the daemon at `path` and returns its one-line answer.
-    public static func ask(_ path: String, _ request: ControlRequest, timeout: Int = 10) throws(ControlError) -> Data {
+    static func ask(_ path: String, _ request: ControlRequest, timeout: Int = 10) throws(ControlError) -> Data {
         let fd = try connect(path)
         defer { close(fd) }
         var t = timeval(tv_sec: timeout, tv_usec: 0)
@@ -177,6 +177,17 @@ public enum ControlClient {
         writeAll(fd, body + Data("\n".utf8))
         guard let line = readLine(fd) else { throw ControlError(path: path, what: "no answer within \(timeout) s") }
         return line
+    }
+
+    /// `ask`, with the answer decoded as `T`. An answer that is only
+    /// `{"error": …}` (what the daemon refused, and why) throws that.
+    public static func ask<T: Decodable>(_ path: String, _ request: ControlRequest, as type: T.Type, timeout: Int = 10) throws(ControlError) -> T {
+        let data = try ask(path, request, timeout: timeout)
+        if let refused = try? JSONDecoder().decode([String: String].self, from: data), let error = refused["error"] {
+            throw ControlError(path: path, what: error)
+        }
+        guard let value = try? JSONDecoder().decode(T.self, from: data) else { throw ControlError(path: path, what: "an answer that is not a \(T.self)") }
+        return value
     }
 
     static func connect(_ path: String) throws(ControlError) -> Int32 {

@@ -51,7 +51,7 @@ public struct Verifier {
     /// address, from that address (a client the access list allows; from
     /// loopback when it listens on every address).
     public func dns64() -> VerifyCheck {
-        let expected = [IPv4Address(rawValue: 0xC000_00AA), IPv4Address(rawValue: 0xC000_00AB)].map { config.prefix.embed($0).description }
+        let expected = DNS64Defaults.ipv4onlyAddresses.map { config.prefix.embed($0).description }
         let name = "DNS64 ipv4only.arpa AAAA"
         guard config.dns64.enabled, let listen = config.dns64.listen.first else {
             return VerifyCheck(name: name, expected: "(DNS64 off)", observed: "(DNS64 off)", ok: true)
@@ -122,26 +122,12 @@ public struct Verifier {
     }
 
     /// The prefixes of the PREF64 options of a router advertisement (an IPv6
-    /// packet), with their lengths from the PLC; a withdrawn one (lifetime 0)
-    /// marked so. nil when it has none, or an option is malformed.
-    static func pref64(inRA p: [UInt8]) -> String? {
-        guard p.count >= 56, p[0] >> 4 == 6, p[6] == 58, p[40] == ND.routerAdvertisement else { return nil }
-        var at = 56
-        var found: [String] = []
-        while at + 2 <= p.count {
-            let length = Int(p[at + 1]) * 8
-            guard length > 0, at + length <= p.count else { return nil }
-            if p[at] == 38, length == 16 {
-                let lengths = [96, 64, 56, 48, 40, 32]
-                let plc = Int(p[at + 3] & 7)
-                guard plc < lengths.count else { return nil }
-                var bytes = Array(p[(at + 4)..<(at + 16)])
-                bytes += [0, 0, 0, 0]
-                let withdrawn = p[at + 2] == 0 && p[at + 3] >> 3 == 0
-                found.append(IPv6Prefix(address: IPv6Address(bytes: bytes), length: lengths[plc]).description + (withdrawn ? " (lifetime 0)" : ""))
-            }
-            at += length
-        }
+    /// packet), read as our peer reads them (`ND.readRA`), a withdrawn one
+    /// (lifetime 0) marked so. nil when it has none or is not acceptable.
+    static func pref64(inRA ra: [UInt8]) -> String? {
+        var bytes = ra
+        guard let learned = bytes.withUnsafeMutableBytes({ b in b.baseAddress.flatMap { ND.readRA($0, length: b.count) } }) else { return nil }
+        let found = [learned.pref64].compactMap { $0?.description } + learned.withdrawnPref64.map { "\($0) (lifetime 0)" }
         return found.isEmpty ? nil : found.joined(separator: ", ")
     }
 

@@ -6,8 +6,9 @@ import Packet
 /// needed to repair it. Computing it changes nothing.
 public struct Plan: Sendable {
     public let desired: DesiredState
-    /// The prefixes the desired state serves; apply saves it.
+    /// The prefixes the desired state serves; apply saves it in `stateDir`.
     public let prefixes: PrefixHistory
+    let stateDir: String
     public let drift: [Drift]
     let nft: NftDiff
     let environment: Environment
@@ -52,10 +53,10 @@ public final class Reconciler {
         let prefixes = PrefixHistory.forApplying(config, now: now)
         let desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.value),
                                        retiringPools: prefixes.activePools(at: now).map(\.value))
-        return try plan(desired, prefixes: prefixes, environment: environment)
+        return try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, environment: environment)
     }
 
-    func plan(_ desired: DesiredState, prefixes: PrefixHistory, environment: Environment) throws -> Plan {
+    func plan(_ desired: DesiredState, prefixes: PrefixHistory, stateDir: String, environment: Environment) throws -> Plan {
         var drift: [Drift] = []
         for want in desired.links {
             guard let live = environment.link(want.name) else {
@@ -113,7 +114,7 @@ public final class Reconciler {
         }
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += nft.drift
-        return Plan(desired: desired, prefixes: prefixes, drift: drift, nft: nft, environment: environment, sysctlValues: values,
+        return Plan(desired: desired, prefixes: prefixes, stateDir: stateDir, drift: drift, nft: nft, environment: environment, sysctlValues: values,
                     routesToAdd: routesToAdd, routesToDelete: routesToDelete, addressesToAdd: addressesToAdd,
                     addressesToDelete: addressesToDelete, linksToDelete: linksToDelete)
     }
@@ -122,7 +123,7 @@ public final class Reconciler {
     /// that routes and sysctls have their devices; new routes before old ones
     /// go; the nftables change is one transaction, sent only when there is one.
     @discardableResult
-    public func apply(_ plan: Plan, stateDir: String) throws -> [Drift] {
+    public func apply(_ plan: Plan) throws -> [Drift] {
         let desired = plan.desired
         for want in desired.links {
             let live = plan.environment.link(want.name)
@@ -161,7 +162,7 @@ public final class Reconciler {
         // Last, so that a failed apply changes nothing at all: the next one
         // starts from the same history (a renumbering that failed half-way
         // keeps the old prefix, with its deadline counted from the retry).
-        try plan.prefixes.save(stateDir: stateDir)
+        try plan.prefixes.save(stateDir: plan.stateDir)
         return plan.drift
     }
 
