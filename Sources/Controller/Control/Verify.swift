@@ -96,7 +96,11 @@ public struct Verifier {
         defer { scratch.deallocate() }
         let rs = Array(UnsafeRawBufferPointer(start: scratch, count: ND.writeRS(scratch)))
         let observed: String
-        switch exchange(rs, with: IPEndpoint(address: .v4(v4), port: config.sixbedfour.port), from: nil) {
+        let router = IPEndpoint(address: .v4(v4), port: config.sixbedfour.port)
+        // The router answers sixbedfour.rs_per_second solicitations per second
+        // and source: a verify right after another may find them used up, so
+        // one silence is asked again, in another second.
+        switch exchange(rs, with: router, from: nil).flatMapError({ _ in exchange(rs, with: router, from: nil) }) {
         case .failure(let failure):
             observed = failure.why
         case .success(let ra):
