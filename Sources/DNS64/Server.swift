@@ -64,8 +64,17 @@ public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
 
     public var cacheHitRate: Double { cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses) }
 
+    private var totals: [(String, Int)] {
+        [("queries", queries), ("synthesized", synthesized), ("passed_through", passedThrough), ("local", local), ("refused", refused),
+         ("formerr", formErr), ("upstream_failures", upstreamFailures), ("cache_hits", cacheHits), ("cache_misses", cacheMisses), ("overload", overload)]
+    }
+
+    /// Name and value of each counter, for `status` and metrics; the UDP
+    /// sockets one each.
+    public var fields: [(String, Int)] { totals + udpPerSocket.enumerated().map { ("udp_socket_\($0.offset)", $0.element) } }
+
     public var description: String {
-        "queries=\(queries) synthesized=\(synthesized) passed_through=\(passedThrough) local=\(local) refused=\(refused) formerr=\(formErr) upstream_failures=\(upstreamFailures) cache_hits=\(cacheHits) cache_misses=\(cacheMisses) overload=\(overload)"
+        totals.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
             + (udpPerSocket.isEmpty ? "" : " udp_per_socket=" + udpPerSocket.map(String.init).joined(separator: "/"))
     }
 }

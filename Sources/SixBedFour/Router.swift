@@ -72,13 +72,15 @@ public struct RouterCounters: Sendable, Equatable, CustomStringConvertible {
 
     public subscript(r: RouterDrop) -> Int { drops[r.rawValue] }
 
-    public var description: String {
-        var parts = ["peers=\(peers)", "relayed=\(relayed)", "relayed_bytes=\(relayedBytes)", "peer_to_native=\(peerToNative)", "native_to_peer=\(nativeToPeer)",
-                     "ra=\(advertisements)", "corrective_ra=\(correctiveAdvertisements)", "na=\(neighborAdvertisements)",
-                     "keepalives=\(keepalives)", "icmp_errors=\(icmpErrors)"]
-        for r in RouterDrop.allCases where self[r] > 0 { parts.append("drop.\(r)=\(self[r])") }
-        return parts.joined(separator: " ")
+    /// Name and value of each counter, for `status` and metrics.
+    public var fields: [(String, Int)] {
+        [("peers", peers), ("relayed", relayed), ("relayed_bytes", relayedBytes), ("peer_to_native", peerToNative), ("native_to_peer", nativeToPeer),
+         ("ra", advertisements), ("corrective_ra", correctiveAdvertisements), ("na", neighborAdvertisements),
+         ("keepalives", keepalives), ("icmp_errors", icmpErrors)]
+            + RouterDrop.allCases.filter { self[$0] > 0 }.map { ("drop.\($0)", self[$0]) }
     }
+
+    public var description: String { fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 }
 
 /// The 6bed4 router's decisions (spec §6, with its recommendations): one per

@@ -151,7 +151,7 @@ struct TranslatorService: Service {
                 "datapath tun (userspace), \(devices): \(why)",
                 "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.value) for its hosts" }.joined() } ?? ""),
             ]) {
-                var counters = PartStatus.counters(datapath.counters.summary)
+                var counters = PartStatus.counters(datapath.counters.fields)
                 if let flows { counters["renumbering_flows"] = flows.count }
                 if let pool {
                     counters["pool_mappings"] = pool.count
@@ -211,7 +211,7 @@ struct DNS64Service: Service {
                                 "synthesises with \(settings.prefix), \(settings.threads) thread(s), UDP steering \(settings.udpSteering.rawValue)",
                             ]) {
                                 let c = server.counters
-                                var counters = PartStatus.counters(c.description)
+                                var counters = PartStatus.counters(c.fields)
                                 counters["cache_hit_percent"] = Int((c.cacheHitRate * 100).rounded())
                                 counters["qps"] = rate.perSecond
                                 return counters
@@ -270,7 +270,7 @@ struct SixBedFourService: Service {
             current.withLock { $0 = datapath }
             logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(prefix)\(withdrawn)")
             registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(prefix)\(withdrawn)"]) {
-                PartStatus.counters(datapath.router.counters.description)
+                PartStatus.counters(datapath.router.counters.fields)
             }
             try await runDatapath(.sixbedfour, logger: logger, every: .milliseconds(500), counters: { "\(datapath.router.counters)" },
                                   failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped })

@@ -143,13 +143,16 @@ func onSignal(_ sig: Int32, _ body: @escaping @Sendable (Int32) -> Void) {
 nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
 
 extension TranslatorCounters {
-    var summary: String {
-        var parts = ["6to4=\(translated6to4)", "4to6=\(translated4to6)", "coalesced=\(coalesced)"]
+    /// Name and value of each counter, for `status` and metrics.
+    var fields: [(String, Int)] {
+        var f = [("6to4", translated6to4), ("4to6", translated4to6), ("coalesced", coalesced)]
         // During a renumbering: how much still goes through the old prefix.
-        if retiring6to4 + retiring4to6 > 0 { parts += ["retiring_6to4=\(retiring6to4)", "retiring_4to6=\(retiring4to6)"] }
-        for r in DropReason.allCases where self[r] > 0 { parts.append("drop.\(r)=\(self[r])") }
-        for e in SentError.allCases where self[e] > 0 { parts.append("sent.\(e)=\(self[e])") }
-        return parts.joined(separator: " ")
+        if retiring6to4 + retiring4to6 > 0 { f += [("retiring_6to4", retiring6to4), ("retiring_4to6", retiring4to6)] }
+        f += DropReason.allCases.filter { self[$0] > 0 }.map { ("drop.\($0)", self[$0]) }
+        f += SentError.allCases.filter { self[$0] > 0 }.map { ("sent.\($0)", self[$0]) }
+        return f
     }
+
+    var summary: String { fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 }
 

@@ -91,6 +91,7 @@ final class NotifySocket {
         #expect((parts.first?["detail"] as? [String])?.first?.contains("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto") == true, "\(parts)")
         let dns64 = try #require(parts[1]["counters"] as? [String: Int])
         #expect(dns64["queries"] == 1 && dns64["synthesized"] == 1, "\(dns64)")
+        #expect(dns64.filter { $0.key.hasPrefix("udp_socket_") }.values.reduce(0, +) == 1, "each UDP socket's count reaches status: \(dns64)")
         let mode = try FileManager.default.attributesOfItem(atPath: rig.scratch + "/control.sock")[.posixPermissions] as? Int
         #expect(mode == 0o600, "the control socket is root's only")
         let text = try runProduct("sixgatectl", ["status", config])

@@ -63,14 +63,9 @@ public struct PartStatus: Codable, Sendable, Equatable {
         self.counters = counters
     }
 
-    /// `k=v k=v` counter lines, the form every part logs its counters in.
-    public static func counters(_ text: String) -> [String: Int] {
-        var out: [String: Int] = [:]
-        for field in text.split(separator: " ") {
-            let kv = field.split(separator: "=", maxSplits: 1)
-            if kv.count == 2, let v = Int(kv[1]) { out[String(kv[0])] = v }
-        }
-        return out
+    /// A part's counters, from their names and values.
+    public static func counters(_ fields: [(String, Int)]) -> [String: Int] {
+        Dictionary(fields, uniquingKeysWith: { $1 })
     }
 }
 
