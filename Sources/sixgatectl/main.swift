@@ -266,7 +266,7 @@ struct InjectFault: ParsableCommand {
         abstract: "Fail a part of the running sixgated, as a crash would (for tests).",
         shouldDisplay: false
     )
-    @Argument(help: "The part: dns64.") var part: String
+    @Argument(help: "The part: translator, dns64 or 6bed4.") var part: String
     @Argument(help: "The config file, for the control socket's path.") var config = "/etc/sixgate/sixgate.toml"
 
     func run() throws {

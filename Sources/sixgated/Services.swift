@@ -199,7 +199,6 @@ struct DNS64Service: Service {
             } catch {
                 throw PartFailure(part: .dns64, reason: "\(error)")
             }
-            let faults = registry.faults(for: .dns64)
             let rate = QueryRate()
             do {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -224,15 +223,12 @@ struct DNS64Service: Service {
                             try? await Task.sleep(for: .seconds(1))
                         }
                     }
-                    // A fault injected over the control socket fails the part as a crash would.
-                    tasks.addTask {
-                        for await reason in faults { throw PartFailure(part: .dns64, reason: reason) }
-                    }
                     try await tasks.next()
                     tasks.cancelAll()
                 }
             } catch is CancellationError {
-                // A graceful shutdown: logged below like an ordinary end.
+                // A graceful shutdown, or a fault injected (supervised logs
+                // it): logged below like an ordinary end.
             } catch {
                 logger.error("dns64 stopping: \(error.reason); counters: \(server.counters)")
                 throw error is PartFailure ? error : PartFailure(part: .dns64, reason: "\(error)")

@@ -42,12 +42,23 @@ func runDatapath(_ part: Part, logger: Logger, every period: Duration, counters:
 /// whole daemon) a failure runs it again after 1 s, then 2, 4 … up to 30 s
 /// (back to 1 s after a minute of good service): one part's failure does not
 /// take the others, or their state, with it. Without, the failure is thrown.
+/// A fault injected over the control socket fails it as a crash would.
 func supervised(_ part: Part, restart: Bool, registry: Registry, logger: Logger, _ once: @escaping @Sendable () async throws -> Void) async throws {
     var delay = Duration.seconds(1)
     while true {
         let began = ContinuousClock.now
+        let faults = registry.faults(for: part)
         do {
-            try await cancelWhenGracefulShutdown(once)
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask(operation: once)
+                    tasks.addTask {
+                        for await reason in faults { throw PartFailure(part: part, reason: reason) }
+                    }
+                    try await tasks.next()
+                    tasks.cancelAll()
+                }
+            }
             return
         } catch is CancellationError {
             return

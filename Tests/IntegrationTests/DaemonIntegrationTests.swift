@@ -157,6 +157,12 @@ final class NotifySocket {
         #expect(after.contains("\"restarts\" : 1") && !after.contains("failed"), "\(after)")
         let again = try rig.run("c6", ["dig", "+short", "+time=2", "+tries=2", "@2001:db8:1::1", "s4.example.org", "AAAA"]).stdout
         #expect(again.trimmingCharacters(in: .whitespacesAndNewlines) == TranslatorGateway.s4in6, "DNS64 answers again: \(again)\n\(daemon.errors)")
+        // Every part can be failed so, the router too: it comes back serving.
+        #expect(try runProduct("sixgatectl", ["inject-fault", "6bed4", config]).succeeded)
+        usleep(1_800_000)
+        let router = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
+        let routerPart = ((try JSONSerialization.jsonObject(with: Data(router.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?.first { $0["name"] as? String == "6bed4" }
+        #expect(routerPart?["state"] as? String == "serving" && (routerPart?["counters"] as? [String: Int])?["restarts"] == 1, "\(router)")
 
         kill(daemon.pid, SIGTERM)
         #expect(Spawn.wait(daemon.pid, timeout: .seconds(5)) == 0, "\(daemon.errors)")
