@@ -45,11 +45,7 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     let registry = Registry(parts, config: config, path: path)
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = parts.map { part in
         let logger = Logger(label: part.rawValue)
-        let service: any Service = switch part {
-        case .translator: TranslatorService(config: config, logger: logger, registry: registry, supervise: control)
-        case .dns64: DNS64Service(config: config, logger: logger, registry: registry, supervise: control)
-        case .sixbedfour: SixBedFourService(config: config, logger: logger, registry: registry, supervise: control)
-        }
+        let service = PartService(part: part, config: config, logger: logger, registry: registry, supervise: control)
         return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: part.rawValue)
     }
@@ -102,7 +98,10 @@ func reexecute(config path: String, registry: Registry) -> Never {
     exit(1)
 }
 
-struct TranslatorService: Service {
+/// One part of the config, run under supervision: what is set up once
+/// (pool, event loops) outlives the restarts of what runs (`once`).
+struct PartService: Service {
+    let part: Part
     let config: Config
     let logger: Logger
     let registry: Registry
@@ -110,6 +109,15 @@ struct TranslatorService: Service {
     let supervise: Bool
 
     func run() async throws {
+        let once = switch part {
+        case .translator: translator()
+        case .dns64: dns64()
+        case .sixbedfour: try sixBedFour()
+        }
+        try await supervised(part, restart: supervise, registry: registry, logger: logger, once)
+    }
+
+    func translator() -> @Sendable () async throws -> Void {
         let c = config, logger = logger, registry = registry
         // The pool outlives a restarted datapath: its mappings stay. So does,
         // during a renumbering, which prefix each flow uses, also across the
@@ -167,18 +175,10 @@ struct TranslatorService: Service {
                 save()
             }
         }
-        try await supervised(.translator, restart: supervise, registry: registry, logger: logger, once)
+        return once
     }
-}
 
-struct DNS64Service: Service {
-    let config: Config
-    let logger: Logger
-    let registry: Registry
-    /// Restart it when it fails (in the whole daemon) rather than end.
-    let supervise: Bool
-
-    func run() async throws {
+    func dns64() -> @Sendable () async throws -> Void {
         let settings = config.dns64Settings
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
         // The upstream threads outlive a restarted server.
@@ -235,18 +235,10 @@ struct DNS64Service: Service {
             }
             logger.info("dns64 stopping; counters: \(server.counters)")
         }
-        try await supervised(.dns64, restart: supervise, registry: registry, logger: logger, once)
+        return once
     }
-}
 
-struct SixBedFourService: Service {
-    let config: Config
-    let logger: Logger
-    let registry: Registry
-    /// Restart it when it fails (in the whole daemon) rather than end.
-    let supervise: Bool
-
-    func run() async throws {
+    func sixBedFour() throws -> @Sendable () async throws -> Void {
         guard var configured = config.sixBedFourSettings else { throw PartFailure(part: .sixbedfour, reason: "sixbedfour.enabled is false") }
         configured.advertisement.retiredPref64 = registry.retiring.map(\.value)
         let settings = configured
@@ -271,7 +263,7 @@ struct SixBedFourService: Service {
             try await runDatapath(.sixbedfour, logger: logger, every: .milliseconds(500), counters: { "\(datapath.router.counters)" },
                                   failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped })
         }
-        try await supervised(.sixbedfour, restart: supervise, registry: registry, logger: logger, once)
+        return once
     }
 }
 /// Queries per second over the last ten seconds, from the running total
