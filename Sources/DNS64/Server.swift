@@ -297,27 +297,33 @@ public final class DNS64Server: Sendable {
     func serveTCP(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) async throws {
         try await server.executeThenClose { connections in
             try await withThrowingDiscardingTaskGroup { group in
+                // Every connection gets a task, also one refused at once: the
+                // refusal must go through `executeThenClose` too (see serveConnection).
                 for try await connection in connections {
-                    // Past the limit a new connection is closed at once (RFC 7766 §6.2.2).
-                    guard self.connections.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxConnections else {
-                        self.connections.wrappingSubtract(1, ordering: .relaxed)
-                        count { $0.overload += 1 }
-                        connection.channel.close(promise: nil)
-                        continue
-                    }
-                    group.addTask {
-                        defer { self.connections.wrappingSubtract(1, ordering: .relaxed) }
-                        try? await self.serveConnection(connection)
-                    }
+                    group.addTask { await self.serveConnection(connection) }
                 }
             }
         }
     }
 
     /// One TCP connection: queries may come pipelined; each is answered in turn.
-    func serveConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
-        guard let client = connection.channel.remoteAddress.flatMap(IPAddress.init) else { return }
-        try await connection.executeThenClose { inbound, outbound in
+    ///
+    /// Every accepted channel is closed through `executeThenClose`, whatever
+    /// happens to it: a `NIOAsyncChannel` dropped without finishing its
+    /// writer traps and takes the whole process down, so a flood of
+    /// connections, or of connections reset before we ask who they are from,
+    /// would be a remote crash.
+    func serveConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            // Past the limit a new connection is closed at once (RFC 7766 §6.2.2).
+            guard connections.wrappingAdd(1, ordering: .relaxed).oldValue < Self.maxConnections else {
+                connections.wrappingSubtract(1, ordering: .relaxed)
+                count { $0.overload += 1 }
+                return
+            }
+            defer { connections.wrappingSubtract(1, ordering: .relaxed) }
+            // Reset before we got here: nobody to answer.
+            guard let client = connection.channel.remoteAddress.flatMap(IPAddress.init) else { return }
             var frames = TCPFrames()
             for try await chunk in inbound {
                 frames.append(chunk)

@@ -28,6 +28,7 @@ struct DaemonOptions: ParsableArguments {
     /// Serves `parts` (nil: every enabled part) of the config.
     func serve(_ parts: [Part]?, command: String) async throws {
         LoggingSystem.bootstrap { LineLogHandler(label: $0) }
+        raiseOpenFileLimit()
         let c = try loadConfig(config)
         let enabled = Part.allCases.filter { part in
             switch part {
@@ -118,6 +119,21 @@ struct SixBedFourCommand: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws { try await options.serve([.sixbedfour], command: "6bed4") }
+}
+
+/// A server's descriptors: DNS64's TCP connections (up to its limit, and
+/// those past it until they are closed), a socket per upstream query, TUN
+/// queues. systemd's default soft limit of 1024 is too low for a flood of
+/// connections to leave room for the rest, so the soft limit goes up to the
+/// hard one (capped: some hard limits are effectively unbounded).
+func raiseOpenFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+    let wanted = min(limit.rlim_max, 65536)
+    if limit.rlim_cur < wanted {
+        limit.rlim_cur = wanted
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
 }
 
 /// Loads the config, or prints every problem and exits 1.
