@@ -10,6 +10,7 @@ public enum RRType {
     public static let aaaa: UInt16 = 28
     public static let dname: UInt16 = 39
     public static let opt: UInt16 = 41
+    public static let rrsig: UInt16 = 46
 }
 
 public enum RCode {
@@ -19,6 +20,9 @@ public enum RCode {
     public static let nxDomain: UInt8 = 3
     public static let notImp: UInt8 = 4
     public static let refused: UInt8 = 5
+    /// RFC 6891 §6.1.3: the upper 8 bits of BADVERS (16), which go in the
+    /// OPT record; the header's RCODE is 0.
+    public static let badVersExtended: UInt8 = 1
 }
 
 /// Resource data: the types synthesis needs are parsed (with their names
@@ -65,12 +69,53 @@ public struct EDNS: Hashable, Sendable {
     public var extendedRCode: UInt8 = 0
     public var version: UInt8 = 0
     public var dnssecOK: Bool
-    /// Options, passed on as they came.
+    /// The options' wire form (RFC 6891 §6.1.2); `Wire.decode` accepts
+    /// only options whose lengths add up to it.
     public var options: [UInt8] = []
 
     public init(udpSize: UInt16, dnssecOK: Bool) {
         self.udpSize = udpSize
         self.dnssecOK = dnssecOK
+    }
+
+    /// Extended DNS Error (RFC 8914).
+    public static let extendedErrorOption: UInt16 = 15
+
+    /// RFC 6891 §6.1.2: each option is a code, a length and that many bytes,
+    /// to the end of the RDATA. Calls `body` with each option's code and
+    /// range in `bytes`; false when the lengths do not add up.
+    @discardableResult
+    static func forEachOption(_ bytes: [UInt8], _ body: (UInt16, Range<Int>) -> Void = { _, _ in }) -> Bool {
+        var at = 0
+        while at < bytes.count {
+            guard at + 4 <= bytes.count else { return false }
+            let code = UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]), length = Int(bytes[at + 2]) << 8 | Int(bytes[at + 3])
+            guard at + 4 + length <= bytes.count else { return false }
+            body(code, at..<(at + 4 + length))
+            at += 4 + length
+        }
+        return true
+    }
+
+    /// The Extended DNS Error options alone, in wire form: what a response
+    /// passes on of the upstream's options (the others, such as cookies and
+    /// padding, belong to the hop they came over).
+    public var extendedErrors: [UInt8] {
+        var out: [UInt8] = []
+        Self.forEachOption(options) { code, range in
+            if code == Self.extendedErrorOption { out += options[range] }
+        }
+        return out
+    }
+
+    /// The INFO-CODEs of the Extended DNS Errors (an option shorter than its
+    /// two bytes has none).
+    public var extendedErrorCodes: [UInt16] {
+        var codes: [UInt16] = []
+        Self.forEachOption(options) { code, range in
+            if code == Self.extendedErrorOption, range.count >= 6 { codes.append(UInt16(options[range.lowerBound + 4]) << 8 | UInt16(options[range.lowerBound + 5])) }
+        }
+        return codes
     }
 }
 
@@ -95,6 +140,16 @@ public struct Message: Hashable, Sendable {
     public init() {}
 
     public var question: Question? { questions.first }
+
+    /// A SERVFAIL with an Extended DNS Error of RFC 8914's codes 1–12: the
+    /// resolver refused the data for a DNSSEC reason (bogus, expired, missing
+    /// signatures, unsupported algorithm…; 3 and 4, stale and forged, stand
+    /// among them and a policy's refusal deserves the same). Such a SERVFAIL
+    /// is a verdict on the data, not a failure to get it: it must reach the
+    /// client and never be worked around by synthesis.
+    public var failedValidation: Bool {
+        rcode == RCode.servFail && (edns?.extendedErrorCodes ?? []).contains { (1...12).contains($0) }
+    }
 }
 
 extension Message {

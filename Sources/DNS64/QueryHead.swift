@@ -37,10 +37,16 @@ struct QueryHead {
         var size = 512
         if p[11] == 1 {
             // The OPT: root name, type 41, size, extended RCODE, version, flags, options.
-            guard at + 11 <= p.count, p[at] == 0, p[at + 1] == 0, p[at + 2] == 41 else { return nil }
+            // Version 0 only: a later one gets BADVERS, and options whose
+            // lengths do not add up get FORMERR, both from the full path.
+            guard at + 11 <= p.count, p[at] == 0, p[at + 1] == 0, p[at + 2] == 41, p[at + 6] == 0 else { return nil }
             size = max(512, Int(p[at + 3]) << 8 | Int(p[at + 4]))
             dnssecOK = p[at + 7] & 0x80 != 0
-            at += 11 + (Int(p[at + 9]) << 8 | Int(p[at + 10]))
+            let end = at + 11 + (Int(p[at + 9]) << 8 | Int(p[at + 10]))
+            guard end <= p.count else { return nil }
+            at += 11
+            while at + 4 <= end { at += 4 + (Int(p[at + 2]) << 8 | Int(p[at + 3])) }
+            guard at == end else { return nil }
         }
         guard at == p.count else { return nil }
         id = UInt16(p[0]) << 8 | UInt16(p[1])

@@ -22,10 +22,12 @@ public struct DNS64Settings: Sendable {
     public var udpSteering: UDPSteering
     /// The longest TTL of a synthesised record (and of ipv4only.arpa), seconds.
     public var maxTTL: UInt32
+    /// The upstreams' AD bit is trusted (see `Synthesis.trustUpstreamAD`).
+    public var trustUpstreamAD: Bool
 
     public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
                 timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1,
-                udpSteering: UDPSteering = .cpu, maxTTL: UInt32 = DNS64Defaults.maxTTL) {
+                udpSteering: UDPSteering = .cpu, maxTTL: UInt32 = DNS64Defaults.maxTTL, trustUpstreamAD: Bool = false) {
         self.prefix = prefix
         self.exclude = exclude
         self.allow = allow
@@ -40,6 +42,7 @@ public struct DNS64Settings: Sendable {
         self.threads = max(1, threads)
         self.udpSteering = udpSteering
         self.maxTTL = maxTTL
+        self.trustUpstreamAD = trustUpstreamAD
     }
 }
 
@@ -57,7 +60,9 @@ public enum UDPSteering: String, CaseIterable, Sendable {
 }
 
 public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
-    public var queries = 0, synthesized = 0, passedThrough = 0, local = 0, refused = 0, formErr = 0, upstreamFailures = 0
+    public var queries = 0, synthesized = 0, passedThrough = 0, local = 0, refused = 0, formErr = 0, badVers = 0, upstreamFailures = 0
+    /// SERVFAILs whose upstream said why in DNSSEC terms (RFC 8914), passed on.
+    public var validationFailures = 0
     public var cacheHits = 0, cacheMisses = 0, overload = 0
     /// UDP queries per socket, in socket order (per address, one per thread).
     public var udpPerSocket: [Int] = []
@@ -66,7 +71,7 @@ public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
 
     private var totals: [(String, Int)] {
         [("queries", queries), ("synthesized", synthesized), ("passed_through", passedThrough), ("local", local), ("refused", refused),
-         ("formerr", formErr), ("upstream_failures", upstreamFailures), ("cache_hits", cacheHits), ("cache_misses", cacheMisses), ("overload", overload)]
+         ("formerr", formErr), ("badvers", badVers), ("upstream_failures", upstreamFailures), ("validation_failures", validationFailures), ("cache_hits", cacheHits), ("cache_misses", cacheMisses), ("overload", overload)]
     }
 
     /// Name and value of each counter, for `status` and metrics; the UDP
@@ -105,7 +110,7 @@ public final class DNS64Server: Sendable {
     public init(settings: DNS64Settings, group: any EventLoopGroup, loops: UpstreamLoops? = nil) throws {
         self.settings = settings
         self.group = group
-        synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude, maxTTL: settings.maxTTL)
+        synthesis = Synthesis(prefix: settings.prefix, exclude: settings.exclude, maxTTL: settings.maxTTL, trustUpstreamAD: settings.trustUpstreamAD)
         acl = AccessList(settings.allow)
         cache = AnswerCache(bytes: settings.cacheBytes)
         upstream = Upstream(servers: settings.upstreams, timeout: settings.timeout, attempts: settings.attempts, group: group,
@@ -157,7 +162,26 @@ public final class DNS64Server: Sendable {
         }
         guard !query.isResponse else { return nil }
         let limit = overUDP ? udpLimit(Int(query.edns?.udpSize ?? 512)) : 65535
-        func reply(_ rcode: UInt8) -> [UInt8] { Wire.encodeForUDP(.response(to: query, rcode: rcode), limit: limit) }
+        /// The client's EDNS answered with ours (RFC 6891 §6.1.1), and what
+        /// the upstream said of its errors.
+        func edns(extendedRCode: UInt8 = 0, errors: [UInt8] = []) -> EDNS? {
+            query.edns.map {
+                var e = EDNS(udpSize: UInt16(settings.ednsUDPSize), dnssecOK: $0.dnssecOK)
+                e.extendedRCode = extendedRCode
+                e.options = errors
+                return e
+            }
+        }
+        func reply(_ rcode: UInt8, extendedRCode: UInt8 = 0) -> [UInt8] {
+            var m = Message.response(to: query, rcode: rcode)
+            m.edns = edns(extendedRCode: extendedRCode)
+            return Wire.encodeForUDP(m, limit: limit)
+        }
+        // RFC 6891 §6.1.3: we speak EDNS version 0 only.
+        if let e = query.edns, e.version > 0 {
+            count { $0.badVers += 1 }
+            return reply(RCode.noError, extendedRCode: RCode.badVersExtended)
+        }
         guard query.opcode == 0 else { return reply(RCode.notImp) }
         guard query.questions.count == 1, let q = query.question else {
             count { $0.formErr += 1 }
@@ -183,7 +207,7 @@ public final class DNS64Server: Sendable {
             m.questions = query.questions
             m.recursionDesired = query.recursionDesired
             m.recursionAvailable = true
-            m.edns = query.edns.map { EDNS(udpSize: UInt16(settings.ednsUDPSize), dnssecOK: $0.dnssecOK) }
+            m.edns = edns(errors: m.edns?.extendedErrors ?? [])
             if let wire = cache.store(key, m, now: now), wire.count <= limit { return wire }
             return Wire.encodeForUDP(m, limit: limit)
         } catch {
@@ -211,23 +235,26 @@ public final class DNS64Server: Sendable {
             return r
         }
         let r = try await upstream.resolve(q, dnssecOK: dnssecOK, checkingDisabled: query.checkingDisabled)
-        guard q.type == RRType.aaaa else {
-            count { $0.passedThrough += 1 }
-            return r
-        }
+        guard q.type == RRType.aaaa else { return passedThrough(synthesis.passedOn(r)) }
         switch synthesis.decide(query: query, aaaaResponse: r) {
         case .pass(let m):
-            count { $0.passedThrough += 1 }
-            return m
+            return passedThrough(m)
         case .askForA:
             let a = try await upstream.resolve(Question(name: q.name, type: RRType.a, klass: q.klass), dnssecOK: dnssecOK, checkingDisabled: query.checkingDisabled)
-            if let m = synthesis.synthesize(query: query, aaaaResponse: r, aResponse: a) {
-                count { $0.synthesized += 1 }
-                return m
-            }
-            count { $0.passedThrough += 1 }
-            return r
+            let m = synthesis.answer(query: query, aaaaResponse: r, aResponse: a)
+            // Every AAAA record here is one we made.
+            guard m.answers.contains(where: { $0.type == RRType.aaaa }) else { return passedThrough(m) }
+            count { $0.synthesized += 1 }
+            return m
         }
+    }
+
+    private func passedThrough(_ m: Message) -> Message {
+        count {
+            $0.passedThrough += 1
+            if m.failedValidation { $0.validationFailures += 1 }
+        }
+        return m
     }
 
     // MARK: - Serving

@@ -8,18 +8,25 @@ public struct Synthesis: Sendable {
     /// The longest TTL a synthesised record gets: how long a client may keep
     /// an address in the prefix, so how long a renumbering must keep the old one.
     public let maxTTL: UInt32
+    /// The upstreams validate DNSSEC and are reached over a path nobody can
+    /// tamper with, so their AD bit means something: it is passed on, and a
+    /// synthesised answer made from authenticated data gets it (§5.5).
+    /// Without it, no answer of ours carries AD: sixgate does not validate.
+    public let trustUpstreamAD: Bool
 
-    public init(prefix: NAT64Prefix, exclude: [IPv6Prefix] = DNS64Defaults.exclusions, maxTTL: UInt32 = DNS64Defaults.maxTTL) {
+    public init(prefix: NAT64Prefix, exclude: [IPv6Prefix] = DNS64Defaults.exclusions, maxTTL: UInt32 = DNS64Defaults.maxTTL,
+                trustUpstreamAD: Bool = false) {
         self.prefix = prefix
         self.exclude = exclude
         self.maxTTL = maxTTL
+        self.trustUpstreamAD = trustUpstreamAD
     }
 
     /// What to do with the upstream's answer to an AAAA query.
     public enum Decision: Equatable, Sendable {
-        /// Return it (with excluded AAAA records removed, if any).
+        /// Answer with it.
         case pass(Message)
-        /// Ask for A records and synthesise from them.
+        /// Ask for A records and synthesise from them (`answer`).
         case askForA
     }
 
@@ -30,36 +37,33 @@ public struct Synthesis: Sendable {
     }
 
     public func decide(query: Message, aaaaResponse r: Message) -> Decision {
+        // §5.5 (3): returned as any recursive resolver would, unmodified, for
+        // the client to validate (excluded records included: removing them
+        // would break its validation).
         if Self.clientValidates(query) { return .pass(r) }
         switch r.rcode {
         case RCode.nxDomain:
-            return .pass(r)  // §5.1.2: the name does not exist, so no A either
+            return .pass(passedOn(r))  // §5.1.2: the name does not exist, so no A either
         case RCode.noError:
-            let usable = r.answers.filter { rr in
-                guard rr.type == RRType.aaaa, case .aaaa(let a) = rr.data else { return false }
-                return !exclude.contains { $0.contains(a) }
-            }
-            if !usable.isEmpty {
-                var cleaned = r
-                // §5.1.4: excluded AAAA records are treated as absent.
-                cleaned.answers = r.answers.filter { rr in
-                    guard rr.type == RRType.aaaa, case .aaaa(let a) = rr.data else { return true }
-                    return !exclude.contains { $0.contains(a) }
-                }
-                return .pass(cleaned)
-            }
-            return .askForA
+            let usable = withoutExcluded(r)
+            return usable.answers.contains { $0.type == RRType.aaaa } ? .pass(usable) : .askForA
+        case RCode.servFail where r.failedValidation:
+            // §5.5: an AAAA that failed validation may exist; synthesising in
+            // its place would be a downgrade an attacker could provoke.
+            return .pass(passedOn(r))
         default:
             // §5.1.2: any other error counts as an empty answer.
             return .askForA
         }
     }
 
-    /// §5.1.7: the synthesised AAAA answer from the A answer, keeping its CNAME
-    /// and DNAME chain. nil when there is nothing to synthesise from (then the
-    /// AAAA answer goes back as it was).
-    public func synthesize(query: Message, aaaaResponse: Message, aResponse: Message) -> Message? {
-        guard aResponse.rcode == RCode.noError else { return nil }
+    /// §5.1.6 and §5.1.7: the answer to the AAAA query, once the A answer
+    /// is in. An error on the A query is the answer (a NODATA instead would
+    /// be cached by the client for the negative TTL); A records give AAAA
+    /// records, keeping their CNAME and DNAME chain; nothing to synthesise
+    /// from gives the empty answer.
+    public func answer(query: Message, aaaaResponse: Message, aResponse: Message) -> Message {
+        guard aResponse.rcode == RCode.noError else { return passedOn(aResponse) }
         // §5.1.7: the TTL is at most the negative TTL of the AAAA answer (the SOA
         // minimum, capped by the SOA's own TTL, RFC 2308 §5), else 600 s.
         let negative: UInt32 = aaaaResponse.authority.compactMap { rr -> UInt32? in
@@ -82,10 +86,57 @@ public struct Synthesis: Sendable {
                 break  // signatures of the A records cannot cover what we made
             }
         }
-        guard synthesised > 0 else { return nil }
-        // §5.5: what we made was not validated, so AD stays clear.
+        guard synthesised > 0 else {
+            // A real NODATA to the AAAA query is the answer as it came (its
+            // SOA gives the client's negative TTL, its NSEC records prove it).
+            // After an error or excluded records only, the A query's empty
+            // result is the basis; it proves nothing about AAAA, so no AD.
+            if aaaaResponse.rcode == RCode.noError, withoutExcluded(aaaaResponse).answers.count == aaaaResponse.answers.count {
+                return passedOn(aaaaResponse)
+            }
+            var empty = aResponse
+            empty.answers.removeAll { $0.type == RRType.a || $0.covers(RRType.a) }
+            empty.authenticData = false
+            return empty
+        }
         var m = Message.response(to: query)
         m.answers = answers
+        // §5.5 (2): a synthesised answer is authenticated when both the A
+        // records and the absence of AAAA records were.
+        m.authenticData = trustUpstreamAD && query.edns?.dnssecOK == true && aResponse.authenticData
+            && aaaaResponse.authenticData && aaaaResponse.rcode == RCode.noError
         return m
+    }
+
+    /// An upstream answer as it goes to the client: its AD bit only from an
+    /// upstream we trust to have validated it.
+    public func passedOn(_ m: Message) -> Message {
+        guard !trustUpstreamAD, m.authenticData else { return m }
+        var m = m
+        m.authenticData = false
+        return m
+    }
+
+    /// §5.1.4: the answer without AAAA records in the exclusion set. Their
+    /// signatures go with them, and AD: what is left is not what was signed.
+    func withoutExcluded(_ r: Message) -> Message {
+        func excluded(_ rr: ResourceRecord) -> Bool {
+            guard rr.type == RRType.aaaa, case .aaaa(let a) = rr.data else { return false }
+            return exclude.contains { $0.contains(a) }
+        }
+        guard r.answers.contains(where: excluded) else { return passedOn(r) }
+        var m = r
+        m.answers.removeAll { excluded($0) || $0.covers(RRType.aaaa) }
+        m.authenticData = false
+        return m
+    }
+}
+
+extension ResourceRecord {
+    /// An RRSIG over records of `type` (RFC 4034 §3.1: the type covered
+    /// comes first in its data).
+    func covers(_ type: UInt16) -> Bool {
+        guard self.type == RRType.rrsig, case .opaque(let d) = data, d.count >= 2 else { return false }
+        return UInt16(d[0]) << 8 | UInt16(d[1]) == type
     }
 }

@@ -10,6 +10,8 @@ public enum DNSDecodeError: Error, Equatable, Sendable {
     case badRData(type: UInt16)
     case trailingBytes
     case multipleOPT
+    /// The OPT record's option lengths do not add up to its RDATA.
+    case badOption
 }
 
 /// RFC 1035 wire format, strict on input: every length is checked against
@@ -45,6 +47,7 @@ public enum Wire {
                 e.extendedRCode = UInt8(ttl >> 24)
                 e.version = UInt8(ttl >> 16 & 0xFF)
                 e.options = try r.bytes(len)
+                guard EDNS.forEachOption(e.options) else { throw .badOption }
                 m.edns = e
             } else {
                 r.offset = start

@@ -91,4 +91,21 @@ func name(_ s: String) -> DNSName { DNSName(s)! }
         }
         #expect(decoded < 20_000)
     }
+
+    @Test func ednsOptionsMustAddUp() throws {
+        var m = sample()
+        // A cookie (code 10, 8 bytes) and an Extended DNS Error (15): 6, "x".
+        m.edns?.options = [0, 10, 0, 8] + [UInt8](repeating: 1, count: 8) + [0, 15, 0, 3, 0, 6, 0x78]
+        let wire = Wire.encode(m)
+        let decoded = try Wire.decode(wire)
+        #expect(decoded.edns?.extendedErrorCodes == [6])
+        #expect(decoded.edns?.extendedErrors == [0, 15, 0, 3, 0, 6, 0x78], "only the EDE is passed on")
+        // The last option claims one byte more than there is, then one less.
+        for delta: Int in [1, -1] {
+            var bad = wire
+            let lengthAt = bad.count - 5  // the EDE's length, before its 3 bytes
+            bad[lengthAt] = UInt8(3 + delta)
+            #expect(throws: DNSDecodeError.badOption) { try Wire.decode(bad) }
+        }
+    }
 }

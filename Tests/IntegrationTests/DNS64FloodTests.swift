@@ -99,3 +99,4 @@ func isRunning(_ pid: pid_t) -> Bool {
           let close = stat.lastIndex(of: ")") else { return false }
     return stat[stat.index(close, offsetBy: 2)] != "Z"
 }
+

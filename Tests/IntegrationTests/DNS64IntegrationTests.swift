@@ -8,7 +8,8 @@ import Testing
 struct DNS64Gateway {
     let rig: NetnsRig
     let dns64: NetnsRig.Process
-    let nsd: NetnsRig.Process
+    /// The upstream's servers: NSD, by default.
+    let servers: [NetnsRig.Process]
 
     static let zone = """
         $TTL 3600
@@ -43,11 +44,13 @@ struct DNS64Gateway {
         try rig.nsd("s6", "2001:db8:2::2", zones: [("example.org", zone), ("2.0.192.in-addr.arpa", reverse)])
     }
 
-    /// `dns64` holds further lines of the [dns64] table.
-    static func start(prefix: String = "2001:db8:64::/96", dns64 more: String = "") throws -> DNS64Gateway {
+    /// `dns64` holds further lines of the [dns64] table; `servers` start
+    /// what answers on `upstream`.
+    static func start(prefix: String = "2001:db8:64::/96", dns64 more: String = "", upstream: String = "[2001:db8:2::2]:53",
+                      servers: (NetnsRig) throws -> [NetnsRig.Process] = { [try startNSD($0)] }) throws -> DNS64Gateway {
         let rig = try NetnsRig.standard()
         do {
-            let nsd = try startNSD(rig)
+            let servers = try servers(rig)
             let config = rig.scratch + "/sixgate.toml"
             try """
                 prefix = "\(prefix)"
@@ -57,7 +60,7 @@ struct DNS64Gateway {
                 clients = ["2001:db8:1::/64"]
                 [dns64]
                 listen = ["[2001:db8:1::1]:53", "198.51.100.1:53"]
-                upstreams = ["[2001:db8:2::2]:53"]
+                upstreams = ["\(upstream)"]
                 timeout = "1s"
                 attempts = 2
                 \(more)
@@ -66,7 +69,7 @@ struct DNS64Gateway {
             let deadline = ContinuousClock.now + .seconds(10)
             while !dns64.errors.contains("dns64 ready"), ContinuousClock.now < deadline { usleep(20_000) }
             guard dns64.errors.contains("dns64 ready") else { throw TranslatorDidNotStart(log: dns64.errors) }
-            return DNS64Gateway(rig: rig, dns64: dns64, nsd: nsd)
+            return DNS64Gateway(rig: rig, dns64: dns64, servers: servers)
         } catch {
             rig.teardown()
             throw error
@@ -143,7 +146,7 @@ struct DNS64Gateway {
         #expect(waited >= .milliseconds(1900) && waited < .seconds(3), "2 attempts of 1 s, each ended by its timeout: \(waited)")
         try g.rig.checked("s6", ["nft", "delete table ip6 hole"])
         // An upstream that is gone: refused at once.
-        g.rig.stop(g.nsd)
+        g.rig.stop(g.servers[0])
         // What was answered before is answered from the cache.
         #expect(try g.dig("v4only.example.org").answers.first?.hasPrefix("v4only.example.org.") == true)
         // A hit answers in the client's spelling (dig also checks the ID), with the TTL aged.

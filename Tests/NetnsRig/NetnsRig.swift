@@ -146,6 +146,31 @@ public final class NetnsRig: Sendable {
         return p
     }
 
+    /// A validating Unbound in `host` on `address` port 53, once it answers:
+    /// it resolves the `stubs` (zone, authoritative server address) only,
+    /// validating under the DNSKEYs of `trustAnchors` (files in zone-file
+    /// format) and telling why a validation failed (Extended DNS Errors,
+    /// RFC 8914). `extra` holds further lines of its `server:` clause.
+    public func unbound(_ host: String, _ address: String, stubs: [(zone: String, server: String)], trustAnchors: [String], extra: [String] = []) throws -> Process {
+        let dir = scratch + "/unbound-" + host
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let server = ["interface: \(address)", "port: 53", "access-control: ::/0 allow", "access-control: 0.0.0.0/0 allow",
+                      "username: \"\"", "chroot: \"\"", "directory: \"\(dir)\"", "pidfile: \"\(dir)/unbound.pid\"",
+                      "use-syslog: no", "do-daemonize: no", "verbosity: 1", "module-config: \"validator iterator\"",
+                      "ede: yes", "val-log-level: 2"] + trustAnchors.map { "trust-anchor-file: \"\($0)\"" } + extra
+        var conf = "server:\n" + server.map { "    \($0)\n" }.joined()
+        for stub in stubs { conf += "stub-zone:\n    name: \"\(stub.zone)\"\n    stub-addr: \(stub.server)\n" }
+        conf += "remote-control:\n    control-enable: no\n"
+        try conf.write(toFile: dir + "/unbound.conf", atomically: true, encoding: .utf8)
+        try checked(host, ["unbound-checkconf", dir + "/unbound.conf"])
+        let p = try start(host, ["unbound", "-d", "-c", dir + "/unbound.conf"], name: "unbound-\(host)")
+        for _ in 0..<100 {
+            if try run(host, ["dig", "+time=1", "+tries=1", "@\(address)", stubs.first?.zone ?? ".", "SOA"]).stdout.contains("status: NOERROR") { break }
+            usleep(100_000)
+        }
+        return p
+    }
+
     /// Serves `dir` over HTTP on `address` port 8080 in `host`, and waits until it answers.
     public func httpServer(_ host: String, _ address: String, dir: String) throws -> Process {
         let p = try start(host, ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir], name: "http-\(host)")

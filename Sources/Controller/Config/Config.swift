@@ -77,6 +77,7 @@ public struct Config: Sendable, Equatable {
         public internal(set) var ednsUDPSize = 1232
         public internal(set) var answerPTR = true
         public internal(set) var maxTTL = Duration.seconds(Int64(DNS64Defaults.maxTTL))
+        public internal(set) var trustUpstreamAD = false
     }
 
     public struct SixBedFour: Sendable, Equatable {

@@ -149,6 +149,7 @@ public enum ConfigLoader {
         d.ednsUDPSize = r.int(t, "edns_udp_size", path, in: 512...4096) ?? d.ednsUDPSize
         d.answerPTR = r.bool(t, "ptr", path) ?? d.answerPTR
         d.maxTTL = r.duration(t, "max_ttl", path, max: .seconds(86400)) ?? d.maxTTL
+        d.trustUpstreamAD = r.bool(t, "trust_upstream_ad", path) ?? d.trustUpstreamAD
         return d
     }
 

@@ -65,6 +65,7 @@ public enum Schema {
             Key(name: "edns_udp_size", type: "integer", defaultValue: "1232", doc: "EDNS0 UDP payload size, 512 to 4096."),
             Key(name: "ptr", type: "bool", defaultValue: "true", doc: "Answer PTR queries under the prefix's ip6.arpa zone from the IPv4 PTR (RFC 6147 §5.3.1)."),
             Key(name: "max_ttl", type: "duration", defaultValue: "30m", doc: "The longest TTL of a synthesised AAAA record (and of `ipv4only.arpa`), at most 1 day. When the prefix changes, the old one is kept this long (or the PREF64 lifetime, if longer)."),
+            Key(name: "trust_upstream_ad", type: "bool", defaultValue: "false", doc: "Set it only when every upstream is a validating resolver reached over a path nobody can tamper with (the same host, or a protected link). Their AD bit is then passed on, and a synthesised answer to a DO query gets AD when its A records and the absence of AAAA records were both authenticated (RFC 6147 §5.5). Off, no answer carries AD: sixgate does not validate DNSSEC itself. Either way, an AAAA or A answer that failed validation upstream is never synthesised around: the client gets the SERVFAIL, with its Extended DNS Error."),
         ]),
         Table(name: "sixbedfour", isArray: false, doc: "The 6bed4 router (IPv6 over UDP/IPv4).", keys: [
             Key(name: "enabled", type: "bool", defaultValue: "false", doc: "Run the 6bed4 router."),

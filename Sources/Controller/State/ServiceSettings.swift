@@ -45,7 +45,7 @@ extension Config {
                       timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
                       ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20,
                       threads: dns64.threads > 0 ? dns64.threads : onlineCPUs, udpSteering: dns64.udpSteering,
-                      maxTTL: UInt32(dns64.maxTTL.components.seconds))
+                      maxTTL: UInt32(dns64.maxTTL.components.seconds), trustUpstreamAD: dns64.trustUpstreamAD)
     }
 }
 
