@@ -28,7 +28,10 @@ let package = Package(
         .target(name: "Packet"),
         // A TUN device's queues: the translator's and the 6bed4 router's and peer's datapaths.
         .target(name: "Tun", dependencies: ["CNetlink", "Packet"]),
-        .target(name: "Translator", dependencies: ["Packet", "Tun"]),
+        // The RFC 7915 engine, the EAM table, the pool and the datapath contract: no I/O.
+        .target(name: "Translator", dependencies: ["Packet"]),
+        // The implementations of the contract, and the factory that picks one.
+        .target(name: "Datapaths", dependencies: ["Translator", "Tun", "Packet"]),
         .target(
             name: "DNS64",
             dependencies: ["Packet", "CNetlink", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
@@ -45,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "sixgated",
             dependencies: [
-                "Controller", "Translator", "DNS64", "SixBedFour", "Tun", .product(name: "NIOPosix", package: "swift-nio"),
+                "Controller", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

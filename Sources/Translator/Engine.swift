@@ -1,4 +1,3 @@
-import Tun
 import Glibc
 import Packet
 import Synchronization
@@ -11,7 +10,46 @@ public enum Outcome: Equatable, Sendable {
     case forward(start: Int, length: Int)
     /// An ICMP error the translator answers with, also written back.
     case reply(start: Int, length: Int)
+    /// The translated packet as IPv6 fragments (RFC 7915 §4: an IPv4
+    /// packet that may be fragmented does not fit lowest-ipv6-mtu), to be
+    /// written in turn.
+    case fragments(Fragments)
     case drop(DropReason)
+}
+
+/// The fragments of one translated packet, made one at a time in the
+/// packet's own buffer: each fragment's header is written just before its
+/// piece of payload, over the end of the previous piece. So no payload is
+/// copied and nothing is allocated, but a fragment must be written out
+/// before the next one is asked for.
+public struct Fragments: Equatable, @unchecked Sendable {
+    /// The 48-byte header (IPv6 and fragment header) of the whole packet,
+    /// kept by the engine.
+    let template: UnsafeMutableRawPointer
+    /// Where the header of the whole packet started, and its payload's length.
+    let start: Int
+    let payload: Int
+    /// The fragment offset and more-fragments flag of the whole packet (it
+    /// may be an IPv4 fragment itself).
+    let offset: Int
+    let more: Bool
+    /// Payload bytes per fragment, a multiple of 8.
+    let chunk: Int
+    var done = 0
+
+    /// The next fragment, as its start and length in `base`; nil after the last.
+    public mutating func next(in base: UnsafeMutableRawPointer) -> (start: Int, length: Int)? {
+        guard done < payload else { return nil }
+        let piece = min(chunk, payload - done)
+        let last = done + piece == payload
+        let at = start + done  // the header goes right before payload byte `done`
+        let h = base + at
+        h.copyMemory(from: template, byteCount: 48)
+        h.setU16(4, UInt16(8 + piece))
+        h.setU16(42, UInt16(truncatingIfNeeded: offset + done) | (last && !more ? 0 : 1))
+        done += piece
+        return (at, 48 + piece)
+    }
 }
 
 /// The RFC 7915 translation engine. One per queue reader: its mutable state
@@ -44,12 +82,9 @@ public final class Engine: @unchecked Sendable {
     /// the same second it needs neither the flow table nor its shared lock.
     var lastFlow: (key: PrefixFlows.Key, prefix: NAT64Prefix, second: UInt64)?
 
-    /// The offload header of the packet being translated, when the queue has
-    /// them: set before `process`, read after it.
-    public var offload = Offload()
-    /// Where extra packets go when one packet becomes several (IPv6 fragments).
-    /// Without it, such packets are passed whole and left to path MTU discovery.
-    public var emit: ((UnsafeMutableRawPointer, Int) -> Void)?
+    /// The offload metadata of the packet being translated, for the steps
+    /// of `process` (which takes and returns it).
+    var offload = Offload()
     private var budgetSecond: UInt64 = 0
 
     /// The header template of the fragments of one packet, allocated once.
@@ -87,7 +122,16 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Translates the packet of `length` bytes at `base + start`; `now` is the
-    /// wall clock in seconds (for the pool).
+    /// wall clock in seconds (for the pool). `offload` describes the packet
+    /// as it came (a super-packet, a checksum still to complete) and the
+    /// translated one when it returns.
+    public func process(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64, offload: inout Offload) -> Outcome {
+        self.offload = offload
+        defer { offload = self.offload }
+        return process(base, start: start, length: length, now: now)
+    }
+
+    /// A plain packet: a whole one, with its checksums complete.
     public func process(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64) -> Outcome {
         precondition(start >= Self.headroom, "packets need Engine.headroom free bytes in front")
         let outcome: Outcome
@@ -110,7 +154,8 @@ public final class Engine: @unchecked Sendable {
 
     /// `retiring`: the packet went through a retiring prefix.
     func counted(_ direction6to4: Bool, _ o: Outcome, retiring: Bool = false) -> Outcome {
-        if case .forward = o {
+        switch o {
+        case .forward, .fragments:
             if direction6to4 {
                 forwarded6to4.add(1, ordering: .relaxed)
                 if retiring { retiring6to4.add(1, ordering: .relaxed) }
@@ -118,6 +163,8 @@ public final class Engine: @unchecked Sendable {
                 forwarded4to6.add(1, ordering: .relaxed)
                 if retiring { retiring4to6.add(1, ordering: .relaxed) }
             }
+        case .reply, .drop:
+            break
         }
         return o
     }

@@ -1,4 +1,3 @@
-import Tun
 import Packet
 
 /// IPv4 -> IPv6 (RFC 7915 §4).
@@ -95,7 +94,7 @@ extension Engine {
         // packets get a fragment header and are split below.
         // A fragment whose end lies past 65535 can never be reassembled.
         guard Int(offset) + upperLength <= 65535 else { return .drop(.malformed) }
-        let split = !df && (isFragment ? 48 : 40) + upperLength > settings.lowestIPv6MTU && emit != nil
+        let split = !df && (isFragment ? 48 : 40) + upperLength > settings.lowestIPv6MTU
             && !offload.isSegmented && !offload.checksumPending
         let withFragmentHeader = isFragment || split
         let headerLength = withFragmentHeader ? 48 : 40
@@ -128,27 +127,12 @@ extension Engine {
         return false
     }
 
-    /// Splits the IPv6 packet at `base + start` (48-byte header with fragment
-    /// header, then `payload` bytes) into fragments of at most lowest-ipv6-mtu.
-    /// Each fragment's header is written just before its piece of payload, over
-    /// the end of the previous piece, which was already emitted: no copy of the
-    /// payload and no allocation. The last fragment is returned, the others emitted.
+    /// The IPv6 packet at `base + start` (48-byte header with fragment
+    /// header, then `payload` bytes) as fragments of at most lowest-ipv6-mtu.
     func fragment(_ base: UnsafeMutableRawPointer, start: Int, payload: Int, offset: Int, more: Bool) -> Outcome {
-        let chunk = (settings.lowestIPv6MTU - 48) & ~7
         fragmentHeader.copyMemory(from: base + start, byteCount: 48)
-        var done = 0
-        while true {
-            let piece = min(chunk, payload - done)
-            let last = done + piece == payload
-            let at = start + done  // the header goes right before payload byte `done`
-            let h = base + at
-            h.copyMemory(from: fragmentHeader, byteCount: 48)
-            h.setU16(4, UInt16(8 + piece))
-            h.setU16(42, UInt16(truncatingIfNeeded: offset + done) | (last && !more ? 0 : 1))
-            if last { return .forward(start: at, length: 48 + piece) }
-            emit?(base + at, 48 + piece)
-            done += piece
-        }
+        return .fragments(Fragments(template: fragmentHeader, start: start, payload: payload, offset: offset, more: more,
+                                    chunk: (settings.lowestIPv6MTU - 48) & ~7))
     }
 
     /// Translates the ICMPv4 message at `p + at` into ICMPv6, in place; an

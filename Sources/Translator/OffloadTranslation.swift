@@ -1,4 +1,4 @@
-import Tun
+import Packet
 
 extension Offload {
     /// The upper-layer header moved from `from` to `to` bytes into the packet,

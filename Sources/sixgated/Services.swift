@@ -1,5 +1,6 @@
 import ArgumentParser
 import Controller
+import Datapaths
 import DNS64
 import Dispatch
 import Foundation
@@ -143,20 +144,19 @@ struct PartService: Service {
             do { try flows.save(to: c.flowStateFile) } catch { logger.error("cannot save the flows of the renumbering: \(error)") }
         }
         let once: @Sendable () async throws -> Void = { [settings] in
-            let datapath = TunDatapath(settings: settings, pool: pool, device: c.nat64.device,
-                                       device4: c.nat64.device4, queues: c.translatorQueues, flows: flows)
+            let choice: DatapathChoice
             do {
-                try datapath.start()
+                choice = try DatapathFactory.start(c.nat64.datapath, DatapathSetup(settings: settings, pool: pool, flows: flows, device: c.nat64.device,
+                                                                                    device4: c.nat64.device4, queues: c.translatorQueues))
             } catch {
-                throw PartFailure(part: .translator, reason: "\(error)")
+                throw PartFailure(part: .translator, reason: error.reason)
             }
+            let datapath = choice.datapath
             let restored = pool.map { ", pool \($0.range) with \($0.count) restored mapping(s)" } ?? ""
-            let devices = "\(datapath.queues) queue(s) on \(c.nat64.device)\(c.nat64.device4.map { " and \($0)" } ?? "")"
             let retiring = settings.retiring.map { ", retiring \($0.value)" }.joined()
-            logger.info("translator ready: \(devices), prefix \(c.prefix)\(retiring)\(restored)")
-            let why = c.nat64.datapath == .auto ? "nat64.datapath = auto, and mainline Linux has no kernel translator" : "nat64.datapath = tun"
+            logger.info("translator ready: \(datapath.detail), prefix \(c.prefix)\(retiring)\(restored) (\(choice.why))")
             registry.serving(.translator, detail: [
-                "datapath tun (userspace), \(devices): \(why)",
+                "datapath \(datapath.detail): \(choice.why)",
                 "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.value) for its hosts" }.joined() } ?? ""),
             ]) {
                 var counters = PartStatus.counters(datapath.counters.fields)

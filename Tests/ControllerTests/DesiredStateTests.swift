@@ -75,14 +75,6 @@ import Testing
         }
     }
 
-    @Test func kernelDatapathNeedsAKernelTranslator() throws {
-        let c = try ConfigLoader.parse("[gateway]\nuplink4 = \"eth0\"\ninside6 = \"eth1\"\nclients = [\"2001:db8:1::/64\"]\n[nat64]\ndatapath = \"kernel\"\n[dns64]\nenabled = false\n", source: "t.toml")
-        #expect(throws: DesiredStateError.noKernelTranslator) { try DesiredState(config: c, environment: env) }
-        var withKernel = env
-        withKernel.kernelTranslator = true
-        #expect(try DesiredState(config: c, environment: withKernel).routes.count == 1)
-    }
-
     @Test func intervalMathRoundTrips() {
         let input: [IPPrefix] = ["192.0.2.0/25", "192.0.2.128/25", "198.51.100.7/32", "2001:db8::/33", "2001:db8:8000::/33", "::/0"]
             .map { try! IPPrefix.parse($0) }

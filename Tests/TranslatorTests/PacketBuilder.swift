@@ -72,17 +72,29 @@ enum Build {
 final class Emitted { var packets: [[UInt8]] = [] }
 
 /// Runs the engine on a copy of `packet` and returns the outcome and the bytes;
-/// packets the engine emits besides (fragments) go to `emitted`.
+/// when it became fragments, all but the last go to `emitted`, and the
+/// bytes are the last one's.
 func run(_ engine: Engine, _ packet: [UInt8], now: UInt64 = 1000, emitted: Emitted = Emitted()) -> (Outcome, [UInt8]) {
-    engine.emit = { emitted.packets.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) }
+    var offload = Offload()
+    return run(engine, packet, now: now, emitted: emitted, offload: &offload)
+}
+
+/// The same for a packet with offload metadata, which comes back as the translation left it.
+func run(_ engine: Engine, _ packet: [UInt8], now: UInt64 = 1000, emitted: Emitted = Emitted(), offload: inout Offload) -> (Outcome, [UInt8]) {
     let capacity = Engine.headroom + packet.count + 64
     let buf = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
     defer { buf.deallocate() }
     packet.withUnsafeBytes { (buf + Engine.headroom).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-    let o = engine.process(buf, start: Engine.headroom, length: packet.count, now: now)
+    let o = engine.process(buf, start: Engine.headroom, length: packet.count, now: now, offload: &offload)
     switch o {
     case .forward(let s, let l), .reply(let s, let l):
         return (o, Array(UnsafeRawBufferPointer(start: buf + s, count: l)))
+    case .fragments(var fragments):
+        // Each copied before the next is made over its tail.
+        var copies: [[UInt8]] = []
+        while let f = fragments.next(in: buf) { copies.append(Array(UnsafeRawBufferPointer(start: buf + f.start, count: f.length))) }
+        emitted.packets += copies.dropLast()
+        return (o, copies.last ?? [])
     case .drop:
         return (o, [])
     }

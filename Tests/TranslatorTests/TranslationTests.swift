@@ -163,7 +163,7 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         let p4 = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, id: 0x7777, flags: 0, payload: Build.udp(sport: 53, dport: 5000, data: data, src: s4, dst: "192.0.2.128"))
         let emitted = Emitted()
         let (o, last) = run(e, p4, emitted: emitted)
-        guard case .forward = o else { Issue.record("\(o)"); return }
+        guard case .fragments = o else { Issue.record("\(o)"); return }
         let frags = emitted.packets + [last]
         #expect(frags.count == 3)
         var payload: [UInt8] = []
@@ -329,11 +329,10 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         o.checksumStart = 40
         o.checksumOffset = 16
         o.headerLength = 60
-        e.offload = o
-        let (outcome, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 6, payload: tcp))
+        let (outcome, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 6, payload: tcp), offload: &o)
         guard case .forward = outcome else { Issue.record("\(outcome)"); return }
-        #expect(e.offload.gsoType == 1 | 0x80, "TCPv6 became TCPv4, ECN kept")
-        #expect(e.offload.checksumStart == 20 && e.offload.headerLength == 40 && e.offload.gsoSize == 1440)
+        #expect(o.gsoType == 1 | 0x80, "TCPv6 became TCPv4, ECN kept")
+        #expect(o.checksumStart == 20 && o.headerLength == 40 && o.gsoSize == 1440)
         #expect(v4[6] & 0x40 != 0, "segments of a super-packet carry DF")
         var pseudo4 = InternetChecksum()
         pseudo4.addPseudoHeader(source: IPv4Address(bytes: v4[12..<16]), destination: IPv4Address(bytes: v4[16..<20]), protocol: 6, length: tcp.count)
@@ -346,16 +345,16 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         p4.addPseudoHeader(source: IPv4Address(s4)!, destination: IPv4Address("192.0.2.128")!, protocol: 6, length: seg.count)
         seg[16] = UInt8(~p4.value >> 8)
         seg[17] = UInt8(~p4.value & 0xFF)
-        e.offload = Offload()
-        e.offload.flags = 1
-        e.offload.gsoType = 1
-        e.offload.gsoSize = 1460
-        e.offload.checksumStart = 20
-        e.offload.checksumOffset = 16
-        e.offload.headerLength = 40
-        let (back, v6) = run(e, Build.ipv4(src: s4, dst: "192.0.2.128", proto: 6, payload: seg))
+        o = Offload()
+        o.flags = 1
+        o.gsoType = 1
+        o.gsoSize = 1460
+        o.checksumStart = 20
+        o.checksumOffset = 16
+        o.headerLength = 40
+        let (back, v6) = run(e, Build.ipv4(src: s4, dst: "192.0.2.128", proto: 6, payload: seg), offload: &o)
         guard case .forward = back else { Issue.record("\(back)"); return }
-        #expect(e.offload.gsoType == 4 && e.offload.checksumStart == 40 && e.offload.headerLength == 60)
+        #expect(o.gsoType == 4 && o.checksumStart == 40 && o.headerLength == 60)
         var p6 = InternetChecksum()
         p6.addPseudoHeader(source: IPv6Address(s4in6)!, destination: IPv6Address(c6)!, nextHeader: 6, length: seg.count)
         #expect(Int(v6[56]) << 8 | Int(v6[57]) == Int(~p6.value), "the field now holds the IPv6 pseudo-header sum")
@@ -374,16 +373,16 @@ extension OffloadTests {
         pseudo6.addPseudoHeader(source: IPv6Address(c6)!, destination: IPv6Address(s4in6)!, nextHeader: 17, length: udp.count)
         udp[6] = UInt8(~pseudo6.value >> 8)
         udp[7] = UInt8(~pseudo6.value & 0xFF)
-        e.offload = Offload()
-        e.offload.flags = 1
-        e.offload.gsoType = 5
-        e.offload.gsoSize = 64
-        e.offload.checksumStart = 40
-        e.offload.checksumOffset = 6
-        e.offload.headerLength = 48
-        let (outcome, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp))
+        var o = Offload()
+        o.flags = 1
+        o.gsoType = 5
+        o.gsoSize = 64
+        o.checksumStart = 40
+        o.checksumOffset = 6
+        o.headerLength = 48
+        let (outcome, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp), offload: &o)
         guard case .forward = outcome else { Issue.record("\(outcome)"); return }
-        #expect(e.offload.gsoType == 5 && e.offload.checksumStart == 20 && e.offload.headerLength == 28 && e.offload.gsoSize == 64)
+        #expect(o.gsoType == 5 && o.checksumStart == 20 && o.headerLength == 28 && o.gsoSize == 64)
         #expect(v4[6] & 0x40 == 0, "92-byte datagrams may be fragmented: no DF")
         var pseudo4 = InternetChecksum()
         pseudo4.addPseudoHeader(source: IPv4Address(bytes: v4[12..<16]), destination: IPv4Address(bytes: v4[16..<20]), protocol: 17, length: udp.count)
@@ -401,35 +400,35 @@ extension OffloadTests {
         let data = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let superPacket = Build.ipv4(src: s4, dst: "192.0.2.128", proto: 17, id: 0x4000, flags: 0,
                                      payload: Build.udp(sport: 53, dport: 40000, data: data, src: s4, dst: "192.0.2.128"))
-        e.offload = Offload()
-        e.offload.gsoType = 5
-        e.offload.gsoSize = 1400
+        var o = Offload()
+        o.gsoType = 5
+        o.gsoSize = 1400
         var datagrams: [[UInt8]] = []
         superPacket.withUnsafeBytes { raw in
             let p = UnsafeMutableRawPointer(mutating: raw.baseAddress!)
-            #expect(e.mustSegment(p, length: raw.count))
+            #expect(e.mustSegment(p, length: raw.count, offload: o))
             let out = UnsafeMutableRawPointer.allocate(byteCount: 2000, alignment: 8)
             defer { out.deallocate() }
-            #expect(Segmenter.packets(of: p, length: raw.count, offload: e.offload, scratch: out) { datagrams.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) })
+            #expect(Segmenter.packets(of: p, length: raw.count, offload: o, scratch: out) { datagrams.append(Array(UnsafeRawBufferPointer(start: $0, count: $1))) })
         }
         #expect(datagrams.map(\.count) == [1428, 1428, 228])
         #expect(datagrams.map { Int($0[4]) << 8 | Int($0[5]) } == [0x4000, 0x4001, 0x4002], "IDs as the kernel gives them")
         #expect(datagrams.allSatisfy { Verify.ipv4Header($0) && Verify.l4of4($0) })
         #expect(datagrams.flatMap { $0[28...] } == data, "the payload, in order")
         // Each goes on as a plain packet: 1428 bytes become two IPv6 fragments.
-        e.offload = Offload()
+        o = Offload()
         let emitted = Emitted()
-        let (first, _) = run(e, datagrams[0], emitted: emitted)
-        guard case .forward = first else { Issue.record("\(first)"); return }
+        let (first, _) = run(e, datagrams[0], emitted: emitted, offload: &o)
+        guard case .fragments = first else { Issue.record("\(first)"); return }
         #expect(emitted.packets.count >= 1, "split into IPv6 fragments")
 
         var df = superPacket
         df[6] |= 0x40
-        e.offload.gsoType = 5
-        e.offload.gsoSize = 1400
-        df.withUnsafeBytes { #expect(!e.mustSegment(UnsafeMutableRawPointer(mutating: $0.baseAddress!), length: $0.count), "DF set: path MTU discovery's business") }
-        e.offload.gsoSize = 1000
-        superPacket.withUnsafeBytes { #expect(!e.mustSegment(UnsafeMutableRawPointer(mutating: $0.baseAddress!), length: $0.count), "1056-byte IPv6 datagrams fit") }
+        o.gsoType = 5
+        o.gsoSize = 1400
+        df.withUnsafeBytes { #expect(!e.mustSegment(UnsafeMutableRawPointer(mutating: $0.baseAddress!), length: $0.count, offload: o), "DF set: path MTU discovery's business") }
+        o.gsoSize = 1000
+        superPacket.withUnsafeBytes { #expect(!e.mustSegment(UnsafeMutableRawPointer(mutating: $0.baseAddress!), length: $0.count, offload: o), "1056-byte IPv6 datagrams fit") }
     }
 }
 

@@ -5,14 +5,10 @@ import Packet
 public struct Environment: Sendable, Equatable {
     public var links: [LinkInfo]
     public var addresses: [InterfaceAddress]
-    /// Whether the kernel offers a translator of its own (the Jool SIIT module).
-    /// Mainline Linux has none, so `datapath = "auto"` means the TUN translator.
-    public var kernelTranslator: Bool
 
-    public init(links: [LinkInfo], addresses: [InterfaceAddress], kernelTranslator: Bool = false) {
+    public init(links: [LinkInfo], addresses: [InterfaceAddress]) {
         self.links = links
         self.addresses = addresses
-        self.kernelTranslator = kernelTranslator
     }
 
     public func link(_ name: String) -> LinkInfo? { links.first { $0.name == name } }
@@ -33,7 +29,6 @@ public struct SysctlSetting: Sendable, Equatable, Codable {
 public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertible {
     case missingInterface(key: String, name: String)
     case foreignLink(key: String, name: String, kind: String)
-    case noKernelTranslator
 
     public var description: String {
         switch self {
@@ -41,8 +36,6 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
             "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first; nothing was changed"
         case .foreignLink(let key, let name, let kind):
             "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create (it has no alias \"sixgate\"). Choose another name, or delete the device if it is a leftover; nothing was changed"
-        case .noKernelTranslator:
-            "nat64.datapath: \"kernel\" was asked for, but this kernel has no translator module. Use \"auto\" or \"tun\"; nothing was changed"
         }
     }
 }
@@ -76,7 +69,6 @@ public struct DesiredState: Sendable, Equatable {
             throw .missingInterface(key: key, name: name)
         }
         let nat = config.nat64, sbf = config.sixbedfour
-        if nat.enabled, nat.datapath == .kernel, !environment.kernelTranslator { throw .noKernelTranslator }
         let dev4 = nat.device4 ?? nat.device
         var links: [(key: String, link: DesiredLink)] = []
         var routes: [OwnedRoute] = []

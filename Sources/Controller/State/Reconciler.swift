@@ -42,8 +42,7 @@ public final class Reconciler {
     }
 
     public func observe() throws -> Environment {
-        Environment(links: try rtnl.links(), addresses: try rtnl.addresses(),
-                    kernelTranslator: FileManager.default.fileExists(atPath: "/sys/module/jool_siit"))
+        Environment(links: try rtnl.links(), addresses: try rtnl.addresses())
     }
 
     /// What applying `config` at `now` changes, with the older prefixes still

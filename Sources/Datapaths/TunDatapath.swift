@@ -2,13 +2,14 @@ import Foundation
 import Glibc
 import Packet
 import Synchronization
+import Translator
 import Tun
 
 /// The userspace datapath: reader threads on the queues of the TUN device(s),
 /// each with its own engine and one buffer allocated at start, so the packet
 /// path allocates nothing. Packets are translated in place and written back;
 /// the kernel routes them on.
-public final class TunDatapath: Sendable {
+public final class TunDatapath: TranslatorDatapath {
     public let settings: TranslatorSettings
     public let pool: DynamicPool?
     /// Which prefix each flow keeps during a renumbering; outlives the datapath, like the pool.
@@ -34,20 +35,18 @@ public final class TunDatapath: Sendable {
         engines.withLock { $0.reduce(TranslatorCounters()) { $0 + $1.snapshot } }
     }
 
-    /// Why a reader stopped (its device was deleted, say): the datapath is
-    /// broken and its owner should stop, so that a supervisor restarts it
-    /// rather than leave a translator that translates nothing.
+    public var detail: String { "tun (userspace), \(queues) queue(s) on \(device)\(device4.map { " and \($0)" } ?? "")" }
+
     public var failure: String? { failed.withLock { $0 } }
 
     /// Ends the readers within half a second; each closes its queues.
     public func stop() { stopping.store(true, ordering: .relaxed) }
 
-    /// Whether every reader has ended (after `stop` or a failure).
     public var stopped: Bool { running.load(ordering: .relaxed) == 0 }
 
     /// Opens every queue (so that errors show before anything runs; none
     /// stays open then), then starts one reader thread per queue.
-    public func start() throws(TunQueue.OpenError) {
+    public func start() throws(DatapathError) {
         var pairs: [(TunQueue, TunQueue?)] = []
         do {
             for _ in 0..<queues {
@@ -60,7 +59,7 @@ public final class TunDatapath: Sendable {
                 main.close()
                 v4?.close()
             }
-            throw error
+            throw DatapathError("\(error)")
         }
         for (main, v4) in pairs {
             let engine = Engine(settings: settings, pool: pool, flows: flows)
@@ -98,14 +97,15 @@ public final class TunDatapath: Sendable {
             scratch.deallocate()
         }
         let joiner = Coalescer()
-        engine.emit = { packet, length in
-            joiner.write(packet, length: length, offload: Offload(), to: main)
-        }
-        func translate(_ base: UnsafeMutableRawPointer, length: Int, now: UInt64) {
-            switch engine.process(base, start: Engine.headroom, length: length, now: now) {
+        func translate(_ base: UnsafeMutableRawPointer, length: Int, now: UInt64, offload: Offload) {
+            var offload = offload
+            switch engine.process(base, start: Engine.headroom, length: length, now: now, offload: &offload) {
             case .forward(let s, let l), .reply(let s, let l):
                 let out = base + s
-                joiner.write(out, length: l, offload: engine.offload, to: out.u8(0) >> 4 == 4 ? v4 ?? main : main)
+                joiner.write(out, length: l, offload: offload, to: out.u8(0) >> 4 == 4 ? v4 ?? main : main)
+            case .fragments(var fragments):
+                // Each written before the next is made over its tail.
+                while let (s, l) = fragments.next(in: base) { joiner.write(base + s, length: l, offload: Offload(), to: main) }
             case .drop:
                 break
             }
@@ -122,16 +122,15 @@ public final class TunDatapath: Sendable {
             }
             if n == -Int(EAGAIN) { return false }
             guard n > Offload.size else { return true }
-            engine.offload = Offload(reading: header)
+            let offload = Offload(reading: header)
             let now = UInt64(time(nil))
             let packet = buffer + Engine.headroom
-            if engine.mustSegment(packet, length: n - Offload.size) {
-                Segmenter.packets(of: packet, length: n - Offload.size, offload: engine.offload, scratch: scratch + Engine.headroom) { _, l in
-                    engine.offload = Offload()
-                    translate(scratch, length: l, now: now)
+            if engine.mustSegment(packet, length: n - Offload.size, offload: offload) {
+                Segmenter.packets(of: packet, length: n - Offload.size, offload: offload, scratch: scratch + Engine.headroom) { _, l in
+                    translate(scratch, length: l, now: now, offload: Offload())
                 }
             } else {
-                translate(buffer, length: n - Offload.size, now: now)
+                translate(buffer, length: n - Offload.size, now: now, offload: offload)
             }
             return true
         }

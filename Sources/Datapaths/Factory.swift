@@ -1,0 +1,53 @@
+import Packet
+import Translator
+
+/// The datapath that `nat64.datapath` asks for, and why it is the one.
+public struct DatapathChoice: Sendable {
+    public let datapath: any TranslatorDatapath
+    /// For `status`: "nat64.datapath = auto: …".
+    public let why: String
+}
+
+/// Where a datapath runs: what every implementation is handed.
+public struct DatapathSetup: Sendable {
+    public var settings: TranslatorSettings
+    public var pool: DynamicPool?
+    public var flows: PrefixFlows?
+    public var device: String
+    public var device4: String?
+    public var queues: Int
+
+    public init(settings: TranslatorSettings, pool: DynamicPool?, flows: PrefixFlows?, device: String, device4: String?, queues: Int) {
+        self.settings = settings
+        self.pool = pool
+        self.flows = flows
+        self.device = device
+        self.device4 = device4
+        self.queues = queues
+    }
+}
+
+public enum DatapathFactory {
+    /// Makes and starts the datapath `wanted` names: `tun`, the userspace
+    /// translator; `kernel`, the kernel path, or an error that says why it
+    /// cannot run; `auto`, the kernel path when it can run, else `tun`.
+    public static func start(_ wanted: Datapath, _ setup: DatapathSetup) throws(DatapathError) -> DatapathChoice {
+        let tun = { () throws(DatapathError) -> TunDatapath in
+            let d = TunDatapath(settings: setup.settings, pool: setup.pool, device: setup.device, device4: setup.device4,
+                                queues: setup.queues, flows: setup.flows)
+            try d.start()
+            return d
+        }
+        switch wanted {
+        case .tun:
+            return DatapathChoice(datapath: try tun(), why: "nat64.datapath = tun")
+        case .kernel:
+            throw DatapathError("nat64.datapath = kernel, but the kernel datapath cannot run: \(kernelUnavailable)")
+        case .auto:
+            return DatapathChoice(datapath: try tun(), why: "nat64.datapath = auto, and the kernel datapath cannot run: \(kernelUnavailable)")
+        }
+    }
+
+    /// Why the kernel datapath cannot run here.
+    static let kernelUnavailable = "this sixgated has no tc-BPF translator yet"
+}
