@@ -26,6 +26,13 @@ let package = Package(
             providers: [.apt(["libmnl-dev", "libnftnl-dev", "libnl-3-dev", "libnl-route-3-dev"])]
         ),
         .target(name: "Packet"),
+        // libbpf, for the tc-BPF translator.
+        .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        // bpf/*.bpf.c compiled with clang -target bpf on every build and embedded in the binaries.
+        .executableTarget(name: "bpf-embed", path: "Plugins/BPFEmbed"),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), dependencies: ["bpf-embed"]),
+        // The tc-BPF translator: loading, attaching, its maps.
+        .target(name: "TCBPF", dependencies: ["CBPF", "Packet"], plugins: ["BPFObjectPlugin"]),
         // A TUN device's queues: the translator's and the 6bed4 router's and peer's datapaths.
         .target(name: "Tun", dependencies: ["CNetlink", "Packet"]),
         // The RFC 7915 engine, the EAM table, the pool and the datapath contract: no I/O.
@@ -67,7 +74,7 @@ let package = Package(
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
-        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
