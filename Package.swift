@@ -38,7 +38,7 @@ let package = Package(
         // The RFC 7915 engine, the EAM table, the pool and the datapath contract: no I/O.
         .target(name: "Translator", dependencies: ["Packet"]),
         // The implementations of the contract, and the factory that picks one.
-        .target(name: "Datapaths", dependencies: ["Translator", "Tun", "Packet"]),
+        .target(name: "Datapaths", dependencies: ["Translator", "Tun", "TCBPF", "Packet"]),
         .target(
             name: "DNS64",
             dependencies: ["Packet", "CNetlink", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

@@ -4,7 +4,9 @@
 #   1. plain IPv6 forwarding c6 -> s6 (the ceiling),
 #   2. Tayga from Debian (dynamic pool + nft masquerade),
 #   3. sixgate's TUN translator (same pool, same masquerade, rules by sixgatectl),
-# in one run, on one topology of network namespaces it creates and removes.
+#   4. sixgate's kernel datapath (its tc-BPF program, the TUN translator as its slow path),
+# in one run, on one topology of network namespaces it creates and removes,
+# with the CPU time sixgated spends during the TCP runs.
 # Not part of `make test`. Needs root, tayga and iperf3 (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,7 +133,6 @@ sleep 0.5
 x gw ip link del nat64t
 x gw nft delete table ip taygabench
 
-echo "== sixgate"
 cat > "$work/sixgate.toml" <<CONF
 prefix = "2001:db8:64::/96"
 [gateway]
@@ -139,6 +140,7 @@ uplink4 = "s4"
 inside6 = "c6"
 clients = ["2001:db8:1::/64"]
 [nat64]
+datapath = "tun"
 pool4 = "192.0.2.128/25"
 address4 = "192.0.2.1"
 [dns64]
@@ -148,25 +150,56 @@ state_dir = "$work/state"
 CONF
 "$BIN/sixgatectl" apply "$work/sixgate.toml" --netns $id-gw >/dev/null
 x gw ip link show sg-nat64 | grep -q "qlen 2000" || { echo "sg-nat64 has another queue length than Tayga's device" >&2; exit 1; }
-ip netns exec $id-gw "$BIN/sixgated" translate --config "$work/sixgate.toml" 2>"$work/sixgated.log" & pids+=($!)
-sleep 1
-ours_tcp=$(tcp $S4IN6); read -r ours_pps ours_loss <<<"$(udp $S4IN6 s4 203.0.113.2)"
-read -r ours_gso _ <<<"$(udp $S4IN6 s4 203.0.113.2 gso)"
+
+# sixgated with nat64.datapath = $1: TCP, UDP and UDP from a GSO sender, and
+# the CPU time (utime + stime, in clock ticks) sixgated spent in the TCP runs.
+sixgate() {
+    sed -i "s/^datapath = .*/datapath = \"$1\"/" "$work/sixgate.toml"
+    ip netns exec $id-gw "$BIN/sixgated" translate --config "$work/sixgate.toml" 2>"$work/sixgated-$1.log" & pids+=($!)
+    local pid=$! before after
+    sleep 1
+    grep -q "translator ready: $1" "$work/sixgated-$1.log" || { echo "sixgated did not start the $1 datapath:" >&2; cat "$work/sixgated-$1.log" >&2; exit 1; }
+    before=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+    result_tcp=$(tcp $S4IN6)
+    after=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+    result_cpu=$((after - before))
+    read -r result_pps result_loss <<<"$(udp $S4IN6 s4 203.0.113.2)"
+    read -r result_gso _ <<<"$(udp $S4IN6 s4 203.0.113.2 gso)"
+    kill $pid; wait $pid 2>/dev/null || true
+    sleep 0.5
+}
+
+echo "== sixgate (TUN)"
+sixgate tun
+ours_tcp=$result_tcp ours_cpu=$result_cpu ours_pps=$result_pps ours_loss=$result_loss ours_gso=$result_gso
+echo "== sixgate (kernel)"
+sixgate kernel
+kern_tcp=$result_tcp kern_cpu=$result_cpu kern_pps=$result_pps kern_loss=$result_loss kern_gso=$result_gso
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
-printf '%-22s %12s %14s %8s %16s\n' path "TCP Gbit/s" "UDP64 pkt/s" "loss %" "UDP64 GSO pkt/s"
+printf '%-22s %12s %14s %8s %16s %12s\n' path "TCP Gbit/s" "UDP64 pkt/s" "loss %" "UDP64 GSO pkt/s" "CPU (ticks)"
 echo "(TCP: the median of three iperf3 runs. UDP64: the highest rate delivered with under 1% loss, offered"
 echo " rates rising by a quarter from 40,000/s, then three halvings of the last step;"
-echo " GSO: the same datagrams sent 16 to a message with UDP_SEGMENT, as QUIC stacks send them)"
-printf '%-22s %12s %14s %8s %16s\n' "plain forwarding" "$plain_tcp" "$plain_pps" "$plain_loss" "$plain_gso"
-printf '%-22s %12s %14s %8s %16s\n' "tayga" "$tayga_tcp" "$tayga_pps" "$tayga_loss" "$tayga_gso"
-printf '%-22s %12s %14s %8s %16s\n' "sixgate (TUN)" "$ours_tcp" "$ours_pps" "$ours_loss" "$ours_gso"
+echo " GSO: the same datagrams sent 16 to a message with UDP_SEGMENT, as QUIC stacks send them;"
+echo " CPU: sixgated's user and system time during the three TCP runs)"
+printf '%-22s %12s %14s %8s %16s %12s\n' "plain forwarding" "$plain_tcp" "$plain_pps" "$plain_loss" "$plain_gso" "-"
+printf '%-22s %12s %14s %8s %16s %12s\n' "tayga" "$tayga_tcp" "$tayga_pps" "$tayga_loss" "$tayga_gso" "-"
+printf '%-22s %12s %14s %8s %16s %12s\n' "sixgate (TUN)" "$ours_tcp" "$ours_pps" "$ours_loss" "$ours_gso" "$ours_cpu"
+printf '%-22s %12s %14s %8s %16s %12s\n' "sixgate (kernel)" "$kern_tcp" "$kern_pps" "$kern_loss" "$kern_gso" "$kern_cpu"
 tcp_ratio=$(ratio "$ours_tcp" "$tayga_tcp"); pps_ratio=$(ratio "$ours_pps" "$tayga_pps"); gso_ratio=$(ratio "$ours_gso" "$tayga_gso")
-echo "sixgate / tayga: TCP ${tcp_ratio}x, small UDP ${pps_ratio}x, small UDP from a GSO sender ${gso_ratio}x"
+echo "sixgate (TUN) / tayga: TCP ${tcp_ratio}x, small UDP ${pps_ratio}x, small UDP from a GSO sender ${gso_ratio}x"
+ktcp=$(ratio "$kern_tcp" "$plain_tcp"); kpps=$(ratio "$kern_pps" "$plain_pps"); kgso=$(ratio "$kern_gso" "$plain_gso")
+kcpu=$(awk -v k="$kern_cpu" -v t="$ours_cpu" 'BEGIN { printf "%.3f", (t > 0 ? k / t : 1) }')
+echo "sixgate (kernel) / plain forwarding: TCP ${ktcp}x, small UDP ${kpps}x, small UDP from a GSO sender ${kgso}x;" \
+     "sixgated's CPU ${kcpu} of the TUN run's"
 verdict() { awk -v m="$1" -v g="$2" 'BEGIN { exit !(m >= g) }' && echo PASS || echo FAIL; }
 echo "target tcp_vs_tayga ${tcp_ratio} 5 $(verdict "$tcp_ratio" 5)"
 echo "target udp64_vs_tayga ${pps_ratio} 2 $(verdict "$pps_ratio" 2)"
 echo "target udp64_gso_sender_vs_tayga ${gso_ratio} 2 $(verdict "$gso_ratio" 2)"
 loss_ok=$(awk -v l="$ours_loss" 'BEGIN { exit !(l < 1) }' && echo PASS || echo FAIL)
 echo "target udp64_loss ${ours_loss}% 1% $loss_ok"
+echo "target kernel_tcp_vs_plain ${ktcp} 0.95 $(verdict "$ktcp" 0.95)"
+echo "target kernel_udp64_vs_plain ${kpps} 0.95 $(verdict "$kpps" 0.95)"
+echo "target kernel_udp64_gso_sender_vs_plain ${kgso} 0.9 $(verdict "$kgso" 0.9)"
+echo "target kernel_cpu_vs_tun ${kcpu} 0.05 $(awk -v m="$kcpu" 'BEGIN { exit !(m < 0.05) }' && echo PASS || echo FAIL)"

@@ -42,12 +42,27 @@ public enum DatapathFactory {
         case .tun:
             return DatapathChoice(datapath: try tun(), why: "nat64.datapath = tun")
         case .kernel:
-            throw DatapathError("nat64.datapath = kernel, but the kernel datapath cannot run: \(kernelUnavailable)")
+            do {
+                return DatapathChoice(datapath: try kernel(setup), why: "nat64.datapath = kernel")
+            } catch {
+                throw DatapathError("nat64.datapath = kernel, and \(error.reason)")
+            }
         case .auto:
-            return DatapathChoice(datapath: try tun(), why: "nat64.datapath = auto, and the kernel datapath cannot run: \(kernelUnavailable)")
+            do {
+                return DatapathChoice(datapath: try kernel(setup), why: "nat64.datapath = auto, and the tc-BPF program loaded and attached")
+            } catch {
+                return DatapathChoice(datapath: try tun(), why: "nat64.datapath = auto, and \(error.reason)")
+            }
         }
     }
 
-    /// Why the kernel datapath cannot run here.
-    static let kernelUnavailable = "this sixgated has no tc-BPF translator yet"
+    static func kernel(_ setup: DatapathSetup) throws(DatapathError) -> KernelDatapath {
+        do {
+            let d = try KernelDatapath(setup)
+            try d.start()
+            return d
+        } catch {
+            throw DatapathError("the kernel datapath cannot run: \(error.reason)")
+        }
+    }
 }

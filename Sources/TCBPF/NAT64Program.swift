@@ -25,6 +25,17 @@ public struct BPFError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// Calls `body` with a libbpf options struct whose every byte is zero,
+/// padding included, then set by `body`: libbpf refuses (EINVAL) options
+/// with non-zero bytes past the fields it knows, and a Swift value's
+/// padding holds whatever was there before.
+func withZeroed<T, R>(_: T.Type, _ body: (UnsafeMutablePointer<T>) throws(BPFError) -> R) throws(BPFError) -> R {
+    let p = UnsafeMutablePointer<T>.allocate(capacity: 1)
+    defer { p.deallocate() }
+    UnsafeMutableRawPointer(p).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.stride)
+    return try body(p)
+}
+
 /// The tc-BPF translator (bpf/nat64.bpf.c), loaded into the kernel with its
 /// maps: the object stays open, and with it the program and the maps, until
 /// this is released (or pinned elsewhere).
@@ -42,12 +53,12 @@ public final class NAT64Program: @unchecked Sendable {
         let log = UnsafeMutablePointer<CChar>.allocate(capacity: logSize)
         defer { log.deallocate() }
         log[0] = 0
-        var opts = bpf_object_open_opts()
-        opts.sz = MemoryLayout<bpf_object_open_opts>.size
-        opts.kernel_log_buf = log
-        opts.kernel_log_size = logSize
-        opts.kernel_log_level = 0
-        let opened = bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, &opts) }
+        let opened = try withZeroed(bpf_object_open_opts.self) { opts in
+            opts.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
+            opts.pointee.kernel_log_buf = log
+            opts.pointee.kernel_log_size = logSize
+            return bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, opts) }
+        }
         guard let object = opened, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
             throw BPFError("opening the BPF object", Int32(errno))
         }
@@ -195,6 +206,47 @@ public final class NAT64Program: @unchecked Sendable {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    // MARK: - Attaching
+
+    /// sixgate's filter on a device's egress: one handle and priority, so
+    /// that attaching again replaces it and detaching finds it.
+    static let handle: UInt32 = 0x5147, priority: UInt32 = 0x5147
+
+    /// Calls `body` with our hook on the egress of `ifindex` and our
+    /// filter's options (`programFD` 0 to find it rather than attach it).
+    static func withFilter<R>(_ ifindex: Int32, programFD: Int32 = 0,
+                              _ body: (UnsafeMutablePointer<bpf_tc_hook>, UnsafeMutablePointer<bpf_tc_opts>) throws(BPFError) -> R) throws(BPFError) -> R {
+        try withZeroed(bpf_tc_hook.self) { (hook) throws(BPFError) -> R in
+            hook.pointee.sz = MemoryLayout<bpf_tc_hook>.size
+            hook.pointee.ifindex = ifindex
+            hook.pointee.attach_point = BPF_TC_EGRESS
+            return try withZeroed(bpf_tc_opts.self) { (opts) throws(BPFError) -> R in
+                opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
+                opts.pointee.prog_fd = programFD
+                opts.pointee.handle = handle
+                opts.pointee.priority = priority
+                return try body(hook, opts)
+            }
+        }
+    }
+
+    /// Attaches the program to the egress of device `ifindex` (a clsact
+    /// qdisc is added when there is none), replacing an earlier one of ours.
+    public func attach(ifindex: Int32) throws(BPFError) {
+        try Self.withFilter(ifindex, programFD: programFD) { (hook, opts) throws(BPFError) in
+            let created = bpf_tc_hook_create(hook)
+            guard created == 0 || created == -EEXIST else { throw BPFError("adding the clsact qdisc", created) }
+            opts.pointee.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
+            let attached = bpf_tc_attach(hook, opts)
+            guard attached == 0 else { throw BPFError("attaching to tc egress", attached) }
+        }
+    }
+
+    /// Removes our filter from the egress of device `ifindex`, if it is there.
+    public static func detach(ifindex: Int32) {
+        try? withFilter(ifindex) { hook, opts in _ = bpf_tc_detach(hook, opts) }
+    }
+
     // MARK: - Running it without a network (BPF_PROG_TEST_RUN)
 
     /// What the program did with one frame.
@@ -216,21 +268,23 @@ public final class NAT64Program: @unchecked Sendable {
         var ctx = __sk_buff()
         ctx.gso_size = gsoSize
         ctx.gso_segs = gsoSize > 0 ? UInt32((frame.count + Int(gsoSize) - 1) / Int(gsoSize)) : 0
-        var opts = bpf_test_run_opts()
-        opts.sz = MemoryLayout<bpf_test_run_opts>.size
-        let r = frame.withUnsafeBytes { input in
-            out.withUnsafeMutableBytes { output in
-                withUnsafeMutableBytes(of: &ctx) { c in
-                    opts.data_in = input.baseAddress
-                    opts.data_size_in = UInt32(input.count)
-                    opts.data_out = output.baseAddress
-                    opts.data_size_out = UInt32(output.count)
-                    opts.ctx_in = UnsafeRawPointer(c.baseAddress)
-                    opts.ctx_size_in = UInt32(c.count)
-                    opts.repeat = 1
-                    return bpf_prog_test_run_opts(programFD, &opts)
+        let (r, opts) = try withZeroed(bpf_test_run_opts.self) { opts in
+            opts.pointee.sz = MemoryLayout<bpf_test_run_opts>.size
+            let r = frame.withUnsafeBytes { input in
+                out.withUnsafeMutableBytes { output in
+                    withUnsafeMutableBytes(of: &ctx) { c in
+                        opts.pointee.data_in = input.baseAddress
+                        opts.pointee.data_size_in = UInt32(input.count)
+                        opts.pointee.data_out = output.baseAddress
+                        opts.pointee.data_size_out = UInt32(output.count)
+                        opts.pointee.ctx_in = UnsafeRawPointer(c.baseAddress)
+                        opts.pointee.ctx_size_in = UInt32(c.count)
+                        opts.pointee.repeat = 1
+                        return bpf_prog_test_run_opts(programFD, opts)
+                    }
                 }
             }
+            return (r, opts.pointee)
         }
         guard r == 0 else { throw BPFError("BPF_PROG_TEST_RUN", Int32(errno)) }
         return TestRun(verdict: opts.retval, frame: Array(out.prefix(Int(opts.data_size_out))))

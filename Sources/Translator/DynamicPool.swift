@@ -44,6 +44,26 @@ public final class DynamicPool: Sendable {
     private let state = Mutex(State())
     private let releases = Atomic<UInt64>(0)
 
+    /// A mapping made or released: what a datapath that keeps its own copy
+    /// (the kernel's maps) follows.
+    public enum Change: Sendable {
+        case added(Mapping)
+        case released(Mapping)
+    }
+
+    private let observer = Mutex<(@Sendable (Change) -> Void)?>(nil)
+
+    /// Calls `body` with every mapping there is, then with every change,
+    /// until `observe(nil)`. Called under the pool's lock: it must be quick.
+    public func observe(_ body: (@Sendable (Change) -> Void)?) {
+        state.withLock { s in
+            observer.withLock { $0 = body }
+            for m in s.mappings { if let m { body?(.added(m)) } }
+        }
+    }
+
+    private func notify(_ change: Change) { observer.withLock { $0?(change) } }
+
     /// Changes whenever a mapping is released, so that engines can tell a
     /// cached mapping is still the pool's without taking its lock.
     public var generation: UInt64 { releases.load(ordering: .acquiring) }
@@ -94,6 +114,7 @@ public final class DynamicPool: Sendable {
             s.by6[host] = i
             s.by4[a] = i
             s.dirty = true
+            notify(.added(m))
             return a
         }
     }
@@ -138,6 +159,18 @@ public final class DynamicPool: Sendable {
         s.free.append(i)
         s.dirty = true
         s.fullAt = nil
+        notify(.released(m))
+    }
+
+    /// `host` was used at `when` (by a datapath that translates without
+    /// asking the pool), if that is later than the pool knows.
+    public func touch(_ host: IPv6Address, at when: UInt64) {
+        state.withLock { s in
+            guard let i = s.by6[host], var m = s.mappings[i], when > m.lastUsed else { return }
+            if when &- m.lastUsed >= 60 { s.dirty = true }
+            m.lastUsed = when
+            s.mappings[i] = m
+        }
     }
 
     /// Walks the range from where the last allocation stopped, so a released

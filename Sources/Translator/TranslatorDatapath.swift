@@ -15,6 +15,17 @@ public protocol TranslatorDatapath: AnyObject, Sendable {
     var counters: TranslatorCounters { get }
     /// What runs, on what, for `status`: "tun (userspace), 2 queue(s) on sg-nat64".
     var detail: String { get }
+    /// Counters beyond the engine's (the kernel's translations and punts),
+    /// as name and value.
+    var ownCounters: [(String, Int)] { get }
+    /// Once a second, from the daemon's housekeeping, before the pool
+    /// lets idle mappings go.
+    func housekeeping(now: UInt64)
+}
+
+extension TranslatorDatapath {
+    public var ownCounters: [(String, Int)] { [] }
+    public func housekeeping(now: UInt64) {}
 }
 
 /// Why a datapath cannot run.

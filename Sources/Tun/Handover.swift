@@ -78,6 +78,9 @@ public enum Handover {
     /// From now on, `shelve` keeps descriptors for the exec.
     public static func arm() { state.withLock { $0.armed = true } }
 
+    /// Whether this process is about to hand over to the next program.
+    public static var isArmed: Bool { state.withLock { $0.armed } }
+
     /// Keeps `fd` for the next program when a handover is armed (true), else
     /// leaves it to the caller to close (false).
     static func shelve(_ key: String, _ fd: Int32) -> Bool {

@@ -159,7 +159,7 @@ struct PartService: Service {
                 "datapath \(datapath.detail): \(choice.why)",
                 "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.value) for its hosts" }.joined() } ?? ""),
             ]) {
-                var counters = PartStatus.counters(datapath.counters.fields)
+                var counters = PartStatus.counters(datapath.counters.fields + datapath.ownCounters)
                 if let flows { counters["renumbering_flows"] = flows.count }
                 if let pool {
                     counters["pool_mappings"] = pool.count
@@ -169,9 +169,12 @@ struct PartService: Service {
             }
             defer { save(stopping: true) }
             // Housekeeping: idle pool mappings go, and the state file follows the pool.
-            try await runDatapath(.translator, logger: logger, every: .seconds(1), counters: { datapath.counters.summary },
+            try await runDatapath(.translator, logger: logger, every: .seconds(1),
+                                  counters: { (datapath.counters.fields + datapath.ownCounters).map { "\($0.0)=\($0.1)" }.joined(separator: " ") },
                                   failure: { datapath.failure }, stop: datapath.stop, stopped: { datapath.stopped }) {
-                pool?.expire(now: UInt64(time(nil)))
+                let now = UInt64(time(nil))
+                datapath.housekeeping(now: now)
+                pool?.expire(now: now)
                 save()
             }
         }

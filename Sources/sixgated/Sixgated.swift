@@ -169,6 +169,5 @@ extension TranslatorCounters {
         return f
     }
 
-    var summary: String { fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 }
 

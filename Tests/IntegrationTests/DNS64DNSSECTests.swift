@@ -37,7 +37,7 @@ enum SignedUpstream {
         let ksk = try rig.checked("s6", ["dnssec-keygen", "-q", "-K", dir, "-a", "ECDSAP256SHA256", "-f", "KSK", "example.org"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try rig.checked("s6", ["dnssec-keygen", "-q", "-K", dir, "-a", "ECDSAP256SHA256", "example.org"])
-        try rig.checked("s6", ["dnssec-signzone", "-S", "-K", dir, "-O", "full", "-o", "example.org", "-s", "-3600", "-e", "+2592000",
+        try rig.checked("s6", ["dnssec-signzone", "-S", "-K", dir, "-d", dir, "-O", "full", "-o", "example.org", "-s", "-3600", "-e", "+2592000",
                                "-f", dir + "/signed.zone", dir + "/example.org.zone"])
         // One record a line (-O full): owner, TTL, class, type, data.
         let forgeries = ["bogus-aaaa.example.org. AAAA": "2001:db8:2::41", "bogus-a.example.org. A": "192.0.2.42"]

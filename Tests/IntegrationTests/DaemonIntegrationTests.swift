@@ -41,6 +41,37 @@ final class NotifySocket {
 }
 
 @Suite(.serialized) struct DaemonIntegrationTests {
+    /// Where BPF is denied (here: sixgated without CAP_BPF, CAP_SYS_ADMIN and
+    /// CAP_PERFMON), `auto` runs the TUN datapath and status says why, while
+    /// `kernel` refuses to run and says why.
+    @Test func autoFallsBackWhereBPFIsDenied() throws {
+        let rig = try NetnsRig.standard()
+        defer { rig.teardown() }
+        let config = rig.scratch + "/sixgate.toml"
+        try TranslatorGateway.configText(stateDir: rig.scratch + "/state")
+            .replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        try #require(try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")]).succeeded)
+        let denied = ["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", binDir + "/sixgated"]
+        let daemon = try rig.start("gw", denied + ["run", "--config", config], name: "sixgated")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !daemon.errors.contains("translator ready"), ContinuousClock.now < deadline { usleep(20_000) }
+        let status = try runProduct("sixgatectl", ["status", config, "--json"])
+        let parts = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["parts"] as? [[String: Any]]
+        let detail = (parts?.first?["detail"] as? [String])?.first ?? "none: \(status) \(daemon.errors)"
+        #expect(detail.hasPrefix("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto, and the kernel datapath cannot run: ")
+                && detail.contains("Operation not permitted"), "\(detail)")
+        let ping = try rig.run("c6", ["ping", "-c", "2", "-W", "2", TranslatorGateway.s4in6])
+        #expect(ping.succeeded, "the TUN datapath translates: \(ping)")
+        rig.stop(daemon)
+
+        try TranslatorGateway.configText(stateDir: rig.scratch + "/state", datapath: "kernel").write(toFile: config, atomically: true, encoding: .utf8)
+        let kernel = try rig.start("gw", denied + ["translate", "--config", config], name: "translate-kernel")
+        #expect(Spawn.wait(kernel.pid, timeout: .seconds(10)) == 1, "\(kernel.errors)")
+        #expect(kernel.errors.contains("nat64.datapath = kernel, and the kernel datapath cannot run: ") && kernel.errors.contains("Operation not permitted"),
+                "\(kernel.errors)")
+    }
+
     /// `sixgated run` runs the translator, DNS64 and the 6bed4 router of one
     /// config in one process: c6 resolves an IPv4-only name through DNS64
     /// and reaches it through the translator; `verify` finds them agreeing. It tells systemd when it is ready, feeds its
@@ -87,8 +118,11 @@ final class NotifySocket {
         #expect(parts.map { $0["name"] as? String } == ["translator", "dns64", "6bed4"] && parts.allSatisfy { $0["state"] as? String == "serving" }, "\(parts)")
         #expect(json["prefix"] as? String == "2001:db8:64::/96")
         let translator = try #require(parts.first?["counters"] as? [String: Int])
-        #expect((translator["6to4"] ?? 0) >= 2 && translator["pool_mappings"] == 1 && translator["pool_addresses"] == 128, "\(translator)")
-        #expect((parts.first?["detail"] as? [String])?.first?.contains("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto") == true, "\(parts)")
+        // The first ping's packet made the pool mapping in userspace; the kernel translated the rest.
+        #expect((translator["6to4"] ?? 0) >= 1 && (translator["kernel_6to4"] ?? 0) >= 1 && translator["pool_mappings"] == 1
+                && translator["pool_addresses"] == 128, "\(translator)")
+        #expect((parts.first?["detail"] as? [String])?.first == "datapath kernel (tc-BPF on sg-nat64), its slow path tun (userspace), 2 queue(s) on sg-nat64: "
+                + "nat64.datapath = auto, and the tc-BPF program loaded and attached", "\(parts)")
         let dns64 = try #require(parts[1]["counters"] as? [String: Int])
         #expect(dns64["queries"] == 1 && dns64["synthesized"] == 1, "\(dns64)")
         #expect(dns64.filter { $0.key.hasPrefix("udp_socket_") }.values.reduce(0, +) == 1, "each UDP socket's count reaches status: \(dns64)")
@@ -117,7 +151,8 @@ final class NotifySocket {
         #expect(scrape.succeeded && scrape.stdout.contains("# TYPE sixgate_dns64_queries_total counter"), "\(scrape)")
         let queries = scrape.stdout.split(separator: "\n").first { $0.hasPrefix("sixgate_dns64_queries_total ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
         #expect((queries ?? 0) >= 301, "\(scrape.stdout)")
-        #expect(scrape.stdout.contains(#"sixgate_part_up{part="sixbedfour"} 1"#) && scrape.stdout.contains("sixgate_translator_6to4_total "), "\(scrape.stdout)")
+        #expect(scrape.stdout.contains(#"sixgate_part_up{part="sixbedfour"} 1"#) && scrape.stdout.contains("sixgate_translator_6to4_total ")
+                && scrape.stdout.contains("sixgate_translator_kernel_6to4_total "), "\(scrape.stdout)")
         #expect(scrape.stdout.contains("# TYPE sixgate_dns64_qps gauge"), "\(scrape.stdout)")
         let missing = try rig.run("c6", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://[2001:db8:1::1]:9164/"])
         #expect(missing.stdout == "404", "\(missing)")

@@ -16,11 +16,11 @@ import Testing
     static let oldPool = "192.0.2.128/25", newPool = "192.0.2.64/26"
     static let hold = 20, poolHold = 30
 
-    @Test func thePrefixChangesWithoutLoss() throws {
+    @Test(arguments: TranslatorGateway.datapaths) func thePrefixChangesWithoutLoss(datapath: String) throws {
         let demo = try DemoGateway(bin: binDir) {
             $0.replacingOccurrences(of: "[dns64]\n", with: "[dns64]\nmax_ttl = \"\(Self.hold)s\"\n")
                 .replacingOccurrences(of: "[sixbedfour]\n", with: "[sixbedfour]\npref64_lifetime = \"16s\"\n")
-                .replacingOccurrences(of: "[nat64]\n", with: "[nat64]\npool_idle_timeout = \"\(Self.poolHold)s\"\n")
+                .replacingOccurrences(of: "[nat64]\n", with: "[nat64]\ndatapath = \"\(datapath)\"\npool_idle_timeout = \"\(Self.poolHold)s\"\n")
         }
         defer { demo.rig.teardown() }
         let rig = demo.rig, gw = rig.ns("gw")
@@ -85,7 +85,7 @@ import Testing
         let got = try rig.checked("gw", ["sha256sum", rig.scratch + "/got"]).stdout.split(separator: " ")[0]
         #expect(got == sha, "the download arrived whole")
         #expect(Spawn.wait(ping.pid, timeout: .seconds(30)) == 0)
-        #expect(ping.output.contains("40 packets transmitted, 40 received"), "\(ping.output)")
+        #expect(ping.output.contains("40 packets transmitted, 40 received"), "\(ping.output) DAEMON \(daemon.errors)")
         let kept = try poolOctet()
         #expect(kept.map { $0 >= 128 } == true, "c6 kept its address of the old pool \(Self.oldPool): .\(kept ?? -1)")
 

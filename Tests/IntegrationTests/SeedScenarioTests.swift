@@ -103,6 +103,34 @@ import Testing
         #expect(dead.succeeded && !dead.stdout.contains("sixgated:"), "a dead daemon's socket is no daemon: \(dead)")
     }
 
+    /// With the kernel datapath a reload loses nothing: the program stays
+    /// attached and translates while the daemon re-executes, until the new
+    /// one replaces it. A ping and an iperf3 UDP stream from c6 to s4 cross
+    /// the reload whole, and the kernel carried them.
+    @Test func aReloadLosesNothingOnTheKernelDatapath() throws {
+        let demo = try DemoGateway(bin: binDir) { $0.replacingOccurrences(of: "[nat64]\n", with: "[nat64]\ndatapath = \"kernel\"\n") }
+        defer { demo.rig.teardown() }
+        let daemon = try #require(demo.daemon)
+        let rig = demo.rig
+        _ = try rig.start("s4", ["iperf3", "-s", "-1", "-B", "203.0.113.2"], name: "iperf3-server")
+        usleep(300_000)
+        let ping = try rig.start("c6", ["ping", "-6", "-n", "-c", "60", "-i", "0.1", "-W", "2", DemoGateway.s4in6], name: "ping")
+        let stream = try rig.start("c6", ["iperf3", "-c", DemoGateway.s4in6, "-u", "-b", "20M", "-l", "1000", "-t", "6", "-J"], name: "iperf3")
+        sleep(2)
+        let reload = try runProduct("sixgatectl", ["reload", demo.config])
+        #expect(reload.succeeded, "\(reload)")
+        #expect(demo.waitForReady(2, seconds: 15) == 2, "\(daemon.errors)")
+        #expect(Spawn.wait(ping.pid, timeout: .seconds(20)) == 0, "\(ping.output)")
+        #expect(ping.output.contains("60 packets transmitted, 60 received"), "\(ping.output)")
+        #expect(Spawn.wait(stream.pid, timeout: .seconds(20)) == 0, "\(stream.errors)")
+        let report = try JSONSerialization.jsonObject(with: Data(stream.output.utf8)) as? [String: Any]
+        let sum = (report?["end"] as? [String: Any])?["sum"] as? [String: Any]
+        let sent = sum?["packets"] as? Int ?? 0, lost = sum?["lost_packets"] as? Int ?? -1
+        #expect(sent > 10000 && lost == 0, "UDP datagrams sent \(sent), lost \(lost)")
+        let counters = try demo.counters("translator")
+        #expect((counters["kernel_6to4"] ?? 0) > 0, "the kernel carried the stream after the reload too: \(counters)")
+    }
+
     /// DNS64 sends clients to the prefix only once the translator serves it:
     /// with the translator unable to start (its device gone), DNS64 waits,
     /// five seconds at most, then answers anyway.

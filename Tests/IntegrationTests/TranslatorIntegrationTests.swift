@@ -13,7 +13,10 @@ struct TranslatorGateway {
     static let s4in6 = "2001:db8:64::cb00:7102", c4in6 = "2001:db8:64::c633:6402"
     static let s6eam = "203.0.113.10"
 
-    static func configText(stateDir: String) -> String {
+    /// Every suite that uses the translator runs once per datapath.
+    static let datapaths = ["tun", "kernel"]
+
+    static func configText(stateDir: String, datapath: String = "auto") -> String {
         """
         prefix = "2001:db8:64::/96"
         [gateway]
@@ -21,6 +24,7 @@ struct TranslatorGateway {
         inside6 = "c6"
         clients = ["2001:db8:1::/64"]
         [nat64]
+        datapath = "\(datapath)"
         pool4 = "192.0.2.128/25"
         address4 = "192.0.2.1"
         queues = 2
@@ -34,11 +38,11 @@ struct TranslatorGateway {
         """
     }
 
-    static func start() throws -> TranslatorGateway {
+    static func start(_ datapath: String) throws -> TranslatorGateway {
         let rig = try NetnsRig.standard()
         do {
             let config = rig.scratch + "/sixgate.toml"
-            try configText(stateDir: rig.scratch + "/state").write(toFile: config, atomically: true, encoding: .utf8)
+            try configText(stateDir: rig.scratch + "/state", datapath: datapath).write(toFile: config, atomically: true, encoding: .utf8)
             let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
             guard applied.succeeded else { throw RigError.commandFailed(applied) }
             let translator = try startTranslator(rig, config)
@@ -54,6 +58,8 @@ struct TranslatorGateway {
         let deadline = ContinuousClock.now + .seconds(10)
         while !p.errors.contains("translator ready"), ContinuousClock.now < deadline { usleep(20_000) }
         guard p.errors.contains("translator ready") else { throw TranslatorDidNotStart(log: p.errors) }
+        // The datapath asked for is the one that runs.
+        if p.errors.contains("datapath = kernel"), !p.errors.contains("translator ready: kernel (tc-BPF") { throw TranslatorDidNotStart(log: p.errors) }
         return p
     }
 
@@ -141,8 +147,8 @@ extension TranslatorGateway {
 @Suite(.serialized) struct TranslatorIntegrationTests {
     /// c6 -> s4 through the dynamic pool and the masquerade: ping, a TCP
     /// download checked by hash, and UDP request/response.
-    @Test func ipv6ClientReachesIPv4Server() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func ipv6ClientReachesIPv4Server(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         let ping = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6])
         #expect(ping.succeeded && ping.stdout.contains("3 received"), "\(ping)\n\(g.translator.errors)")
@@ -162,8 +168,8 @@ extension TranslatorGateway {
 
     /// c4 -> s6 through the explicit mapping: the IPv6-only server sees the
     /// client as prefix::c4.
-    @Test func ipv4ClientReachesIPv6ServerThroughMapping() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func ipv4ClientReachesIPv6ServerThroughMapping(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         let ping = try g.rig.run("c4", ["ping", "-4", "-n", "-c", "3", "-i", "0.2", "-W", "2", TranslatorGateway.s6eam])
         #expect(ping.succeeded && ping.stdout.contains("3 received"), "\(ping)\n\(g.translator.errors)")
@@ -178,12 +184,13 @@ extension TranslatorGateway {
         #expect(try g.udpAsk("c4", TranslatorGateway.s6eam, port: 9999, message: "mapping") == "gnippam")
     }
 
-    /// Bursts of small datagrams, which the translator joins into UDP
-    /// super-packets on their way out (Coalescer), arrive whole in both
-    /// directions: each with its own content and a checksum the receiving
-    /// kernel accepts.
-    @Test func burstsOfSmallDatagramsArriveWhole() throws {
-        let g = try TranslatorGateway.start()
+    /// Bursts of small datagrams arrive whole in both directions: each with
+    /// its own content and a checksum the receiving kernel accepts. The TUN
+    /// translator joins them into UDP super-packets on their way out
+    /// (Coalescer); the kernel datapath translates them without the TUN
+    /// readers.
+    @Test(arguments: TranslatorGateway.datapaths) func burstsOfSmallDatagramsArriveWhole(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         // Checksums computed in software where gw sends to the servers, as a
         // NIC would compute them on the wire: the servers then verify what
@@ -228,15 +235,22 @@ extension TranslatorGateway {
         }
         g.rig.stop(g.translator)
         let counters = g.translator.errors.split(separator: "\n").first { $0.contains("counters:") } ?? ""
-        let joined = counters.split(separator: " ").first { $0.hasPrefix("coalesced=") }.flatMap { Int($0.dropFirst(10)) } ?? 0
-        #expect(joined > 0, "some datagrams crossed joined: \(counters)")
+        func counter(_ name: String) -> Int { counters.split(separator: " ").first { $0.hasPrefix(name + "=") }.flatMap { Int($0.dropFirst(name.count + 1)) } ?? 0 }
+        if datapath == "tun" {
+            #expect(counter("coalesced") > 0, "some datagrams crossed joined: \(counters)")
+        } else {
+            // The kernel carried them: its counters rose, the TUN readers' stayed flat.
+            #expect(counter("kernel_6to4") >= count * 95 / 100 && counter("kernel_4to6") >= count * 95 / 100, "\(counters)")
+            // Only what came before the pool mapping reached the kernel's map.
+            #expect(counter("6to4") + counter("4to6") < count / 100, "\(counters)")
+        }
     }
 
     /// Datagrams larger than any link cross as fragments in both directions:
     /// IPv6 fragments become IPv4 fragments, and IPv4 fragments become IPv6
     /// fragments no larger than lowest-ipv6-mtu.
-    @Test func fragmentedUDPBothWays() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func fragmentedUDPBothWays(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         _ = try g.udpEcho("s4", "203.0.113.2", port: 9999)
         #expect(try g.udpRoundTrip(from: "c6", to: TranslatorGateway.s4in6, port: 9999, size: 4000), "c6 <-> s4: \(g.translator.errors)")
@@ -246,8 +260,8 @@ extension TranslatorGateway {
 
     /// The IPv6 links at MTU 1280 and the IPv4 links at 1500: large TCP
     /// transfers complete in each direction, both ways round.
-    @Test func tcpAcrossMTU1280() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func tcpAcrossMTU1280(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         for (host, gwSide) in [("c6", "c6"), ("s6", "s6")] {
             try g.rig.checked(host, ["ip", "link", "set", "eth0", "mtu", "1280"])
@@ -270,8 +284,8 @@ extension TranslatorGateway {
 
     /// The translator restarts in the middle of a download: the pool mapping
     /// comes back from the state file, so the TCP connection goes on.
-    @Test func poolSurvivesARestart() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func poolSurvivesARestart(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         let (dir, sha) = try g.rig.blob(size: 3 << 20)
         _ = try g.rig.httpServer("s4", "203.0.113.2", dir: dir)
@@ -289,8 +303,8 @@ extension TranslatorGateway {
 
     /// Garbage written into the TUN device (through a packet socket, as a
     /// conformance suite would) is counted and dropped, and translation goes on.
-    @Test func malformedPacketsAreDroppedAndTranslationGoesOn() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func malformedPacketsAreDroppedAndTranslationGoesOn(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         let inject = """
             import socket, os, random
@@ -316,8 +330,8 @@ extension TranslatorGateway {
     /// A TUN device deleted under the translator stops it with exit 1 and
     /// the reason, instead of leaving it spinning on a dead queue: a
     /// supervisor can then restart it once the device is back.
-    @Test func deletedDeviceStopsTheTranslator() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func deletedDeviceStopsTheTranslator(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         try g.rig.checked("gw", ["ip", "link", "del", "sg-nat64"])
         #expect(Spawn.wait(g.translator.pid, timeout: .seconds(5)) == 1, "\(g.translator.errors)")
@@ -326,8 +340,8 @@ extension TranslatorGateway {
 
     /// A hop limit that runs out at the translator comes back as a translated
     /// Time Exceeded from the translator's own address.
-    @Test func hopLimitExpiryIsAnswered() throws {
-        let g = try TranslatorGateway.start()
+    @Test(arguments: TranslatorGateway.datapaths) func hopLimitExpiryIsAnswered(datapath: String) throws {
+        let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         let r = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "1", "-t", "2", "-W", "2", TranslatorGateway.s4in6])
         #expect(r.stdout.contains("Time exceeded") && r.stdout.contains("2001:db8:64::c000:201"), "\(r)")

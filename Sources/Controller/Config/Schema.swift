@@ -32,7 +32,7 @@ public enum Schema {
         ]),
         Table(name: "nat64", isArray: false, doc: "The translator.", keys: [
             Key(name: "enabled", type: "bool", defaultValue: "true", doc: "Run the translator."),
-            Key(name: "datapath", type: "auto|kernel|tun", defaultValue: "auto", doc: "The kernel path where the kernel offers one, else the userspace TUN translator."),
+            Key(name: "datapath", type: "auto|kernel|tun", defaultValue: "auto", doc: "`kernel`: a tc-BPF program on the TUN device translates the common packets in the kernel, the userspace translator the rest; it fails, saying why, where the program cannot load or attach. `tun`: the userspace translator alone. `auto`: `kernel` where it can run, else `tun`; `status` says which runs and why."),
             Key(name: "device", type: "interface", defaultValue: "sg-nat64", doc: "TUN device of the translator; both families unless `device4` is set."),
             Key(name: "device4", type: "interface", defaultValue: "none", doc: "A separate TUN device for the IPv4 side."),
             Key(name: "mtu", type: "integer", defaultValue: "1500", doc: "MTU of the TUN device(s), 1280 to 65535."),

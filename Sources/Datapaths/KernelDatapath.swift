@@ -1,0 +1,101 @@
+import Glibc
+import Packet
+import TCBPF
+import Translator
+import Tun
+
+/// The kernel datapath: the tc-BPF translator on the egress of the TUN
+/// device(s) translates the common packets in the kernel and hands them to
+/// the stack as if the userspace translator had written them; what it
+/// leaves (ICMP errors, fragments, a pool's first packet, …) reaches the TUN
+/// queues, where the userspace datapath, its slow path, translates it as
+/// ever. The pool's mappings are mirrored into the program's maps, so that
+/// a host's packets stay in the kernel from its second packet on.
+public final class KernelDatapath: TranslatorDatapath {
+    let slow: TunDatapath
+    let program: NAT64Program
+    let setup: DatapathSetup
+    let ifindexes: [Int32]
+
+    /// Loads the program and fills its maps; attaches nothing yet.
+    public init(_ setup: DatapathSetup) throws(DatapathError) {
+        self.setup = setup
+        slow = TunDatapath(settings: setup.settings, pool: setup.pool, device: setup.device, device4: setup.device4,
+                           queues: setup.queues, flows: setup.flows)
+        let index6 = Int32(bitPattern: if_nametoindex(setup.device))
+        let index4 = setup.device4.map { Int32(bitPattern: if_nametoindex($0)) } ?? index6
+        guard index6 > 0, index4 > 0 else { throw DatapathError("no device \(setup.device)\(setup.device4.map { " or \($0)" } ?? "") here") }
+        ifindexes = index4 == index6 ? [index6] : [index6, index4]
+        do {
+            program = try NAT64Program()
+            let s = setup.settings
+            try program.configure(NAT64Program.Settings(
+                prefix: s.prefix, eam: s.eam.entries.map { ($0.ipv4, $0.ipv6) }, pool: setup.pool?.range, ifindex6: index6, ifindex4: index4,
+                lowestIPv6MTU: s.lowestIPv6MTU, puntAll: !s.retiring.isEmpty))
+        } catch {
+            throw DatapathError("\(error)")
+        }
+    }
+
+    public var detail: String {
+        "kernel (tc-BPF on \(setup.device)\(setup.device4.map { " and \($0)" } ?? "")), its slow path \(slow.detail)"
+    }
+
+    /// What can fail comes first, so that a failure leaves nothing behind
+    /// and `auto` falls back to a TUN datapath that finds the queues (and
+    /// what a reload handed over in them) untouched.
+    public func start() throws(DatapathError) {
+        setup.pool?.observe { [program] change in
+            switch change {
+            case .added(let m): try? program.addPoolMapping(host: m.ipv6, address: m.ipv4)
+            case .released(let m): program.removePoolMapping(host: m.ipv6, address: m.ipv4)
+            }
+        }
+        do {
+            for i in ifindexes { try program.attach(ifindex: i) }
+            // What the program punts waits in the queues meanwhile.
+            try slow.start()
+        } catch {
+            detach()
+            throw DatapathError("\(error)")
+        }
+    }
+
+    private func detach() {
+        for i in ifindexes { NAT64Program.detach(ifindex: i) }
+        setup.pool?.observe(nil)
+    }
+
+    /// Before a handover (a reload re-executes the daemon) the program stays
+    /// attached and keeps translating, with the maps it has, until the next
+    /// program replaces it: userspace may be away, the kernel is not.
+    public func stop() {
+        if Handover.isArmed {
+            setup.pool?.observe(nil)
+        } else {
+            detach()
+        }
+        slow.stop()
+    }
+
+    public var stopped: Bool { slow.stopped }
+    public var failure: String? { slow.failure }
+    public var counters: TranslatorCounters { slow.counters }
+
+    public var ownCounters: [(String, Int)] {
+        let values = program.counters()
+        return KernelCounter.allCases.compactMap { c in
+            let v = Int(values[c.index])
+            // The translations always; a punt once it happened.
+            return v > 0 || c == .translated6to4 || c == .translated4to6 ? (c.description, v) : nil
+        }
+    }
+
+    /// The pool learns when the kernel last translated for each host.
+    public func housekeeping(now: UInt64) {
+        guard let pool = setup.pool else { return }
+        for m in pool.mappings {
+            if let used = program.lastUsed(host: m.ipv6) { pool.touch(m.ipv6, at: used) }
+        }
+    }
+}
