@@ -83,6 +83,29 @@ import Testing
         d.load(now: 2000)
         #expect(d.count == 0)
     }
+
+    /// What the kernel datapath follows: the mappings there are, then each
+    /// one made and released; and the last use it reports keeps a mapping.
+    @Test func observersSeeEveryMappingAndTouchesKeepThem() throws {
+        final class Seen: @unchecked Sendable { var changes: [String] = [] }
+        let pool = DynamicPool(range: try IPv4Prefix.parse("192.0.2.0/30"), idleTimeout: 60, stateFile: nil)
+        _ = pool.address(for: host(1), now: 0)
+        let seen = Seen()
+        pool.observe { change in
+            switch change {
+            case .added(let m): seen.changes.append("+\(m.ipv4)")
+            case .released(let m): seen.changes.append("-\(m.ipv4)")
+            }
+        }
+        _ = pool.address(for: host(2), now: 0)
+        pool.touch(host(2), at: 50)
+        pool.expire(now: 100)
+        #expect(seen.changes == ["+192.0.2.0", "+192.0.2.1", "-192.0.2.0"], "host 2, used at 50 by the kernel, stays until 110")
+        #expect(pool.existingAddress(for: host(2)) != nil)
+        pool.observe(nil)
+        pool.expire(now: 200)
+        #expect(seen.changes.count == 3, "no more calls once the observer is gone")
+    }
 }
 
 /// A changed pool: hosts holding an address of the earlier range keep it
