@@ -45,6 +45,8 @@ public final class KernelDatapath: TranslatorDatapath {
     /// and `auto` falls back to a TUN datapath that finds the queues (and
     /// what a reload handed over in them) untouched.
     public func start() throws(DatapathError) {
+        // A mapping the map cannot take (it is full) only costs speed: that
+        // host's packets are the userspace translator's.
         setup.pool?.observe { [program] change in
             switch change {
             case .added(let m): try? program.addPoolMapping(host: m.ipv6, address: m.ipv4)
