@@ -301,6 +301,8 @@ static __always_inline int from6(struct __sk_buff *skb, const struct nat64_confi
 	if (40 + bpf_ntohs(ip6->payload_len) + l3 != skb->len)
 		return punt(NAT64_PUNT_HEADERS);  /* a jumbogram, or malformed: the engine's */
 	len4 = 20 + bpf_ntohs(ip6->payload_len);
+	if (len4 > 65535)
+		return punt(NAT64_PUNT_SIZE);
 	if (dst6[0] == 0xff || src6[0] == 0xff)
 		return punt(NAT64_PUNT_DESTINATION);
 	if (hop <= 1)
@@ -326,7 +328,6 @@ static __always_inline int from6(struct __sk_buff *skb, const struct nat64_confi
 	case IPPROTO_ICMPV6: {
 		__u8 type[2];
 
-		csum_at = upper + 2;
 		proto = IPPROTO_ICMP;
 		if (bpf_skb_load_bytes(skb, upper, type, 2))
 			return punt(NAT64_PUNT_HEADERS);
@@ -366,12 +367,16 @@ static __always_inline int from6(struct __sk_buff *skb, const struct nat64_confi
 		__builtin_memcpy(src4, pe->ipv4, 4);
 		stamp(pe);
 	}
-	/* RFC 7757 §4.2: a destination mapped back to IPv6 hairpins. */
+	/* RFC 7757 §4.2: a destination mapped back to IPv6 hairpins: a
+	 * mapping, or a pool address (of the range, or of a range a
+	 * renumbering still keeps, whose hosts are in the map). */
 	__builtin_memcpy(key4.addr, dst4, 4);
 	if (bpf_map_lookup_elem(&eam4, &key4))
 		return punt(NAT64_PUNT_HAIRPIN);
-	__builtin_memcpy(&pool, cfg->pool4, 4);
 	__builtin_memcpy(&mask, dst4, 4);
+	if (bpf_map_lookup_elem(&pool4, &mask))
+		return punt(NAT64_PUNT_HAIRPIN);
+	__builtin_memcpy(&pool, cfg->pool4, 4);
 	if (cfg->pool4_len && cfg->pool4_len <= 32 &&
 	    ((bpf_ntohl(mask) ^ bpf_ntohl(pool)) >> (32 - cfg->pool4_len)) == 0)
 		return punt(NAT64_PUNT_HAIRPIN);
@@ -402,7 +407,9 @@ static __always_inline int from6(struct __sk_buff *skb, const struct nat64_confi
 		buf[0] = buf[0] == 128 ? 8 : 0;
 		buf[2] = buf[3] = 0;
 		csum = ~fold(sum_echo(buf, icmp_len, 0));
-		if (bpf_skb_store_bytes(skb, upper, buf, 1, 0) || bpf_skb_store_bytes(skb, csum_at, &csum, 2, 0))
+		__builtin_memcpy(buf + 2, &csum, 2);
+		/* Type, code and checksum in one store: all or nothing. */
+		if (bpf_skb_store_bytes(skb, upper, buf, 4, 0))
 			return punt(NAT64_PUNT_ERROR);
 	} else {
 		__be32 v6[8], v4[2];
@@ -497,7 +504,6 @@ static __always_inline int from4(struct __sk_buff *skb, const struct nat64_confi
 	case IPPROTO_ICMP: {
 		__u8 type[2];
 
-		csum_at = upper + 2;
 		next = IPPROTO_ICMPV6;
 		if (bpf_skb_load_bytes(skb, upper, type, 2))
 			return punt(NAT64_PUNT_HEADERS);
@@ -555,7 +561,8 @@ static __always_inline int from4(struct __sk_buff *skb, const struct nat64_confi
 		if (s < 0)
 			return punt(NAT64_PUNT_ERROR);
 		csum = ~fold(sum_echo(buf, payload, (__u32)s));
-		if (bpf_skb_store_bytes(skb, upper, buf, 1, 0) || bpf_skb_store_bytes(skb, csum_at, &csum, 2, 0))
+		__builtin_memcpy(buf + 2, &csum, 2);
+		if (bpf_skb_store_bytes(skb, upper, buf, 4, 0))
 			return punt(NAT64_PUNT_ERROR);
 	} else {
 		__be32 v4[2], v6[8];

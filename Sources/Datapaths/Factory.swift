@@ -33,6 +33,9 @@ public enum DatapathFactory {
     /// cannot run; `auto`, the kernel path when it can run, else `tun`.
     public static func start(_ wanted: Datapath, _ setup: DatapathSetup) throws(DatapathError) -> DatapathChoice {
         let tun = { () throws(DatapathError) -> TunDatapath in
+            // A program an earlier sixgated left attached across a reload
+            // would go on translating with maps nobody keeps.
+            KernelDatapath.detach(setup)
             let d = TunDatapath(settings: setup.settings, pool: setup.pool, device: setup.device, device4: setup.device4,
                                 queues: setup.queues, flows: setup.flows)
             try d.start()

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Packet
 import TCBPF
 import Translator
@@ -16,9 +17,28 @@ public final class KernelDatapath: TranslatorDatapath {
     let program: NAT64Program
     let setup: DatapathSetup
     let ifindexes: [Int32]
+    /// What the program was told; `puntAll` is cleared when a renumbering ends.
+    private let told: Mutex<NAT64Program.Settings>
+
+    /// Linux 5.13 is the first whose `bpf_skb_change_proto` takes every kind
+    /// of super-packet (UDP ones before it fail, after the program has begun
+    /// to rewrite them: they could only be dropped).
+    static let minimumKernel = (5, 13)
+
+    /// The running kernel's version, from uname.
+    static var kernel: (Int, Int)? {
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return numbers.count == 2 ? (numbers[0], numbers[1]) : nil
+    }
 
     /// Loads the program and fills its maps; attaches nothing yet.
     public init(_ setup: DatapathSetup) throws(DatapathError) {
+        if let k = Self.kernel, k < Self.minimumKernel {
+            throw DatapathError("it needs Linux \(Self.minimumKernel.0).\(Self.minimumKernel.1) or later, and this is \(k.0).\(k.1)")
+        }
         self.setup = setup
         slow = TunDatapath(settings: setup.settings, pool: setup.pool, device: setup.device, device4: setup.device4,
                            queues: setup.queues, flows: setup.flows)
@@ -26,12 +46,14 @@ public final class KernelDatapath: TranslatorDatapath {
         let index4 = setup.device4.map { Int32(bitPattern: if_nametoindex($0)) } ?? index6
         guard index6 > 0, index4 > 0 else { throw DatapathError("no device \(setup.device)\(setup.device4.map { " or \($0)" } ?? "") here") }
         ifindexes = index4 == index6 ? [index6] : [index6, index4]
+        let s = setup.settings
+        let told = NAT64Program.Settings(
+            prefix: s.prefix, eam: s.eam.entries.map { ($0.ipv4, $0.ipv6) }, pool: setup.pool?.range, ifindex6: index6, ifindex4: index4,
+            lowestIPv6MTU: s.lowestIPv6MTU, puntAll: !s.retiring.isEmpty)
+        self.told = Mutex(told)
         do {
             program = try NAT64Program()
-            let s = setup.settings
-            try program.configure(NAT64Program.Settings(
-                prefix: s.prefix, eam: s.eam.entries.map { ($0.ipv4, $0.ipv6) }, pool: setup.pool?.range, ifindex6: index6, ifindex4: index4,
-                lowestIPv6MTU: s.lowestIPv6MTU, puntAll: !s.retiring.isEmpty))
+            try program.configure(told)
         } catch {
             throw DatapathError("\(error)")
         }
@@ -49,7 +71,7 @@ public final class KernelDatapath: TranslatorDatapath {
         // host's packets are the userspace translator's.
         setup.pool?.observe { [program] change in
             switch change {
-            case .added(let m): try? program.addPoolMapping(host: m.ipv6, address: m.ipv4)
+            case .added(let m): try? program.addPoolMapping(host: m.ipv6, address: m.ipv4, lastUsed: m.lastUsed)
             case .released(let m): program.removePoolMapping(host: m.ipv6, address: m.ipv4)
             }
         }
@@ -66,6 +88,14 @@ public final class KernelDatapath: TranslatorDatapath {
     private func detach() {
         for i in ifindexes { NAT64Program.detach(ifindex: i) }
         setup.pool?.observe(nil)
+    }
+
+    /// Removes sixgate's program from the device(s) of `setup`, if attached.
+    static func detach(_ setup: DatapathSetup) {
+        for device in [setup.device] + (setup.device4.map { [$0] } ?? []) {
+            let i = Int32(bitPattern: if_nametoindex(device))
+            if i > 0 { NAT64Program.detach(ifindex: i) }
+        }
     }
 
     /// Before a handover (a reload re-executes the daemon) the program stays
@@ -93,11 +123,21 @@ public final class KernelDatapath: TranslatorDatapath {
         }
     }
 
-    /// The pool learns when the kernel last translated for each host.
+    /// The pool learns when the kernel last translated for each host; once
+    /// a renumbering is over (without a restart) the kernel takes its share
+    /// of the traffic back.
     public func housekeeping(now: UInt64) {
-        guard let pool = setup.pool else { return }
-        for m in pool.mappings {
-            if let used = program.lastUsed(host: m.ipv6) { pool.touch(m.ipv6, at: used) }
+        if let pool = setup.pool {
+            for m in pool.mappings {
+                if let used = program.lastUsed(host: m.ipv6, address: m.ipv4) { pool.touch(m.ipv6, at: used) }
+            }
         }
+        let end = setup.settings.retiring.map(\.until).max() ?? 0
+        let over = told.withLock { t -> NAT64Program.Settings? in
+            guard t.puntAll, now >= end else { return nil }
+            t.puntAll = false
+            return t
+        }
+        if let over { try? program.configure(over) }
     }
 }

@@ -112,7 +112,8 @@ public final class NAT64Program: @unchecked Sendable {
     }
 
     /// Fills the maps from `settings`, the config last: the program starts
-    /// translating once all it needs is there.
+    /// translating once all it needs is there. Again with other settings,
+    /// it changes the config in place (the EAM entries are only added to).
     public func configure(_ s: Settings) throws(BPFError) {
         for e in s.eam {
             var value = nat64_eam()
@@ -153,12 +154,14 @@ public final class NAT64Program: @unchecked Sendable {
     }
 
     /// A dynamic pool mapping, in both directions, so that the host's
-    /// packets stay in the kernel.
-    public func addPoolMapping(host: IPv6Address, address: IPv4Address) throws(BPFError) {
+    /// packets stay in the kernel; `lastUsed` (seconds since 1970) is when
+    /// the pool last saw it used, so that its idle time goes on counting.
+    public func addPoolMapping(host: IPv6Address, address: IPv4Address, lastUsed: UInt64) throws(BPFError) {
         var e = nat64_pool_entry()
         withUnsafeMutableBytes(of: &e.ipv6) { $0.copyBytes(from: host.bytes) }
         withUnsafeMutableBytes(of: &e.ipv4) { $0.copyBytes(from: address.bytes) }
-        e.last_used = Self.bootNanoseconds()
+        let boot = Self.bootNanoseconds(), ago = UInt64(time(nil)) &- min(lastUsed, UInt64(time(nil)))
+        e.last_used = boot &- min(boot, ago &* 1_000_000_000)
         var k6 = e.ipv6
         var k4 = address.rawValue.bigEndian
         try update(pool6FD, &k6, &e, "the pool map (IPv6)")
@@ -173,14 +176,17 @@ public final class NAT64Program: @unchecked Sendable {
         _ = bpf_map_delete_elem(pool4FD, &k4)
     }
 
-    /// When the program last translated for `host`'s pool mapping, in
-    /// seconds since the Unix epoch; nil when it holds no such mapping.
-    public func lastUsed(host: IPv6Address) -> UInt64? {
+    /// When the program last translated for the pool mapping of `host`
+    /// (`address`), either way, in seconds since 1970; nil when it holds no
+    /// such mapping. Each direction stamps its own map's entry.
+    public func lastUsed(host: IPv6Address, address: IPv4Address) -> UInt64? {
         var k6 = nat64_pool_entry().ipv6
         withUnsafeMutableBytes(of: &k6) { $0.copyBytes(from: host.bytes) }
-        var e = nat64_pool_entry()
-        guard bpf_map_lookup_elem(pool6FD, &k6, &e) == 0 else { return nil }
-        let ago = Self.bootNanoseconds() &- e.last_used
+        var k4 = address.rawValue.bigEndian
+        var out = nat64_pool_entry(), back = nat64_pool_entry()
+        guard bpf_map_lookup_elem(pool6FD, &k6, &out) == 0 else { return nil }
+        let stamp = bpf_map_lookup_elem(pool4FD, &k4, &back) == 0 ? max(out.last_used, back.last_used) : out.last_used
+        let ago = Self.bootNanoseconds() &- min(stamp, Self.bootNanoseconds())
         return UInt64(time(nil)) &- ago / 1_000_000_000
     }
 

@@ -338,6 +338,26 @@ extension TranslatorGateway {
         #expect(g.translator.errors.contains("translator stopping: reading from TUN device sg-nat64 failed"), "\(g.translator.errors)")
     }
 
+    /// A program a killed sixgated left attached (or one kept across a
+    /// reload to a tun config) would translate with maps nobody keeps: the
+    /// TUN datapath removes it.
+    @Test func theTUNDatapathRemovesAProgramLeftBehind() throws {
+        let g = try TranslatorGateway.start("kernel")
+        defer { g.rig.teardown() }
+        func filters() throws -> String { try g.rig.checked("gw", ["tc", "filter", "show", "dev", "sg-nat64", "egress"]).stdout }
+        let attached = try filters()
+        #expect(attached.contains("nat64"), "attached: \(attached)")
+        kill(g.translator.pid, SIGKILL)
+        _ = Spawn.wait(g.translator.pid, timeout: .seconds(5))
+        #expect(try filters().contains("nat64"), "a killed process leaves the filter")
+        try TranslatorGateway.configText(stateDir: g.rig.scratch + "/state", datapath: "tun").write(toFile: g.config, atomically: true, encoding: .utf8)
+        let tun = try TranslatorGateway.startTranslator(g.rig, g.config)
+        let left = try filters()
+        #expect(!left.contains("nat64"), "removed: \(left)\n\(tun.errors)")
+        let ping = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6])
+        #expect(ping.succeeded, "\(ping)")
+    }
+
     /// A hop limit that runs out at the translator comes back as a translated
     /// Time Exceeded from the translator's own address.
     @Test(arguments: TranslatorGateway.datapaths) func hopLimitExpiryIsAnswered(datapath: String) throws {

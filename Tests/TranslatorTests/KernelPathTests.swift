@@ -31,7 +31,7 @@ import Testing
     /// in the program's map, as the datapath does.
     static func mapHost(_ p: Pair, _ host: String) throws -> IPv4Address {
         let a = try #require(p.engine.pool?.address(for: IPv6Address(host)!, now: 1000))
-        try p.program.addPoolMapping(host: IPv6Address(host)!, address: a)
+        try p.program.addPoolMapping(host: IPv6Address(host)!, address: a, lastUsed: UInt64(time(nil)))
         return a
     }
 
@@ -108,7 +108,25 @@ import Testing
         try Self.expectSame(p, Build.ipv4(src: s4, dst: a, proto: 1, payload: Build.icmpv4(type: 0, code: 0, rest: 0x0001_0007, body: Array(0..<57))))
         // An odd-length echo, padded for the sum.
         try Self.expectSame(p, Build.ipv4(src: s4, dst: a, proto: 1, payload: Build.icmpv4(type: 8, code: 0, rest: 0x0002_0001, body: Array(0..<3))))
-        #expect(p.program.lastUsed(host: IPv6Address(c6)!).map { $0 + 5 >= UInt64(time(nil)) } == true, "the program stamps the mapping")
+        #expect(p.program.lastUsed(host: IPv6Address(c6)!, address: IPv4Address(a)!).map { $0 + 5 >= UInt64(time(nil)) } == true, "the program stamps the mapping")
+        // Another host's pool address, reached through the prefix, hairpins: the engine's.
+        let other = "2001:db8:1::3", b = try Self.mapHost(p, other).description
+        let viaPrefix = "2001:db8:64::" + String(IPv4Address(b)!.rawValue >> 16, radix: 16) + ":" + String(IPv4Address(b)!.rawValue & 0xFFFF, radix: 16)
+        try Self.expectPunt(p, Build.ipv6(src: c6, dst: viaPrefix, next: 17, payload: Build.udp(sport: 1, dport: 2, data: [1], src: c6, dst: viaPrefix)), .hairpin)
+    }
+
+    /// A mapping keeps the last use the pool knew, and traffic either way
+    /// (a one-way stream back from IPv4 too) counts as use.
+    @Test func lastUseBothWays() throws {
+        let p = try Self.pair(pool: "192.0.2.128/25")
+        let now = UInt64(time(nil))
+        let host = IPv6Address(c6)!, a = try #require(p.engine.pool?.address(for: host, now: now))
+        try p.program.addPoolMapping(host: host, address: a, lastUsed: now - 1000)
+        let before = try #require(p.program.lastUsed(host: host, address: a))
+        #expect(before + 1000 <= now + 2 && before + 1000 + 2 >= now, "the pool's last use, not the time of the copy: \(now - before) s ago")
+        let s = a.description
+        try Self.expectSame(p, Build.ipv4(src: s4, dst: s, proto: 17, payload: Build.udp(sport: 53, dport: 5000, data: [1], src: s4, dst: s)))
+        #expect(try #require(p.program.lastUsed(host: host, address: a)) + 2 >= now, "a packet back from IPv4 is a use")
     }
 
     @Test func explicitMappingsLongestFirst() throws {
