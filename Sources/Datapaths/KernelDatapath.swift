@@ -127,11 +127,7 @@ public final class KernelDatapath: TranslatorDatapath {
     /// a renumbering is over (without a restart) the kernel takes its share
     /// of the traffic back.
     public func housekeeping(now: UInt64) {
-        if let pool = setup.pool {
-            for m in pool.mappings {
-                if let used = program.lastUsed(host: m.ipv6, address: m.ipv4) { pool.touch(m.ipv6, at: used) }
-            }
-        }
+        setup.pool?.touch(program.lastUses())
         let end = setup.settings.retiring.map(\.until).max() ?? 0
         let over = told.withLock { t -> NAT64Program.Settings? in
             guard t.puntAll, now >= end else { return nil }

@@ -176,18 +176,43 @@ public final class NAT64Program: @unchecked Sendable {
         _ = bpf_map_delete_elem(pool4FD, &k4)
     }
 
-    /// When the program last translated for the pool mapping of `host`
-    /// (`address`), either way, in seconds since 1970; nil when it holds no
-    /// such mapping. Each direction stamps its own map's entry.
-    public func lastUsed(host: IPv6Address, address: IPv4Address) -> UInt64? {
-        var k6 = nat64_pool_entry().ipv6
-        withUnsafeMutableBytes(of: &k6) { $0.copyBytes(from: host.bytes) }
-        var k4 = address.rawValue.bigEndian
-        var out = nat64_pool_entry(), back = nat64_pool_entry()
-        guard bpf_map_lookup_elem(pool6FD, &k6, &out) == 0 else { return nil }
-        let stamp = bpf_map_lookup_elem(pool4FD, &k4, &back) == 0 ? max(out.last_used, back.last_used) : out.last_used
-        let ago = Self.bootNanoseconds() &- min(stamp, Self.bootNanoseconds())
-        return UInt64(time(nil)) &- ago / 1_000_000_000
+    /// When the program last translated for each host of the pool maps,
+    /// either way (each direction stamps its own map's entry), in seconds
+    /// since 1970: read in batches, a few calls for the whole pool.
+    public func lastUses() -> [IPv6Address: UInt64] {
+        var stamps: [IPv6Address: UInt64] = [:]
+        for (fd, keySize) in [(pool6FD, 16), (pool4FD, 4)] {
+            Self.forEachEntry(fd, keySize: keySize) { e in
+                let host = withUnsafeBytes(of: e.ipv6) { IPv6Address(bytes: Array($0)) }
+                stamps[host] = max(stamps[host] ?? 0, e.last_used)
+            }
+        }
+        let boot = Self.bootNanoseconds(), now = UInt64(time(nil))
+        return stamps.mapValues { now &- (boot &- min($0, boot)) / 1_000_000_000 }
+    }
+
+    /// Calls `body` with every value of the pool map `fd`.
+    private static func forEachEntry(_ fd: Int32, keySize: Int, _ body: (nat64_pool_entry) -> Void) {
+        let batch = 1024
+        var keys = [UInt8](repeating: 0, count: keySize * batch)
+        var values = [nat64_pool_entry](repeating: nat64_pool_entry(), count: batch)
+        // A hash map's position: a bucket number.
+        var position: UInt64 = 0, next: UInt64 = 0
+        var first = true
+        while true {
+            var count = UInt32(batch)
+            let r = keys.withUnsafeMutableBytes { k in
+                values.withUnsafeMutableBytes { v in
+                    first ? bpf_map_lookup_batch(fd, nil, &next, k.baseAddress, v.baseAddress, &count, nil)
+                        : bpf_map_lookup_batch(fd, &position, &next, k.baseAddress, v.baseAddress, &count, nil)
+                }
+            }
+            // The last batch comes with ENOENT, and its entries.
+            for i in 0..<Int(min(count, UInt32(batch))) { body(values[i]) }
+            guard r == 0 else { return }
+            position = next
+            first = false
+        }
     }
 
     /// The counters, summed over the CPUs, indexed by `nat64_counter`.

@@ -162,14 +162,17 @@ public final class DynamicPool: Sendable {
         notify(.released(m))
     }
 
-    /// `host` was used at `when` (by a datapath that translates without
-    /// asking the pool), if that is later than the pool knows.
-    public func touch(_ host: IPv6Address, at when: UInt64) {
+    /// Each host was used when its value says (by a datapath that
+    /// translates without asking the pool), if that is later than the pool
+    /// knows.
+    public func touch(_ uses: [IPv6Address: UInt64]) {
         state.withLock { s in
-            guard let i = s.by6[host], var m = s.mappings[i], when > m.lastUsed else { return }
-            if when &- m.lastUsed >= 60 { s.dirty = true }
-            m.lastUsed = when
-            s.mappings[i] = m
+            for (host, when) in uses {
+                guard let i = s.by6[host], var m = s.mappings[i], when > m.lastUsed else { continue }
+                if when &- m.lastUsed >= 60 { s.dirty = true }
+                m.lastUsed = when
+                s.mappings[i] = m
+            }
         }
     }
 

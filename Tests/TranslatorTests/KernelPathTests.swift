@@ -108,7 +108,7 @@ import Testing
         try Self.expectSame(p, Build.ipv4(src: s4, dst: a, proto: 1, payload: Build.icmpv4(type: 0, code: 0, rest: 0x0001_0007, body: Array(0..<57))))
         // An odd-length echo, padded for the sum.
         try Self.expectSame(p, Build.ipv4(src: s4, dst: a, proto: 1, payload: Build.icmpv4(type: 8, code: 0, rest: 0x0002_0001, body: Array(0..<3))))
-        #expect(p.program.lastUsed(host: IPv6Address(c6)!, address: IPv4Address(a)!).map { $0 + 5 >= UInt64(time(nil)) } == true, "the program stamps the mapping")
+        #expect(p.program.lastUses()[IPv6Address(c6)!].map { $0 + 5 >= UInt64(time(nil)) } == true, "the program stamps the mapping")
         // Another host's pool address, reached through the prefix, hairpins: the engine's.
         let other = "2001:db8:1::3", b = try Self.mapHost(p, other).description
         let viaPrefix = "2001:db8:64::" + String(IPv4Address(b)!.rawValue >> 16, radix: 16) + ":" + String(IPv4Address(b)!.rawValue & 0xFFFF, radix: 16)
@@ -122,11 +122,24 @@ import Testing
         let now = UInt64(time(nil))
         let host = IPv6Address(c6)!, a = try #require(p.engine.pool?.address(for: host, now: now))
         try p.program.addPoolMapping(host: host, address: a, lastUsed: now - 1000)
-        let before = try #require(p.program.lastUsed(host: host, address: a))
+        let before = try #require(p.program.lastUses()[host])
         #expect(before + 1000 <= now + 2 && before + 1000 + 2 >= now, "the pool's last use, not the time of the copy: \(now - before) s ago")
         let s = a.description
         try Self.expectSame(p, Build.ipv4(src: s4, dst: s, proto: 17, payload: Build.udp(sport: 53, dport: 5000, data: [1], src: s4, dst: s)))
-        #expect(try #require(p.program.lastUsed(host: host, address: a)) + 2 >= now, "a packet back from IPv4 is a use")
+        #expect(try #require(p.program.lastUses()[host]) + 2 >= now, "a packet back from IPv4 is a use")
+    }
+
+    /// The last uses come back for every mapping, past one batch of reads.
+    @Test func lastUsesOfALargePool() throws {
+        let p = try Self.pair(pool: "192.0.2.0/24")
+        let now = UInt64(time(nil))
+        for i in 0..<1500 {
+            try p.program.addPoolMapping(host: IPv6Address(high: 0x2001_0db8_0001_0000, low: UInt64(i)),
+                                         address: IPv4Address(rawValue: 0xC633_0000 + UInt32(i)), lastUsed: now - UInt64(i % 100))
+        }
+        let uses = p.program.lastUses()
+        #expect(uses.count == 1500)
+        #expect(uses[IPv6Address(high: 0x2001_0db8_0001_0000, low: 1499)].map { $0 + 99 + 2 >= now && $0 + 99 <= now + 2 } == true)
     }
 
     @Test func explicitMappingsLongestFirst() throws {

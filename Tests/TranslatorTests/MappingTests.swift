@@ -98,7 +98,7 @@ import Testing
             }
         }
         _ = pool.address(for: host(2), now: 0)
-        pool.touch(host(2), at: 50)
+        pool.touch([host(2): 50, host(9): 50])
         pool.expire(now: 100)
         #expect(seen.changes == ["+192.0.2.0", "+192.0.2.1", "-192.0.2.0"], "host 2, used at 50 by the kernel, stays until 110")
         #expect(pool.existingAddress(for: host(2)) != nil)
