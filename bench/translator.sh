@@ -8,11 +8,15 @@
 # in one run, on one topology of network namespaces it creates and removes,
 # with the CPU time sixgated spends during the TCP runs.
 # Not part of `make test`. Needs root, tayga and iperf3 (installed if missing).
+# A full run takes about 20 minutes; PATHS="plain kernel" (say) measures only
+# those paths, and the lines of the others show 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "needs root: it creates network namespaces" >&2; exit 1; }
 for p in tayga iperf3; do command -v $p >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; done
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+PATHS=${PATHS:-plain tayga tun kernel}
+want() { [[ " $PATHS " == *" $1 "* ]]; }
 swift build -c release --product sixgatectl >/dev/null
 swift build -c release --product sixgated >/dev/null
 swift build -c release --product udpblast >/dev/null
@@ -102,36 +106,42 @@ udp() {  # destination, receiving host, its address[, gso]
     echo "$best"
 }
 
-echo "== plain IPv6 forwarding c6 -> s6"
-plain_tcp=$(tcp 2001:db8:2::2); read -r plain_pps plain_loss <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2)"
-read -r plain_gso _ <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2 gso)"
+plain_tcp=0 plain_pps=0 plain_loss=0 plain_gso=0
+if want plain; then
+    echo "== plain IPv6 forwarding c6 -> s6"
+    plain_tcp=$(tcp 2001:db8:2::2); read -r plain_pps plain_loss <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2)"
+    read -r plain_gso _ <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2 gso)"
+fi
 
-echo "== Tayga"
-mkdir -p "$work/tayga"
-cat > "$work/tayga.conf" <<CONF
+tayga_tcp=0 tayga_pps=0 tayga_loss=0 tayga_gso=0
+if want tayga; then
+    echo "== Tayga"
+    mkdir -p "$work/tayga"
+    cat > "$work/tayga.conf" <<CONF
 tun-device nat64t
 ipv4-addr 192.0.2.1
 prefix 2001:db8:64::/96
 dynamic-pool 192.0.2.128/25
 data-dir $work/tayga
 CONF
-x gw tayga -c "$work/tayga.conf" --mktun >/dev/null
-# The queue length sixgatectl gives its TUN devices (checked below), so
-# that both translators ride out the same scheduling delays.
-x gw ip link set nat64t up txqueuelen 2000
-x gw ip route add 192.0.2.128/25 dev nat64t
-x gw ip route add 2001:db8:64::/96 dev nat64t
-x gw nft add table ip taygabench
-x gw nft add chain ip taygabench post '{ type nat hook postrouting priority srcnat; }'
-x gw nft add rule ip taygabench post oifname s4 ip saddr 192.0.2.128/25 masquerade
-ip netns exec $id-gw tayga -c "$work/tayga.conf" --nodetach & pids+=($!)
-sleep 1
-tayga_tcp=$(tcp $S4IN6); read -r tayga_pps tayga_loss <<<"$(udp $S4IN6 s4 203.0.113.2)"
-read -r tayga_gso _ <<<"$(udp $S4IN6 s4 203.0.113.2 gso)"
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-sleep 0.5
-x gw ip link del nat64t
-x gw nft delete table ip taygabench
+    x gw tayga -c "$work/tayga.conf" --mktun >/dev/null
+    # The queue length sixgatectl gives its TUN devices (checked below), so
+    # that both translators ride out the same scheduling delays.
+    x gw ip link set nat64t up txqueuelen 2000
+    x gw ip route add 192.0.2.128/25 dev nat64t
+    x gw ip route add 2001:db8:64::/96 dev nat64t
+    x gw nft add table ip taygabench
+    x gw nft add chain ip taygabench post '{ type nat hook postrouting priority srcnat; }'
+    x gw nft add rule ip taygabench post oifname s4 ip saddr 192.0.2.128/25 masquerade
+    ip netns exec $id-gw tayga -c "$work/tayga.conf" --nodetach & pids+=($!)
+    sleep 1
+    tayga_tcp=$(tcp $S4IN6); read -r tayga_pps tayga_loss <<<"$(udp $S4IN6 s4 203.0.113.2)"
+    read -r tayga_gso _ <<<"$(udp $S4IN6 s4 203.0.113.2 gso)"
+    kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+    sleep 0.5
+    x gw ip link del nat64t
+    x gw nft delete table ip taygabench
+fi
 
 cat > "$work/sixgate.toml" <<CONF
 prefix = "2001:db8:64::/96"
@@ -169,12 +179,26 @@ sixgate() {
     sleep 0.5
 }
 
-echo "== sixgate (TUN)"
-sixgate tun
-ours_tcp=$result_tcp ours_cpu=$result_cpu ours_pps=$result_pps ours_loss=$result_loss ours_gso=$result_gso
-echo "== sixgate (kernel)"
-sixgate kernel
-kern_tcp=$result_tcp kern_cpu=$result_cpu kern_pps=$result_pps kern_loss=$result_loss kern_gso=$result_gso
+# Not by default: plain IPv6 forwarding again, through sixgate's nftables
+# table (conntrack on), to tell what the table costs from what translating does.
+tabled_tcp=0 tabled_pps=0 tabled_loss=0 tabled_gso=0
+if want plain_table; then
+    echo "== plain IPv6 forwarding c6 -> s6 through sixgate's table"
+    tabled_tcp=$(tcp 2001:db8:2::2); read -r tabled_pps tabled_loss <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2)"
+    read -r tabled_gso _ <<<"$(udp 2001:db8:2::2 s6 2001:db8:2::2 gso)"
+fi
+ours_tcp=0 ours_cpu=0 ours_pps=0 ours_loss=0 ours_gso=0
+if want tun; then
+    echo "== sixgate (TUN)"
+    sixgate tun
+    ours_tcp=$result_tcp ours_cpu=$result_cpu ours_pps=$result_pps ours_loss=$result_loss ours_gso=$result_gso
+fi
+kern_tcp=0 kern_cpu=0 kern_pps=0 kern_loss=0 kern_gso=0
+if want kernel; then
+    echo "== sixgate (kernel)"
+    sixgate kernel
+    kern_tcp=$result_tcp kern_cpu=$result_cpu kern_pps=$result_pps kern_loss=$result_loss kern_gso=$result_gso
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
@@ -184,6 +208,7 @@ echo " rates rising by a quarter from 40,000/s, then three halvings of the last 
 echo " GSO: the same datagrams sent 16 to a message with UDP_SEGMENT, as QUIC stacks send them;"
 echo " CPU: sixgated's user and system time during the three TCP runs)"
 printf '%-22s %12s %14s %8s %16s %12s\n' "plain forwarding" "$plain_tcp" "$plain_pps" "$plain_loss" "$plain_gso" "-"
+want plain_table && printf '%-22s %12s %14s %8s %16s %12s\n' "plain through table" "$tabled_tcp" "$tabled_pps" "$tabled_loss" "$tabled_gso" "-"
 printf '%-22s %12s %14s %8s %16s %12s\n' "tayga" "$tayga_tcp" "$tayga_pps" "$tayga_loss" "$tayga_gso" "-"
 printf '%-22s %12s %14s %8s %16s %12s\n' "sixgate (TUN)" "$ours_tcp" "$ours_pps" "$ours_loss" "$ours_gso" "$ours_cpu"
 printf '%-22s %12s %14s %8s %16s %12s\n' "sixgate (kernel)" "$kern_tcp" "$kern_pps" "$kern_loss" "$kern_gso" "$kern_cpu"
