@@ -115,7 +115,7 @@ import Testing
         _ = try rig.start("s4", ["iperf3", "-s", "-1", "-B", "203.0.113.2"], name: "iperf3-server")
         usleep(300_000)
         let ping = try rig.start("c6", ["ping", "-6", "-n", "-c", "60", "-i", "0.1", "-W", "2", DemoGateway.s4in6], name: "ping")
-        let stream = try rig.start("c6", ["iperf3", "-c", DemoGateway.s4in6, "-u", "-b", "20M", "-l", "1000", "-t", "6", "-J"], name: "iperf3")
+        let stream = try rig.start("c6", ["iperf3", "-c", DemoGateway.s4in6, "-u", "-b", "10M", "-l", "1000", "-t", "6", "-J"], name: "iperf3")
         sleep(2)
         let reload = try runProduct("sixgatectl", ["reload", demo.config])
         #expect(reload.succeeded, "\(reload)")
@@ -126,7 +126,8 @@ import Testing
         let report = try JSONSerialization.jsonObject(with: Data(stream.output.utf8)) as? [String: Any]
         let sum = (report?["end"] as? [String: Any])?["sum"] as? [String: Any]
         let sent = sum?["packets"] as? Int ?? 0, lost = sum?["lost_packets"] as? Int ?? -1
-        #expect(sent > 10000 && lost == 0, "UDP datagrams sent \(sent), lost \(lost)")
+        // 1,250 a second: well within what a loaded machine delivers, so a loss is the reload's.
+        #expect(sent > 5000 && lost == 0, "UDP datagrams sent \(sent), lost \(lost)")
         let counters = try demo.counters("translator")
         #expect((counters["kernel_6to4"] ?? 0) > 0, "the kernel carried the stream after the reload too: \(counters)")
     }
