@@ -286,7 +286,7 @@ static __always_inline int from6(struct __sk_buff *skb, const struct nat64_confi
 	struct nat64_pool_entry *pe;
 	struct iphdr ip4 = {};
 	__u8 src6[16], dst6[16], src4[4], dst4[4];
-	__u32 len4, upper = l3 + sizeof(*ip6), csum_at, proto, pool, mask;
+	__u32 len4, upper = l3 + sizeof(*ip6), csum_at, proto, pool;
 	__u8 hop, next, tc;
 	int df, icmp_len = 0;
 	long s;
@@ -368,17 +368,11 @@ static __always_inline int from6(struct __sk_buff *skb, const struct nat64_confi
 		stamp(pe);
 	}
 	/* RFC 7757 §4.2: a destination mapped back to IPv6 hairpins: a
-	 * mapping, or a pool address (of the range, or of a range a
-	 * renumbering still keeps, whose hosts are in the map). */
+	 * mapping, or a pool address held by a host (of the range, or of one
+	 * a renumbering still keeps), as the engine decides. */
 	__builtin_memcpy(key4.addr, dst4, 4);
-	if (bpf_map_lookup_elem(&eam4, &key4))
-		return punt(NAT64_PUNT_HAIRPIN);
-	__builtin_memcpy(&mask, dst4, 4);
-	if (bpf_map_lookup_elem(&pool4, &mask))
-		return punt(NAT64_PUNT_HAIRPIN);
-	__builtin_memcpy(&pool, cfg->pool4, 4);
-	if (cfg->pool4_len && cfg->pool4_len <= 32 &&
-	    ((bpf_ntohl(mask) ^ bpf_ntohl(pool)) >> (32 - cfg->pool4_len)) == 0)
+	__builtin_memcpy(&pool, dst4, 4);
+	if (bpf_map_lookup_elem(&eam4, &key4) || bpf_map_lookup_elem(&pool4, &pool))
 		return punt(NAT64_PUNT_HAIRPIN);
 
 	/* RFC 7915 §5.1: DF only above 1260 bytes, where IPv6 path MTU

@@ -19,8 +19,6 @@ struct nat64_config {
 	__u32 ifindex6;          /* where translated IPv6 packets enter the stack */
 	__u32 ifindex4;          /* where translated IPv4 packets enter the stack */
 	__u32 lowest_ipv6_mtu;   /* RFC 7915 §4: larger fragmentable IPv4 packets are split, in userspace */
-	__u8 pool4[4];           /* the dynamic pool, whose addresses hairpin */
-	__u32 pool4_len;         /* 0: no pool */
 	__u32 l3_offset;         /* 0 on a TUN device; 14 for BPF_PROG_TEST_RUN's Ethernet frames */
 	__u32 enabled;
 };

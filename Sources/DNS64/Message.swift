@@ -83,9 +83,11 @@ public struct EDNS: Hashable, Sendable {
 
     /// RFC 6891 §6.1.2: each option is a code, a length and that many bytes,
     /// to the end of the RDATA. Calls `body` with each option's code and
-    /// range in `bytes`; false when the lengths do not add up.
+    /// range in `bytes` (indexed from 0: an array, or a rebased slice of a
+    /// datagram); false when the lengths do not add up.
     @discardableResult
-    static func forEachOption(_ bytes: [UInt8], _ body: (UInt16, Range<Int>) -> Void = { _, _ in }) -> Bool {
+    static func forEachOption<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, _ body: (UInt16, Range<Int>) -> Void = { _, _ in }) -> Bool
+    where Bytes.Index == Int {
         var at = 0
         while at < bytes.count {
             guard at + 4 <= bytes.count else { return false }

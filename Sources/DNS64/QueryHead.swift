@@ -44,9 +44,8 @@ struct QueryHead {
             dnssecOK = p[at + 7] & 0x80 != 0
             let end = at + 11 + (Int(p[at + 9]) << 8 | Int(p[at + 10]))
             guard end <= p.count else { return nil }
-            at += 11
-            while at + 4 <= end { at += 4 + (Int(p[at + 2]) << 8 | Int(p[at + 3])) }
-            guard at == end else { return nil }
+            guard EDNS.forEachOption(UnsafeRawBufferPointer(rebasing: p[(at + 11)..<end])) else { return nil }
+            at = end
         }
         guard at == p.count else { return nil }
         id = UInt16(p[0]) << 8 | UInt16(p[1])

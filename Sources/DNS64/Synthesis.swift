@@ -91,7 +91,7 @@ public struct Synthesis: Sendable {
             // SOA gives the client's negative TTL, its NSEC records prove it).
             // After an error or excluded records only, the A query's empty
             // result is the basis; it proves nothing about AAAA, so no AD.
-            if aaaaResponse.rcode == RCode.noError, withoutExcluded(aaaaResponse).answers.count == aaaaResponse.answers.count {
+            if aaaaResponse.rcode == RCode.noError, !aaaaResponse.answers.contains(where: isExcluded) {
                 return passedOn(aaaaResponse)
             }
             var empty = aResponse
@@ -117,16 +117,17 @@ public struct Synthesis: Sendable {
         return m
     }
 
+    func isExcluded(_ rr: ResourceRecord) -> Bool {
+        guard rr.type == RRType.aaaa, case .aaaa(let a) = rr.data else { return false }
+        return exclude.contains { $0.contains(a) }
+    }
+
     /// §5.1.4: the answer without AAAA records in the exclusion set. Their
     /// signatures go with them, and AD: what is left is not what was signed.
     func withoutExcluded(_ r: Message) -> Message {
-        func excluded(_ rr: ResourceRecord) -> Bool {
-            guard rr.type == RRType.aaaa, case .aaaa(let a) = rr.data else { return false }
-            return exclude.contains { $0.contains(a) }
-        }
-        guard r.answers.contains(where: excluded) else { return passedOn(r) }
+        guard r.answers.contains(where: isExcluded) else { return passedOn(r) }
         var m = r
-        m.answers.removeAll { excluded($0) || $0.covers(RRType.aaaa) }
+        m.answers.removeAll { isExcluded($0) || $0.covers(RRType.aaaa) }
         m.authenticData = false
         return m
     }

@@ -36,8 +36,7 @@ public enum DatapathFactory {
             // A program an earlier sixgated left attached across a reload
             // would go on translating with maps nobody keeps.
             KernelDatapath.detach(setup)
-            let d = TunDatapath(settings: setup.settings, pool: setup.pool, device: setup.device, device4: setup.device4,
-                                queues: setup.queues, flows: setup.flows)
+            let d = TunDatapath(setup)
             try d.start()
             return d
         }

@@ -40,15 +40,14 @@ public final class KernelDatapath: TranslatorDatapath {
             throw DatapathError("it needs Linux \(Self.minimumKernel.0).\(Self.minimumKernel.1) or later, and this is \(k.0).\(k.1)")
         }
         self.setup = setup
-        slow = TunDatapath(settings: setup.settings, pool: setup.pool, device: setup.device, device4: setup.device4,
-                           queues: setup.queues, flows: setup.flows)
+        slow = TunDatapath(setup)
         let index6 = Int32(bitPattern: if_nametoindex(setup.device))
         let index4 = setup.device4.map { Int32(bitPattern: if_nametoindex($0)) } ?? index6
         guard index6 > 0, index4 > 0 else { throw DatapathError("no device \(setup.device)\(setup.device4.map { " or \($0)" } ?? "") here") }
         ifindexes = index4 == index6 ? [index6] : [index6, index4]
         let s = setup.settings
         let told = NAT64Program.Settings(
-            prefix: s.prefix, eam: s.eam.entries.map { ($0.ipv4, $0.ipv6) }, pool: setup.pool?.range, ifindex6: index6, ifindex4: index4,
+            prefix: s.prefix, eam: s.eam.entries.map { ($0.ipv4, $0.ipv6) }, ifindex6: index6, ifindex4: index4,
             lowestIPv6MTU: s.lowestIPv6MTU, puntAll: !s.retiring.isEmpty)
         self.told = Mutex(told)
         do {
@@ -86,7 +85,7 @@ public final class KernelDatapath: TranslatorDatapath {
     }
 
     private func detach() {
-        for i in ifindexes { NAT64Program.detach(ifindex: i) }
+        Self.detach(setup)
         setup.pool?.observe(nil)
     }
 

@@ -22,13 +22,13 @@ public final class TunDatapath: TranslatorDatapath {
     private let stopping = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
 
-    public init(settings: TranslatorSettings, pool: DynamicPool?, device: String, device4: String?, queues: Int, flows: PrefixFlows? = nil) {
-        self.settings = settings
-        self.pool = pool
-        self.flows = flows
-        self.device = device
-        self.device4 = device4
-        self.queues = max(1, queues)
+    public init(_ setup: DatapathSetup) {
+        settings = setup.settings
+        pool = setup.pool
+        flows = setup.flows
+        device = setup.device
+        device4 = setup.device4
+        queues = max(1, setup.queues)
     }
 
     public var counters: TranslatorCounters {

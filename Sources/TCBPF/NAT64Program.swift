@@ -84,11 +84,10 @@ public final class NAT64Program: @unchecked Sendable {
 
     // MARK: - Maps
 
-    /// What the program is told: the prefix, where results go, the pool.
+    /// What the program is told: the prefix, the mappings, where results go.
     public struct Settings: Sendable {
         public var prefix: NAT64Prefix
         public var eam: [(ipv4: IPv4Prefix, ipv6: IPv6Prefix)]
-        public var pool: IPv4Prefix?
         public var ifindex6: Int32
         public var ifindex4: Int32
         public var lowestIPv6MTU: Int
@@ -97,11 +96,10 @@ public final class NAT64Program: @unchecked Sendable {
         /// 14 for BPF_PROG_TEST_RUN's Ethernet frames; 0 on the TUN device.
         public var l3Offset: Int
 
-        public init(prefix: NAT64Prefix, eam: [(ipv4: IPv4Prefix, ipv6: IPv6Prefix)], pool: IPv4Prefix?, ifindex6: Int32, ifindex4: Int32,
+        public init(prefix: NAT64Prefix, eam: [(ipv4: IPv4Prefix, ipv6: IPv6Prefix)], ifindex6: Int32, ifindex4: Int32,
                     lowestIPv6MTU: Int, puntAll: Bool = false, l3Offset: Int = 0) {
             self.prefix = prefix
             self.eam = eam
-            self.pool = pool
             self.ifindex6 = ifindex6
             self.ifindex4 = ifindex4
             self.lowestIPv6MTU = lowestIPv6MTU
@@ -143,10 +141,6 @@ public final class NAT64Program: @unchecked Sendable {
         c.ifindex6 = UInt32(bitPattern: s.ifindex6)
         c.ifindex4 = UInt32(bitPattern: s.ifindex4)
         c.lowest_ipv6_mtu = UInt32(s.lowestIPv6MTU)
-        if let pool = s.pool {
-            withUnsafeMutableBytes(of: &c.pool4) { $0.copyBytes(from: pool.address.bytes) }
-            c.pool4_len = UInt32(pool.length)
-        }
         c.l3_offset = UInt32(s.l3Offset)
         c.enabled = 1
         var zero: UInt32 = 0

@@ -146,6 +146,8 @@ extension DNS64Gateway {
     @Test func ednsVersionsAndMalformedOptions() throws {
         let g = try DNS64Gateway.start()
         defer { g.rig.teardown() }
+        // The answer cached first, so that the cache's fast path must refuse these too.
+        #expect(try g.ask("v4only.example.org", tcp: false).aaaa == ["v4only.example.org. AAAA 2001:db8:64::c000:20a"])
         // RFC 6891 §6.1.3: a version we do not speak gets BADVERS (and our version, 0).
         try g.expectEverywhere("v4only.example.org", ["+edns=1", "+noednsnegotiation"]) { $0.status == "BADVERS" && $0.aaaa.isEmpty }
         // Options whose lengths do not add up to the OPT record: FORMERR, over UDP and TCP.

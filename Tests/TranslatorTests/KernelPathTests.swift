@@ -23,7 +23,7 @@ import Testing
         let program = try NAT64Program()
         try program.configure(NAT64Program.Settings(
             prefix: engine.settings.prefix, eam: engine.settings.eam.entries.map { ($0.ipv4, $0.ipv6) },
-            pool: try pool.map { try IPv4Prefix.parse($0) }, ifindex6: 1, ifindex4: 1, lowestIPv6MTU: 1280, puntAll: puntAll, l3Offset: 14))
+            ifindex6: 1, ifindex4: 1, lowestIPv6MTU: 1280, puntAll: puntAll, l3Offset: 14))
         return Pair(engine: engine, program: program)
     }
 
@@ -222,7 +222,16 @@ import Testing
         badHeader[8] = 63
         try Self.expectPunt(p, badHeader, .checksum)
 
+        // A released mapping leaves the map: the host's next packet is the engine's again.
+        p.program.removePoolMapping(host: IPv6Address(c6)!, address: IPv4Address(a)!)
+        try Self.expectPunt(p, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp6), .source)
+
+        // A renumbering punts everything, until the program is told it ended.
         let renumbering = try Self.pair(puntAll: true)
+        _ = try Self.mapHost(renumbering, c6)
         try Self.expectPunt(renumbering, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp6), .renumbering)
+        try renumbering.program.configure(NAT64Program.Settings(prefix: renumbering.engine.settings.prefix, eam: [], ifindex6: 1, ifindex4: 1,
+                                                                lowestIPv6MTU: 1280, puntAll: false, l3Offset: 14))
+        try Self.expectSame(renumbering, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp6))
     }
 }
