@@ -23,10 +23,13 @@ build: deps
 	$(SWIFT) build
 
 # Integration tests build network namespaces and need root; they fail, not skip,
-# without it. The last line is swift test's own summary.
+# without it. They run in a mount namespace of their own, so that the bpffs
+# each gateway pins its BPF program in never reaches the machine's mounts.
+# The last line is swift test's own summary.
+PRIVATE_MOUNTS = unshare --mount --propagation private
 test: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test needs root: the integration tests create network namespaces" >&2; exit 1; fi
-	$(SWIFT) test
+	$(PRIVATE_MOUNTS) $(SWIFT) test
 
 # The demo: a live gateway in throwaway namespaces (Tests/Demo): sixgatectl
 # apply and sixgated run in gw with DNS64, the translator and the 6bed4 router
@@ -34,7 +37,7 @@ test: build
 # verify; then teardown. KEEP=1 keeps it up until Ctrl-C.
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
-	KEEP="$(KEEP)" $(BIN)/sixgate-demo $(BIN)
+	KEEP="$(KEEP)" $(PRIVATE_MOUNTS) $(BIN)/sixgate-demo $(BIN)
 
 # Regenerates the rendered tables in nft/ after a deliberate change.
 golden: build

@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink"]),
         .target(
             name: "Controller",
-            dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
+            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
         ),
         .executableTarget(
             name: "sixgatectl",

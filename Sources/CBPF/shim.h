@@ -4,4 +4,6 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <sys/vfs.h>
+#include <sys/mount.h>
 #include "../../bpf/nat64_maps.h"

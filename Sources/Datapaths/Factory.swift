@@ -1,4 +1,6 @@
+import Glibc
 import Packet
+import TCBPF
 import Translator
 
 /// The datapath that `nat64.datapath` asks for, and why it is the one.
@@ -16,8 +18,14 @@ public struct DatapathSetup: Sendable {
     public var device: String
     public var device4: String?
     public var queues: Int
+    /// Where `sixgatectl apply` pinned the kernel datapath's program and maps.
+    public var pins: String
 
-    public init(settings: TranslatorSettings, pool: DynamicPool?, flows: PrefixFlows?, device: String, device4: String?, queues: Int) {
+    /// The device(s) the program is attached to.
+    var devices: [String] { [device] + (device4.map { [$0] } ?? []) }
+
+    public init(settings: TranslatorSettings, pool: DynamicPool?, flows: PrefixFlows?, device: String, device4: String?, queues: Int, pins: String) {
+        self.pins = pins
         self.settings = settings
         self.pool = pool
         self.flows = flows
@@ -33,9 +41,12 @@ public enum DatapathFactory {
     /// cannot run; `auto`, the kernel path when it can run, else `tun`.
     public static func start(_ wanted: Datapath, _ setup: DatapathSetup) throws(DatapathError) -> DatapathChoice {
         let tun = { () throws(DatapathError) -> TunDatapath in
-            // A program an earlier sixgated left attached across a reload
-            // would go on translating with maps nobody keeps.
-            KernelDatapath.detach(setup)
+            // A program left attached (the daemon cannot use it: no CAP_BPF,
+            // say) would go on translating with pool maps nobody keeps.
+            for d in setup.devices {
+                let i = Int32(bitPattern: if_nametoindex(d))
+                if i > 0 { NAT64Program.detach(ifindex: i) }
+            }
             let d = TunDatapath(setup)
             try d.start()
             return d
@@ -51,7 +62,7 @@ public enum DatapathFactory {
             }
         case .auto:
             do {
-                return DatapathChoice(datapath: try kernel(setup), why: "nat64.datapath = auto, and the tc-BPF program loaded and attached")
+                return DatapathChoice(datapath: try kernel(setup), why: "nat64.datapath = auto, and the tc-BPF program is attached")
             } catch {
                 return DatapathChoice(datapath: try tun(), why: "nat64.datapath = auto, and \(error.reason)")
             }

@@ -38,16 +38,19 @@ func withZeroed<T, R>(_: T.Type, _ body: (UnsafeMutablePointer<T>) throws(BPFErr
 
 /// The tc-BPF translator (bpf/nat64.bpf.c), loaded into the kernel with its
 /// maps: the object stays open, and with it the program and the maps, until
-/// this is released (or pinned elsewhere).
+/// this is released; pinned, they outlive it.
 public final class NAT64Program: @unchecked Sendable {
     private let object: OpaquePointer
     public let programFD: Int32
-    let configFD: Int32, eam6FD: Int32, eam4FD: Int32, nonGlobalFD: Int32, pool6FD: Int32, pool4FD: Int32, countersFD: Int32
+    public let maps: NAT64Maps
+    /// The maps that were already pinned and that this program uses.
+    private let reused: Set<String>
 
     /// Loads the program and makes its maps (empty: it translates nothing
-    /// until `configure`).
-    public init() throws(BPFError) {
-        libbpf_set_print(nil)
+    /// until configured). With `reusingMapsIn`, each map pinned there that
+    /// fits this program's definition is the one it uses, contents and all.
+    public init(reusingMapsIn directory: String? = nil) throws(BPFError) {
+        _ = Self.quiet
         guard let bytes = Data(base64Encoded: BPFObjects.nat64) else { throw BPFError("decoding the embedded object", EINVAL) }
         let logSize = 1 << 20
         let log = UnsafeMutablePointer<CChar>.allocate(capacity: logSize)
@@ -62,173 +65,135 @@ public final class NAT64Program: @unchecked Sendable {
         guard let object = opened, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
             throw BPFError("opening the BPF object", Int32(errno))
         }
+        var reused: Set<String> = []
+        if let directory {
+            var map = bpf_object__next_map(object, nil)
+            while let m = map {
+                let name = String(cString: bpf_map__name(m))
+                if let fd = Self.pinnedMap(directory + "/" + name, fitting: m) {
+                    if bpf_map__reuse_fd(m, fd) == 0 { reused.insert(name) }
+                    close(fd)
+                }
+                map = bpf_object__next_map(object, m)
+            }
+        }
         let loaded = bpf_object__load(object)
         guard loaded == 0 else {
             let text = String(cString: log)
             bpf_object__close(object)
             throw BPFError("loading the tc-BPF translator", loaded, log: text)
         }
-        func fd(_ name: String) -> Int32 { bpf_object__find_map_fd_by_name(object, name) }
         self.object = object
+        self.reused = reused
         programFD = bpf_program__fd(bpf_object__find_program_by_name(object, "nat64"))
-        configFD = fd("config")
-        eam6FD = fd("eam6")
-        eam4FD = fd("eam4")
-        nonGlobalFD = fd("nonglobal4")
-        pool6FD = fd("pool6")
-        pool4FD = fd("pool4")
-        countersFD = fd("counters")
+        maps = NAT64Maps(Dictionary(uniqueKeysWithValues: NAT64Maps.names.map { ($0, dup(bpf_object__find_map_fd_by_name(object, $0))) }))
     }
 
     deinit { bpf_object__close(object) }
 
-    // MARK: - Maps
+    /// libbpf prints what it tells its callers (a missing qdisc, say): its
+    /// errors reach the operator through ours.
+    static let quiet: Void = { libbpf_set_print(nil) }()
 
-    /// What the program is told: the prefix, the mappings, where results go.
-    public struct Settings: Sendable {
-        public var prefix: NAT64Prefix
-        public var eam: [(ipv4: IPv4Prefix, ipv6: IPv6Prefix)]
-        public var ifindex6: Int32
-        public var ifindex4: Int32
-        public var lowestIPv6MTU: Int
-        /// During a renumbering every packet is the userspace translator's.
-        public var puntAll: Bool
-        /// 14 for BPF_PROG_TEST_RUN's Ethernet frames; 0 on the TUN device.
-        public var l3Offset: Int
-
-        public init(prefix: NAT64Prefix, eam: [(ipv4: IPv4Prefix, ipv6: IPv6Prefix)], ifindex6: Int32, ifindex4: Int32,
-                    lowestIPv6MTU: Int, puntAll: Bool = false, l3Offset: Int = 0) {
-            self.prefix = prefix
-            self.eam = eam
-            self.ifindex6 = ifindex6
-            self.ifindex4 = ifindex4
-            self.lowestIPv6MTU = lowestIPv6MTU
-            self.puntAll = puntAll
-            self.l3Offset = l3Offset
+    /// The descriptor of the map pinned at `path` when its type, sizes and
+    /// flags are those `map` is defined with (a map of an older program that
+    /// this one cannot use is not reused, and its pin is replaced).
+    private static func pinnedMap(_ path: String, fitting map: OpaquePointer) -> Int32? {
+        let fd = bpf_obj_get(path)
+        guard fd >= 0 else { return nil }
+        var info = bpf_map_info()
+        var size = UInt32(MemoryLayout<bpf_map_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &size) == 0, info.type == bpf_map__type(map).rawValue, info.key_size == bpf_map__key_size(map),
+              info.value_size == bpf_map__value_size(map), info.max_entries == bpf_map__max_entries(map), info.map_flags == bpf_map__map_flags(map)
+        else {
+            close(fd)
+            return nil
         }
-
+        return fd
     }
 
-    /// Fills the maps from `settings`, the config last: the program starts
-    /// translating once all it needs is there. Again with other settings,
-    /// it changes the config in place (the EAM entries are only added to).
-    public func configure(_ s: Settings) throws(BPFError) {
-        for e in s.eam {
-            var value = nat64_eam()
-            withUnsafeMutableBytes(of: &value.ipv6) { $0.copyBytes(from: e.ipv6.address.bytes) }
-            withUnsafeMutableBytes(of: &value.ipv4) { $0.copyBytes(from: e.ipv4.address.bytes) }
-            value.ipv6_len = UInt32(e.ipv6.length)
-            value.ipv4_len = UInt32(e.ipv4.length)
-            var k6 = nat64_lpm6(prefixlen: UInt32(e.ipv6.length), addr: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-            withUnsafeMutableBytes(of: &k6.addr) { $0.copyBytes(from: e.ipv6.address.bytes) }
-            try update(eam6FD, &k6, &value, "the EAM map (IPv6)")
-            var k4 = nat64_lpm4(prefixlen: UInt32(e.ipv4.length), addr: (0, 0, 0, 0))
-            withUnsafeMutableBytes(of: &k4.addr) { $0.copyBytes(from: e.ipv4.address.bytes) }
-            try update(eam4FD, &k4, &value, "the EAM map (IPv4)")
-        }
-        if s.prefix.isWellKnown {
-            for block in IPv4Address.nonGlobalBlocks {
-                var k = nat64_lpm4(prefixlen: UInt32(block.length), addr: (0, 0, 0, 0))
-                withUnsafeMutableBytes(of: &k.addr) { $0.copyBytes(from: block.address.bytes) }
-                var one: UInt8 = 1
-                try update(nonGlobalFD, &k, &one, "the non-global blocks")
-            }
-        }
-        var c = nat64_config()
-        withUnsafeMutableBytes(of: &c.prefix) { $0.copyBytes(from: s.prefix.prefix.address.bytes) }
-        c.prefix_len = UInt32(s.prefix.length)
-        c.flags = (s.prefix.isWellKnown ? UInt32(NAT64_WELL_KNOWN) : 0) | (s.puntAll ? UInt32(NAT64_PUNT_ALL) : 0)
-        c.ifindex6 = UInt32(bitPattern: s.ifindex6)
-        c.ifindex4 = UInt32(bitPattern: s.ifindex4)
-        c.lowest_ipv6_mtu = UInt32(s.lowestIPv6MTU)
-        c.l3_offset = UInt32(s.l3Offset)
-        c.enabled = 1
-        var zero: UInt32 = 0
-        try update(configFD, &zero, &c, "the config map")
+    /// The program's tag: a hash of its instructions (the maps it uses left
+    /// out), so two loads of the same program have the same one.
+    public var tag: String { Self.info(programFD)?.tag ?? "" }
+
+    /// The kernel's id and tag of the program behind `fd`.
+    public static func info(_ fd: Int32) -> (id: UInt32, tag: String)? {
+        var info = bpf_prog_info()
+        var size = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &size) == 0 else { return nil }
+        let tag = withUnsafeBytes(of: info.tag) { $0.map { String(format: "%02x", $0) }.joined() }
+        return (info.id, tag)
     }
 
-    /// A dynamic pool mapping, in both directions, so that the host's
-    /// packets stay in the kernel; `lastUsed` (seconds since 1970) is when
-    /// the pool last saw it used, so that its idle time goes on counting.
-    public func addPoolMapping(host: IPv6Address, address: IPv4Address, lastUsed: UInt64) throws(BPFError) {
-        var e = nat64_pool_entry()
-        withUnsafeMutableBytes(of: &e.ipv6) { $0.copyBytes(from: host.bytes) }
-        withUnsafeMutableBytes(of: &e.ipv4) { $0.copyBytes(from: address.bytes) }
-        let boot = Self.bootNanoseconds(), ago = UInt64(time(nil)) &- min(lastUsed, UInt64(time(nil)))
-        e.last_used = boot &- min(boot, ago &* 1_000_000_000)
-        var k6 = e.ipv6
-        var k4 = address.rawValue.bigEndian
-        try update(pool6FD, &k6, &e, "the pool map (IPv6)")
-        try update(pool4FD, &k4, &e, "the pool map (IPv4)")
-    }
-
-    public func removePoolMapping(host: IPv6Address, address: IPv4Address) {
-        var k6 = nat64_pool_entry().ipv6
-        withUnsafeMutableBytes(of: &k6) { $0.copyBytes(from: host.bytes) }
-        var k4 = address.rawValue.bigEndian
-        _ = bpf_map_delete_elem(pool6FD, &k6)
-        _ = bpf_map_delete_elem(pool4FD, &k4)
-    }
-
-    /// When the program last translated for each host of the pool maps,
-    /// either way (each direction stamps its own map's entry), in seconds
-    /// since 1970: read in batches, a few calls for the whole pool.
-    public func lastUses() -> [IPv6Address: UInt64] {
-        var stamps: [IPv6Address: UInt64] = [:]
-        for (fd, keySize) in [(pool6FD, 16), (pool4FD, 4)] {
-            Self.forEachEntry(fd, keySize: keySize) { e in
-                let host = withUnsafeBytes(of: e.ipv6) { IPv6Address(bytes: Array($0)) }
-                stamps[host] = max(stamps[host] ?? 0, e.last_used)
-            }
-        }
-        let boot = Self.bootNanoseconds(), now = UInt64(time(nil))
-        return stamps.mapValues { now &- (boot &- min($0, boot)) / 1_000_000_000 }
-    }
-
-    /// Calls `body` with every value of the pool map `fd`.
-    private static func forEachEntry(_ fd: Int32, keySize: Int, _ body: (nat64_pool_entry) -> Void) {
-        let batch = 1024
-        var keys = [UInt8](repeating: 0, count: keySize * batch)
-        var values = [nat64_pool_entry](repeating: nat64_pool_entry(), count: batch)
-        // A hash map's position: a bucket number.
-        var position: UInt64 = 0, next: UInt64 = 0
-        var first = true
-        while true {
-            var count = UInt32(batch)
-            let r = keys.withUnsafeMutableBytes { k in
-                values.withUnsafeMutableBytes { v in
-                    first ? bpf_map_lookup_batch(fd, nil, &next, k.baseAddress, v.baseAddress, &count, nil)
-                        : bpf_map_lookup_batch(fd, &position, &next, k.baseAddress, v.baseAddress, &count, nil)
-                }
-            }
-            // The last batch comes with ENOENT, and its entries.
-            for i in 0..<Int(min(count, UInt32(batch))) { body(values[i]) }
-            guard r == 0 else { return }
-            position = next
-            first = false
+    /// Pins the program as `nat64` in `directory`, and each map under its
+    /// name, but the reused ones, which are pinned there already. Each pin is
+    /// made beside and renamed over the old one: a reader never finds none.
+    public func pin(in directory: String) throws(BPFError) {
+        var fds = [(Self.programPin, programFD)]
+        for name in NAT64Maps.names where !reused.contains(name) { fds.append((name, bpf_object__find_map_fd_by_name(object, name))) }
+        for (name, fd) in fds {
+            // bpffs refuses names with a dot.
+            let path = directory + "/" + name, fresh = path + "_new"
+            unlink(fresh)
+            guard bpf_obj_pin(fd, fresh) == 0 else { throw BPFError("pinning \(path)", Int32(errno)) }
+            guard rename(fresh, path) == 0 else { throw BPFError("pinning \(path)", Int32(errno)) }
         }
     }
 
-    /// The counters, summed over the CPUs, indexed by `nat64_counter`.
-    public func counters() -> [UInt64] {
-        let cpus = max(1, Int(libbpf_num_possible_cpus()))
-        var values = [UInt64](repeating: 0, count: cpus)
-        return (0..<Int(NAT64_COUNTERS.rawValue)).map { i in
-            var key = UInt32(i)
-            guard bpf_map_lookup_elem(countersFD, &key, &values) == 0 else { return 0 }
-            return values.reduce(0, &+)
+    /// The name of the program's pin.
+    public static let programPin = "nat64"
+
+    /// The id and tag of the program pinned in `directory`, or nil when
+    /// none is; an error when it cannot be read (no CAP_BPF, say).
+    public static func pinned(in directory: String) throws(BPFError) -> (id: UInt32, tag: String)? {
+        let fd = bpf_obj_get(directory + "/" + programPin)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw BPFError("opening the pinned program \(directory)/\(programPin)", Int32(errno))
         }
+        defer { close(fd) }
+        guard let info = info(fd) else { throw BPFError("reading the pinned program \(directory)/\(programPin)", Int32(errno)) }
+        return info
     }
 
-    private func update<K: BitwiseCopyable, V: BitwiseCopyable>(_ fd: Int32, _ key: inout K, _ value: inout V, _ what: String) throws(BPFError) {
-        let r = bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY))
-        guard r == 0 else { throw BPFError("writing \(what)", Int32(errno)) }
+    /// Attaches the program pinned in `directory` to the egress of each device.
+    public static func attachPinned(in directory: String, ifindexes: [Int32]) throws(BPFError) {
+        let fd = bpf_obj_get(directory + "/" + programPin)
+        guard fd >= 0 else { throw BPFError("opening the pinned program \(directory)/\(programPin)", Int32(errno)) }
+        defer { close(fd) }
+        for i in ifindexes { try attach(fd, ifindex: i) }
     }
 
-    static func bootNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_BOOTTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    /// A bpffs at `path`, mounted when there is none (systemd mounts
+    /// /sys/fs/bpf at boot; a namespace made by `ip netns exec` has none).
+    public static func mountBPFFS(_ path: String) throws(BPFError) {
+        var fs = statfs()
+        if statfs(path, &fs) == 0, UInt32(truncatingIfNeeded: fs.f_type) == 0xCAFE_4A11 { return }
+        mkdir(path, 0o700)
+        guard mount("bpf", path, "bpf", 0, "mode=0700") == 0 else { throw BPFError("mount -t bpf bpf \(path)", Int32(errno)) }
+    }
+
+    /// Linux 5.13 is the first whose `bpf_skb_change_proto` takes every kind
+    /// of super-packet (UDP ones before it fail, after the program has begun
+    /// to rewrite them: they could only be dropped).
+    public static let minimumKernel = (5, 13)
+
+    /// The running kernel's version, from uname.
+    static var kernel: (Int, Int)? {
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return numbers.count == 2 ? (numbers[0], numbers[1]) : nil
+    }
+
+    /// Whether the program runs here, by loading it once: its tag when it
+    /// does, what stops it when it does not.
+    public static func trialTag() throws(BPFError) -> String {
+        if let k = kernel, k < minimumKernel {
+            throw BPFError("it needs Linux \(minimumKernel.0).\(minimumKernel.1) or later, and this is \(k.0).\(k.1)", ENOSYS)
+        }
+        return try NAT64Program().tag
     }
 
     // MARK: - Attaching
@@ -241,7 +206,8 @@ public final class NAT64Program: @unchecked Sendable {
     /// filter's options (`programFD` 0 to find it rather than attach it).
     static func withFilter<R>(_ ifindex: Int32, programFD: Int32 = 0,
                               _ body: (UnsafeMutablePointer<bpf_tc_hook>, UnsafeMutablePointer<bpf_tc_opts>) throws(BPFError) -> R) throws(BPFError) -> R {
-        try withZeroed(bpf_tc_hook.self) { (hook) throws(BPFError) -> R in
+        _ = quiet
+        return try withZeroed(bpf_tc_hook.self) { (hook) throws(BPFError) -> R in
             hook.pointee.sz = MemoryLayout<bpf_tc_hook>.size
             hook.pointee.ifindex = ifindex
             hook.pointee.attach_point = BPF_TC_EGRESS
@@ -257,8 +223,11 @@ public final class NAT64Program: @unchecked Sendable {
 
     /// Attaches the program to the egress of device `ifindex` (a clsact
     /// qdisc is added when there is none), replacing an earlier one of ours.
-    public func attach(ifindex: Int32) throws(BPFError) {
-        try Self.withFilter(ifindex, programFD: programFD) { (hook, opts) throws(BPFError) in
+    public func attach(ifindex: Int32) throws(BPFError) { try Self.attach(programFD, ifindex: ifindex) }
+
+    /// Attaches the program behind `programFD` (a pinned one, say).
+    public static func attach(_ programFD: Int32, ifindex: Int32) throws(BPFError) {
+        try withFilter(ifindex, programFD: programFD) { (hook, opts) throws(BPFError) in
             let created = bpf_tc_hook_create(hook)
             guard created == 0 || created == -EEXIST else { throw BPFError("adding the clsact qdisc", created) }
             opts.pointee.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
@@ -270,6 +239,12 @@ public final class NAT64Program: @unchecked Sendable {
     /// Removes our filter from the egress of device `ifindex`, if it is there.
     public static func detach(ifindex: Int32) {
         try? withFilter(ifindex) { hook, opts in _ = bpf_tc_detach(hook, opts) }
+    }
+
+    /// The id of the program our filter on the egress of `ifindex` runs,
+    /// or nil when there is no such filter.
+    public static func attached(ifindex: Int32) -> UInt32? {
+        try? withFilter(ifindex) { hook, opts in bpf_tc_query(hook, opts) == 0 ? opts.pointee.prog_id : nil }
     }
 
     // MARK: - Running it without a network (BPF_PROG_TEST_RUN)

@@ -40,6 +40,8 @@ struct Plan: ParsableCommand {
         let changes: [Drift]
         let renumbering: [String]
         let table: String
+        /// Why `auto` leaves the kernel datapath out, when it does.
+        let note: String?
     }
 
     func run() throws {
@@ -47,7 +49,8 @@ struct Plan: ParsableCommand {
         try reporting("plan") {
             let plan = try options.reconciler().plan(config)
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
-            if options.json { return try printJSON(Output(changes: plan.drift, renumbering: keeping, table: plan.desired.table.nftText)) }
+            if options.json { return try printJSON(Output(changes: plan.drift, renumbering: keeping, table: plan.desired.table.nftText, note: plan.kernel.note)) }
+            if let note = plan.kernel.note { print("note: \(note)") }
             for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { return print("no changes") }
             for d in plan.drift { print(d) }
@@ -81,7 +84,7 @@ struct Apply: ParsableCommand {
             let plan = try r.plan(config)
             try r.apply(plan)
             let daemon = try handOver(config)
-            let warnings = [ProtocolName.install(config.controller.routeProtocol)].compactMap { $0 }
+            let warnings = [ProtocolName.install(config.controller.routeProtocol), plan.kernel.note].compactMap { $0 }
             let sentNft = plan.drift.contains { $0.area == "nft" }
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
             if options.json {
@@ -154,7 +157,8 @@ struct Remove: ParsableCommand {
     func run() throws {
         let config = try loadOrExit(options.config)
         try reporting("remove") {
-            let removed = try options.reconciler().remove(routeProtocol: UInt8(config.controller.routeProtocol))
+            let removed = try options.reconciler().remove(routeProtocol: UInt8(config.controller.routeProtocol),
+                                                          bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir)
             // Nothing is owed to clients any more: the next apply starts afresh.
             try? FileManager.default.removeItem(atPath: PrefixHistory.file(in: config.controller.stateDir))
             if options.json { return try printJSON(Output(removed: removed)) }

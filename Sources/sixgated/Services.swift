@@ -144,10 +144,15 @@ struct PartService: Service {
             do { try flows.save(to: c.flowStateFile) } catch { logger.error("cannot save the flows of the renumbering: \(error)") }
         }
         let once: @Sendable () async throws -> Void = { [settings] in
-            let choice: DatapathChoice
+            let choice: DatapathChoice, pins: String
+            do {
+                pins = try KernelProgramPlan.directory(bpfDir: c.controller.bpfDir, stateDir: c.controller.stateDir, namespace: nil)
+            } catch {
+                throw PartFailure(part: .translator, reason: "\(error)")
+            }
             do {
                 choice = try DatapathFactory.start(c.nat64.datapath, DatapathSetup(settings: settings, pool: pool, flows: flows, device: c.nat64.device,
-                                                                                    device4: c.nat64.device4, queues: c.translatorQueues))
+                                                                                    device4: c.nat64.device4, queues: c.translatorQueues, pins: pins))
             } catch {
                 throw PartFailure(part: .translator, reason: error.reason)
             }

@@ -75,6 +75,7 @@ public final class DemoGateway {
                 routes = ["2001:db8:2::/64"]
                 [controller]
                 state_dir = "\(rig.scratch)/state"
+                bpf_dir = "\(rig.scratch)/bpf"
                 control_socket = "\(rig.scratch)/control.sock"
 
                 """).write(toFile: config, atomically: true, encoding: .utf8)

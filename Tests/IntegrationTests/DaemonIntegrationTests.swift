@@ -41,35 +41,42 @@ final class NotifySocket {
 }
 
 @Suite(.serialized) struct DaemonIntegrationTests {
-    /// Where BPF is denied (here: sixgated without CAP_BPF, CAP_SYS_ADMIN and
-    /// CAP_PERFMON), `auto` runs the TUN datapath and status says why, while
-    /// `kernel` refuses to run and says why.
+    /// Where BPF is denied (here: sixgatectl and sixgated without CAP_BPF,
+    /// CAP_SYS_ADMIN and CAP_PERFMON), with `auto` apply says why it leaves
+    /// the program out, the daemon runs the TUN datapath and status says
+    /// why; with `kernel` apply refuses before it changes anything, and the
+    /// daemon refuses to run, each saying why.
     @Test func autoFallsBackWhereBPFIsDenied() throws {
         let rig = try NetnsRig.standard()
         defer { rig.teardown() }
         let config = rig.scratch + "/sixgate.toml"
-        try TranslatorGateway.configText(stateDir: rig.scratch + "/state")
+        try TranslatorGateway.configText(scratch: rig.scratch)
             .replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
-        try #require(try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")]).succeeded)
-        let denied = ["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", binDir + "/sixgated"]
-        let daemon = try rig.start("gw", denied + ["run", "--config", config], name: "sixgated")
+        // (In the namespace already: setns needs CAP_SYS_ADMIN.)
+        let denied = ["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon"]
+        let applied = try rig.run("gw", denied + [binDir + "/sixgatectl", "apply", config])
+        #expect(applied.succeeded && applied.stderr.contains("warning: nat64.datapath = auto, and the tc-BPF program cannot run here (")
+                && applied.stderr.contains("Operation not permitted") && !applied.stdout.contains("bpf"), "\(applied)")
+        let daemon = try rig.start("gw", denied + [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
         let deadline = ContinuousClock.now + .seconds(10)
         while !daemon.errors.contains("translator ready"), ContinuousClock.now < deadline { usleep(20_000) }
         let status = try runProduct("sixgatectl", ["status", config, "--json"])
         let parts = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["parts"] as? [[String: Any]]
         let detail = (parts?.first?["detail"] as? [String])?.first ?? "none: \(status) \(daemon.errors)"
-        #expect(detail.hasPrefix("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto, and the kernel datapath cannot run: ")
-                && detail.contains("Operation not permitted"), "\(detail)")
+        #expect(detail.hasPrefix("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto, and the kernel datapath cannot run: no tc-BPF program is pinned in "),
+                "\(detail)")
         let ping = try rig.run("c6", ["ping", "-c", "2", "-W", "2", TranslatorGateway.s4in6])
         #expect(ping.succeeded, "the TUN datapath translates: \(ping)")
         rig.stop(daemon)
 
-        try TranslatorGateway.configText(stateDir: rig.scratch + "/state", datapath: "kernel").write(toFile: config, atomically: true, encoding: .utf8)
-        let kernel = try rig.start("gw", denied + ["translate", "--config", config], name: "translate-kernel")
+        try TranslatorGateway.configText(scratch: rig.scratch, datapath: "kernel").write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try rig.run("gw", denied + [binDir + "/sixgatectl", "apply", config])
+        #expect(refused.status == 1 && refused.stderr.contains("nat64.datapath = kernel, but the tc-BPF program cannot run here: ")
+                && refused.stderr.contains("Operation not permitted; nothing was changed"), "\(refused)")
+        let kernel = try rig.start("gw", denied + [binDir + "/sixgated", "translate", "--config", config], name: "translate-kernel")
         #expect(Spawn.wait(kernel.pid, timeout: .seconds(10)) == 1, "\(kernel.errors)")
-        #expect(kernel.errors.contains("nat64.datapath = kernel, and the kernel datapath cannot run: ") && kernel.errors.contains("Operation not permitted"),
-                "\(kernel.errors)")
+        #expect(kernel.errors.contains("nat64.datapath = kernel, and the kernel datapath cannot run: no tc-BPF program is pinned in "), "\(kernel.errors)")
     }
 
     /// `sixgated run` runs the translator, DNS64 and the 6bed4 router of one
@@ -81,7 +88,7 @@ final class NotifySocket {
         defer { rig.teardown() }
         _ = try DNS64Gateway.startNSD(rig)
         let config = rig.scratch + "/sixgate.toml"
-        try (TranslatorGateway.configText(stateDir: rig.scratch + "/state").replacingOccurrences(of: "[dns64]\nenabled = false\n", with: "") + """
+        try (TranslatorGateway.configText(scratch: rig.scratch).replacingOccurrences(of: "[dns64]\nenabled = false\n", with: "") + """
 
             [dns64]
             listen = ["[2001:db8:1::1]:53"]
@@ -122,7 +129,7 @@ final class NotifySocket {
         #expect((translator["6to4"] ?? 0) >= 1 && (translator["kernel_6to4"] ?? 0) >= 1 && translator["pool_mappings"] == 1
                 && translator["pool_addresses"] == 128, "\(translator)")
         #expect((parts.first?["detail"] as? [String])?.first == "datapath kernel (tc-BPF on sg-nat64), its slow path tun (userspace), 2 queue(s) on sg-nat64: "
-                + "nat64.datapath = auto, and the tc-BPF program loaded and attached", "\(parts)")
+                + "nat64.datapath = auto, and the tc-BPF program is attached", "\(parts)")
         let dns64 = try #require(parts[1]["counters"] as? [String: Int])
         #expect(dns64["queries"] == 1 && dns64["synthesized"] == 1, "\(dns64)")
         #expect(dns64.filter { $0.key.hasPrefix("udp_socket_") }.values.reduce(0, +) == 1, "each UDP socket's count reaches status: \(dns64)")
@@ -214,7 +221,7 @@ final class NotifySocket {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = dir + "/sixgate.toml"
-        try TranslatorGateway.configText(stateDir: dir + "/state").write(toFile: config, atomically: true, encoding: .utf8)
+        try TranslatorGateway.configText(scratch: dir).write(toFile: config, atomically: true, encoding: .utf8)
         let r = try runProduct("sixgated", ["dns64", "--config", config], timeout: .seconds(10))
         #expect(r.status == 1 && r.stderr.contains("dns64.enabled is false"), "\(r)")
     }

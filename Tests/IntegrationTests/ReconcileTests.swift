@@ -19,12 +19,14 @@ func ctl(_ rig: NetnsRig, _ command: String, _ config: String, _ extra: [String]
     try runProduct("sixgatectl", [command, try isolated(config, in: rig), "--netns", rig.ns("gw")] + extra)
 }
 
-/// A copy of `config` (same file name, same line numbers) whose
-/// controller.state_dir is in the rig's scratch space; a missing file as it is.
+/// A copy of `config` (same file name; the lines before [controller] keep
+/// their numbers) whose
+/// controller.state_dir and bpf_dir are in the rig's scratch space; a
+/// missing file as it is.
 func isolated(_ config: String, in rig: NetnsRig) throws -> String {
     guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { return config }
-    let stateDir = "state_dir = \"\(rig.scratch)/state\""
-    var lines = text.components(separatedBy: "\n")
+    let stateDir = "state_dir = \"\(rig.scratch)/state\"\nbpf_dir = \"\(rig.scratch)/bpf\""
+    var lines = text.components(separatedBy: "\n").map { $0.hasPrefix("bpf_dir") ? "" : $0 }
     if let i = lines.firstIndex(where: { $0.hasPrefix("state_dir") }) {
         lines[i] = stateDir
     } else if let i = lines.firstIndex(of: "[controller]") {

@@ -103,9 +103,8 @@ import Testing
         #expect(dead.succeeded && !dead.stdout.contains("sixgated:"), "a dead daemon's socket is no daemon: \(dead)")
     }
 
-    /// With the kernel datapath a reload loses nothing: the program stays
-    /// attached and translates while the daemon re-executes, until the new
-    /// one replaces it. A ping and an iperf3 UDP stream from c6 to s4 cross
+    /// With the kernel datapath a reload loses nothing: the program is the
+    /// controller's, and translates on while the daemon re-executes. A ping and an iperf3 UDP stream from c6 to s4 cross
     /// the reload whole, and the kernel carried them.
     @Test func aReloadLosesNothingOnTheKernelDatapath() throws {
         let demo = try DemoGateway(bin: binDir) { $0.replacingOccurrences(of: "[nat64]\n", with: "[nat64]\ndatapath = \"kernel\"\n") }

@@ -47,6 +47,7 @@ struct SixBedFourNet {
                 prefix = "\(prefix)::/64"
                 [controller]
                 state_dir = "\(rig.scratch)/state"
+                bpf_dir = "\(rig.scratch)/bpf"
                 """.write(toFile: config, atomically: true, encoding: .utf8)
             let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
             guard applied.succeeded else { throw RigError.commandFailed(applied) }

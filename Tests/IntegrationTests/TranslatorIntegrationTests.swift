@@ -16,7 +16,8 @@ struct TranslatorGateway {
     /// Every suite that uses the translator runs once per datapath.
     static let datapaths = ["tun", "kernel"]
 
-    static func configText(stateDir: String, datapath: String = "auto") -> String {
+    /// State and pins (a bpffs the controller mounts) in `scratch`.
+    static func configText(scratch: String, datapath: String = "auto") -> String {
         """
         prefix = "2001:db8:64::/96"
         [gateway]
@@ -34,7 +35,8 @@ struct TranslatorGateway {
         [dns64]
         enabled = false
         [controller]
-        state_dir = "\(stateDir)"
+        state_dir = "\(scratch)/state"
+        bpf_dir = "\(scratch)/bpf"
         """
     }
 
@@ -42,7 +44,7 @@ struct TranslatorGateway {
         let rig = try NetnsRig.standard()
         do {
             let config = rig.scratch + "/sixgate.toml"
-            try configText(stateDir: rig.scratch + "/state", datapath: datapath).write(toFile: config, atomically: true, encoding: .utf8)
+            try configText(scratch: rig.scratch, datapath: datapath).write(toFile: config, atomically: true, encoding: .utf8)
             let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
             guard applied.succeeded else { throw RigError.commandFailed(applied) }
             let translator = try startTranslator(rig, config)
@@ -341,24 +343,73 @@ extension TranslatorGateway {
         #expect(g.translator.errors.contains("translator stopping: reading from TUN device sg-nat64 failed"), "\(g.translator.errors)")
     }
 
-    /// A program a killed sixgated left attached (or one kept across a
-    /// reload to a tun config) would translate with maps nobody keeps: the
-    /// TUN datapath removes it.
-    @Test func theTUNDatapathRemovesAProgramLeftBehind() throws {
+    /// The kernel datapath is the controller's, like the nftables table:
+    /// apply loads, pins and attaches the program and fills its EAM map;
+    /// audit reports a missing filter, another program in its place or a
+    /// wrong EAM map (exit 2), and apply repairs each; the program goes on
+    /// translating established mappings with no daemon at all; a tun config
+    /// and remove take it all away.
+    @Test func theControllerOwnsTheKernelDatapath() throws {
         let g = try TranslatorGateway.start("kernel")
         defer { g.rig.teardown() }
-        func filters() throws -> String { try g.rig.checked("gw", ["tc", "filter", "show", "dev", "sg-nat64", "egress"]).stdout }
-        let attached = try filters()
-        #expect(attached.contains("nat64"), "attached: \(attached)")
+        let rig = g.rig
+        func filters() throws -> String { try rig.checked("gw", ["tc", "filter", "show", "dev", "sg-nat64", "egress"]).stdout }
+        func ctl(_ command: String) throws -> CommandResult { try runProduct("sixgatectl", [command, g.config, "--netns", rig.ns("gw")]) }
+        let pins = try #require(try FileManager.default.contentsOfDirectory(atPath: rig.bpfDir + "/sixgate").first.map { rig.bpfDir + "/sixgate/" + $0 })
+        #expect(try filters().contains("handle 0x5147 nat64"), "attached by apply")
+        let eam = try Spawn.run(["bpftool", "map", "dump", "pinned", pins + "/eam4"], timeout: .seconds(10), scratch: rig.scratch)
+        #expect(eam.stdout.contains("203") || eam.stdout.contains("0xcb"), "the EAM entry is in the pinned map: \(eam)")
+        #expect(try ctl("audit").status == 0)
+
+        // The program translates for an established mapping while no daemon runs.
+        #expect(try rig.run("c6", ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6]).succeeded)
         kill(g.translator.pid, SIGKILL)
         _ = Spawn.wait(g.translator.pid, timeout: .seconds(5))
-        #expect(try filters().contains("nat64"), "a killed process leaves the filter")
-        try TranslatorGateway.configText(stateDir: g.rig.scratch + "/state", datapath: "tun").write(toFile: g.config, atomically: true, encoding: .utf8)
-        let tun = try TranslatorGateway.startTranslator(g.rig, g.config)
-        let left = try filters()
-        #expect(!left.contains("nat64"), "removed: \(left)\n\(tun.errors)")
-        let ping = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6])
-        #expect(ping.succeeded, "\(ping)")
+        let alone = try rig.run("c6", ["ping", "-6", "-n", "-c", "5", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6])
+        #expect(alone.stdout.contains("5 received"), "the kernel translates with no daemon: \(alone)")
+
+        // A deleted filter.
+        try rig.checked("gw", ["tc", "filter", "del", "dev", "sg-nat64", "egress"])
+        let missing = try ctl("audit")
+        #expect(missing.status == 2 && missing.stdout.contains("+ bpf sg-nat64 egress filter handle 0x5147"), "\(missing)")
+        #expect(try ctl("apply").succeeded)
+        #expect(try ctl("audit").status == 0 && filters().contains("handle 0x5147 nat64"))
+
+        // A mapping gone from the EAM map: its key is the /32's prefix length and address.
+        let deleted = try Spawn.run(["bpftool", "map", "delete", "pinned", pins + "/eam4", "key", "32", "0", "0", "0", "203", "0", "113", "10"],
+                                    timeout: .seconds(10), scratch: rig.scratch)
+        try #require(deleted.succeeded, "\(deleted)")
+        let wrongEAM = try ctl("audit")
+        #expect(wrongEAM.status == 2 && wrongEAM.stdout.contains("+ bpf eam 203.0.113.10/32 2001:db8:2::2/128"), "\(wrongEAM)")
+        #expect(try ctl("apply").succeeded)
+        #expect(try ctl("audit").status == 0)
+
+        // Another program in our filter's place.
+        let other = rig.scratch + "/other.bpf.o"
+        try "int pass(void *skb) { return 0; }\nchar _license[] __attribute__((section(\"license\"))) = \"GPL\";\n"
+            .write(toFile: rig.scratch + "/other.c", atomically: true, encoding: .utf8)
+        let compiled = try Spawn.run(["clang", "-O2", "-target", "bpf", "-c", rig.scratch + "/other.c", "-o", other], timeout: .seconds(30), scratch: rig.scratch)
+        try #require(compiled.succeeded, "\(compiled)")
+        try rig.checked("gw", ["tc", "filter", "replace", "dev", "sg-nat64", "egress", "pref", "20807", "handle", "0x5147", "bpf", "da", "obj", other, "sec", ".text"])
+        let replaced = try ctl("audit")
+        #expect(replaced.status == 2 && replaced.stdout.contains("~ bpf sg-nat64 egress filter handle 0x5147: runs program id"), "\(replaced)")
+        #expect(try ctl("apply").succeeded)
+        #expect(try ctl("audit").status == 0 && filters().contains("handle 0x5147 nat64"))
+
+        // A tun config: no program, no pins; the daemon translates alone.
+        try TranslatorGateway.configText(scratch: rig.scratch, datapath: "tun").write(toFile: g.config, atomically: true, encoding: .utf8)
+        let toTun = try ctl("apply")
+        #expect(toTun.stdout.contains("- bpf sg-nat64 egress filter handle 0x5147") && toTun.stdout.contains("- bpf pins \(pins)"), "\(toTun)")
+        #expect(try !filters().contains("nat64") && !FileManager.default.fileExists(atPath: pins))
+        _ = try TranslatorGateway.startTranslator(rig, g.config)
+        #expect(try rig.run("c6", ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", TranslatorGateway.s4in6]).succeeded)
+
+        // Back to kernel, then remove.
+        try TranslatorGateway.configText(scratch: rig.scratch, datapath: "kernel").write(toFile: g.config, atomically: true, encoding: .utf8)
+        #expect(try ctl("apply").stdout.contains("+ bpf program \(pins)/nat64"))
+        let removed = try ctl("remove")
+        #expect(removed.stdout.contains("- bpf sg-nat64 egress filter handle 0x5147") && removed.stdout.contains("- bpf pins \(pins)"), "\(removed)")
+        #expect(!FileManager.default.fileExists(atPath: rig.bpfDir + "/sixgate"), "nothing of sixgate is left in bpf_dir")
     }
 
     /// A hop limit that runs out at the translator comes back as a translated

@@ -45,6 +45,10 @@ public final class NetnsRig: Sendable {
     public let links: [Link]
     /// Where logs of background processes go; removed by teardown.
     public let scratch: String
+    /// Where the configs pin BPF programs and maps: the controller mounts a
+    /// bpffs there, in the runner's private mount namespace; teardown
+    /// unmounts it.
+    public var bpfDir: String { scratch + "/bpf" }
 
     private struct State {
         var namespaces: [String] = []
@@ -68,6 +72,7 @@ public final class NetnsRig: Sendable {
     /// gw forwards.
     public init(links: [Link]) throws {
         try Self.requireRootAndTools()
+        try Self.requirePrivateMounts()
         Self.reapStale()
         self.id = "\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
         self.links = links
@@ -231,6 +236,7 @@ public final class NetnsRig: Sendable {
         }
         for pid in processes { Spawn.stop(pid, grace: .milliseconds(500)) }
         for name in namespaces.reversed() { Self.deleteNamespace(name) }
+        umount2(bpfDir, Int32(MNT_DETACH))
         try? FileManager.default.removeItem(atPath: scratch)
         RigRegistry.shared.remove(self)
     }
@@ -254,6 +260,17 @@ public final class NetnsRig: Sendable {
                 .contains { access("\($0)/\(tool)", X_OK) == 0 }
             guard found else { throw RigError.missingTool(tool) }
         }
+    }
+
+    /// The runner's mounts are its own: a mount namespace other than
+    /// init's, whose root propagates nothing to another.
+    static func requirePrivateMounts() throws {
+        func ns(_ path: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: path) }
+        guard let mine = ns("/proc/self/ns/mnt"), mine != ns("/proc/1/ns/mnt"),
+              let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8),
+              let root = info.split(separator: "\n").first(where: { $0.split(separator: " ").dropFirst(4).first == "/" }),
+              !root.contains(" shared:")
+        else { throw RigError.sharedMounts }
     }
 
     public static func listNamespaces() -> [String] {

@@ -20,6 +20,7 @@ public enum RigError: Error, CustomStringConvertible {
     case spawnFailed([String], Int32)
     case timedOut([String], Duration)
     case commandFailed(CommandResult)
+    case sharedMounts
 
     public var description: String {
         switch self {
@@ -30,6 +31,8 @@ public enum RigError: Error, CustomStringConvertible {
         case .spawnFailed(let c, let e): "could not start `\(c.joined(separator: " "))`: \(String(cString: strerror(e)))"
         case .timedOut(let c, let d): "`\(c.joined(separator: " "))` did not finish within \(d)"
         case .commandFailed(let r): "command failed: \(r)"
+        case .sharedMounts:
+            "integration tests mount a bpffs of their own, which must not reach the machine's mounts: run them in a private mount namespace, as `make test` does (`unshare --mount --propagation private swift test`)"
         }
     }
 }

@@ -21,8 +21,8 @@ import Testing
                      puntAll: Bool = false) throws -> Pair {
         let engine = try makeEngine(prefix: prefix, eam: eam, pool: pool)
         let program = try NAT64Program()
-        try program.configure(NAT64Program.Settings(
-            prefix: engine.settings.prefix, eam: engine.settings.eam.entries.map { ($0.ipv4, $0.ipv6) },
+        try program.maps.configure(NAT64Maps.Settings(
+            prefix: engine.settings.prefix, eam: Set(engine.settings.eam.entries.map { NAT64Maps.Mapping(ipv4: $0.ipv4, ipv6: $0.ipv6) }),
             ifindex6: 1, ifindex4: 1, lowestIPv6MTU: 1280, puntAll: puntAll, l3Offset: 14))
         return Pair(engine: engine, program: program)
     }
@@ -31,7 +31,7 @@ import Testing
     /// in the program's map, as the datapath does.
     static func mapHost(_ p: Pair, _ host: String) throws -> IPv4Address {
         let a = try #require(p.engine.pool?.address(for: IPv6Address(host)!, now: 1000))
-        try p.program.addPoolMapping(host: IPv6Address(host)!, address: a, lastUsed: UInt64(time(nil)))
+        try p.program.maps.addPoolMapping(host: IPv6Address(host)!, address: a, lastUsed: UInt64(time(nil)))
         return a
     }
 
@@ -44,7 +44,7 @@ import Testing
     @discardableResult
     static func expectSame(_ p: Pair, _ packet: [UInt8], gsoSize: Int = 0, _ note: Comment? = nil,
                            sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
-        let before = p.program.counters()
+        let before = p.program.maps.counters()
         let k = try p.program.testRun(frame(packet), gsoSize: UInt32(gsoSize))
         var offload = Offload()
         if gsoSize > 0 {
@@ -81,7 +81,7 @@ import Testing
 
     /// The program must leave it untouched (TC_ACT_OK) and count `reason`.
     static func expectPunt(_ p: Pair, _ packet: [UInt8], _ reason: KernelCounter, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let before = p.program.counters()
+        let before = p.program.maps.counters()
         let k = try p.program.testRun(frame(packet))
         #expect(k.punted, "verdict \(k.verdict)", sourceLocation: sourceLocation)
         #expect(k.frame == frame(packet), "punted untouched", sourceLocation: sourceLocation)
@@ -89,7 +89,7 @@ import Testing
     }
 
     static func punts(_ p: Pair, since before: [UInt64]) -> [KernelCounter] {
-        let after = p.program.counters()
+        let after = p.program.maps.counters()
         return KernelCounter.allCases.filter { after[$0.index] != before[$0.index] }
     }
 
@@ -108,7 +108,7 @@ import Testing
         try Self.expectSame(p, Build.ipv4(src: s4, dst: a, proto: 1, payload: Build.icmpv4(type: 0, code: 0, rest: 0x0001_0007, body: Array(0..<57))))
         // An odd-length echo, padded for the sum.
         try Self.expectSame(p, Build.ipv4(src: s4, dst: a, proto: 1, payload: Build.icmpv4(type: 8, code: 0, rest: 0x0002_0001, body: Array(0..<3))))
-        #expect(p.program.lastUses()[IPv6Address(c6)!].map { $0 + 5 >= UInt64(time(nil)) } == true, "the program stamps the mapping")
+        #expect(p.program.maps.lastUses()[IPv6Address(c6)!].map { $0 + 5 >= UInt64(time(nil)) } == true, "the program stamps the mapping")
         // Another host's pool address, reached through the prefix, hairpins: the engine's.
         let other = "2001:db8:1::3", b = try Self.mapHost(p, other).description
         let viaPrefix = "2001:db8:64::" + String(IPv4Address(b)!.rawValue >> 16, radix: 16) + ":" + String(IPv4Address(b)!.rawValue & 0xFFFF, radix: 16)
@@ -121,12 +121,12 @@ import Testing
         let p = try Self.pair(pool: "192.0.2.128/25")
         let now = UInt64(time(nil))
         let host = IPv6Address(c6)!, a = try #require(p.engine.pool?.address(for: host, now: now))
-        try p.program.addPoolMapping(host: host, address: a, lastUsed: now - 1000)
-        let before = try #require(p.program.lastUses()[host])
+        try p.program.maps.addPoolMapping(host: host, address: a, lastUsed: now - 1000)
+        let before = try #require(p.program.maps.lastUses()[host])
         #expect(before + 1000 <= now + 2 && before + 1000 + 2 >= now, "the pool's last use, not the time of the copy: \(now - before) s ago")
         let s = a.description
         try Self.expectSame(p, Build.ipv4(src: s4, dst: s, proto: 17, payload: Build.udp(sport: 53, dport: 5000, data: [1], src: s4, dst: s)))
-        #expect(try #require(p.program.lastUses()[host]) + 2 >= now, "a packet back from IPv4 is a use")
+        #expect(try #require(p.program.maps.lastUses()[host]) + 2 >= now, "a packet back from IPv4 is a use")
     }
 
     /// The last uses come back for every mapping, past one batch of reads.
@@ -134,10 +134,10 @@ import Testing
         let p = try Self.pair(pool: "192.0.2.0/24")
         let now = UInt64(time(nil))
         for i in 0..<1500 {
-            try p.program.addPoolMapping(host: IPv6Address(high: 0x2001_0db8_0001_0000, low: UInt64(i)),
+            try p.program.maps.addPoolMapping(host: IPv6Address(high: 0x2001_0db8_0001_0000, low: UInt64(i)),
                                          address: IPv4Address(rawValue: 0xC633_0000 + UInt32(i)), lastUsed: now - UInt64(i % 100))
         }
-        let uses = p.program.lastUses()
+        let uses = p.program.maps.lastUses()
         #expect(uses.count == 1500)
         #expect(uses[IPv6Address(high: 0x2001_0db8_0001_0000, low: 1499)].map { $0 + 99 + 2 >= now && $0 + 99 <= now + 2 } == true)
     }
@@ -223,15 +223,16 @@ import Testing
         try Self.expectPunt(p, badHeader, .checksum)
 
         // A released mapping leaves the map: the host's next packet is the engine's again.
-        p.program.removePoolMapping(host: IPv6Address(c6)!, address: IPv4Address(a)!)
+        p.program.maps.removePoolMapping(host: IPv6Address(c6)!, address: IPv4Address(a)!)
         try Self.expectPunt(p, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp6), .source)
 
         // A renumbering punts everything, until the program is told it ended.
         let renumbering = try Self.pair(puntAll: true)
         _ = try Self.mapHost(renumbering, c6)
         try Self.expectPunt(renumbering, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp6), .renumbering)
-        try renumbering.program.configure(NAT64Program.Settings(prefix: renumbering.engine.settings.prefix, eam: [], ifindex6: 1, ifindex4: 1,
-                                                                lowestIPv6MTU: 1280, puntAll: false, l3Offset: 14))
+        var over = try #require(renumbering.program.maps.settings())
+        over.puntAll = false
+        try renumbering.program.maps.configure(over)
         try Self.expectSame(renumbering, Build.ipv6(src: c6, dst: s4in6, next: 17, payload: udp6))
     }
 }

@@ -101,6 +101,8 @@ public struct Config: Sendable, Equatable {
         public internal(set) var routeProtocol = 164
         public internal(set) var manageForwarding = true
         public internal(set) var stateDir = "/var/lib/sixgate"
+        /// Where the kernel datapath's program and maps are pinned (bpffs).
+        public internal(set) var bpfDir = "/sys/fs/bpf"
         public internal(set) var controlSocket = "/run/sixgate/control.sock"
         /// Prometheus endpoint; nil keeps it off.
         public internal(set) var metrics: IPEndpoint?

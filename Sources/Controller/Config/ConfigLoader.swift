@@ -197,10 +197,11 @@ public enum ConfigLoader {
         }
         c.manageForwarding = r.bool(t, "manage_forwarding", path) ?? c.manageForwarding
         c.stateDir = r.string(t, "state_dir", path) ?? c.stateDir
+        c.bpfDir = r.string(t, "bpf_dir", path) ?? c.bpfDir
         c.controlSocket = r.string(t, "control_socket", path) ?? c.controlSocket
         c.metrics = r.value(t, "metrics", path, example: "[::1]:9164", { s in Result { () throws(AddressParseError) in try IPEndpoint.parse(s, defaultPort: 9164) } })
         c.logLevel = r.choice(t, "log_level", path) ?? c.logLevel
-        for (key, value) in [("state_dir", c.stateDir), ("control_socket", c.controlSocket)] where !value.hasPrefix("/") {
+        for (key, value) in [("state_dir", c.stateDir), ("bpf_dir", c.bpfDir), ("control_socket", c.controlSocket)] where !value.hasPrefix("/") {
             r.report(path.appending(key), "\"\(value)\" is not an absolute path", fix: "Write a path starting with /")
         }
         return c

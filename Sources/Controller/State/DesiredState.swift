@@ -1,4 +1,5 @@
 import Packet
+import TCBPF
 
 /// What the controller observes before it decides: the links and addresses of
 /// the namespace it manages.
@@ -58,6 +59,8 @@ public struct DesiredState: Sendable, Equatable {
     public var routes: [OwnedRoute]
     public var sysctls: [SysctlSetting]
     public var routeProtocol: UInt8
+    /// The kernel datapath's program, unless `nat64.datapath` is `tun`.
+    public var kernelPath: KernelPathWish?
 
     public static func isOwned(_ link: LinkInfo) -> Bool { link.kind == "tun" && link.alias == linkAlias }
 
@@ -117,5 +120,10 @@ public struct DesiredState: Sendable, Equatable {
         self.routes = routes
         self.sysctls = sysctls.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         self.routeProtocol = UInt8(config.controller.routeProtocol)
+        self.kernelPath = nat.enabled && nat.datapath != .tun
+            ? KernelPathWish(datapath: nat.datapath, devices: [nat.device] + (nat.device4.map { [$0] } ?? []), prefix: config.prefix,
+                             eam: Set(nat.eam.map { NAT64Maps.Mapping(ipv4: $0.ipv4, ipv6: $0.ipv6) }), lowestIPv6MTU: nat.lowestIPv6MTU,
+                             puntAll: !retiring.isEmpty)
+            : nil
     }
 }

@@ -20,6 +20,8 @@ public struct Plan: Sendable {
     let addressesToAdd: [InterfaceAddress]
     let addressesToDelete: [InterfaceAddress]
     let linksToDelete: [String]
+    /// The kernel datapath's program, pins and filters.
+    public let kernel: KernelProgramPlan
 
     public var isEmpty: Bool { drift.isEmpty }
 }
@@ -52,10 +54,15 @@ public final class Reconciler {
         let prefixes = PrefixHistory.forApplying(config, now: now)
         let desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.value),
                                        retiringPools: prefixes.activePools(at: now).map(\.value))
-        return try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, environment: environment)
+        let pins = try KernelProgramPlan.directory(bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir, namespace: namespace)
+        return try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, bpfDir: config.controller.bpfDir, pins: pins,
+                        environment: environment)
     }
 
-    func plan(_ desired: DesiredState, prefixes: PrefixHistory, stateDir: String, environment: Environment) throws -> Plan {
+    /// Runs `body` in the managed namespace: tc's netlink calls need it.
+    private func inNamespace(_ body: () throws -> Void) throws { try NetworkNamespace.run(in: namespace, body) }
+
+    func plan(_ desired: DesiredState, prefixes: PrefixHistory, stateDir: String, bpfDir: String, pins: String, environment: Environment) throws -> Plan {
         var drift: [Drift] = []
         for want in desired.links {
             guard let live = environment.link(want.name) else {
@@ -113,9 +120,11 @@ public final class Reconciler {
         }
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += nft.drift
+        let kernel = try KernelProgramPlan.make(desired.kernelPath, directory: pins, bpfDir: bpfDir, links: environment.links, inNamespace: inNamespace)
+        drift += kernel.drift
         return Plan(desired: desired, prefixes: prefixes, stateDir: stateDir, drift: drift, nft: nft, environment: environment, sysctlValues: values,
                     routesToAdd: routesToAdd, routesToDelete: routesToDelete, addressesToAdd: addressesToAdd,
-                    addressesToDelete: addressesToDelete, linksToDelete: linksToDelete)
+                    addressesToDelete: addressesToDelete, linksToDelete: linksToDelete, kernel: kernel)
     }
 
     /// Makes the live system equal the plan's desired state: links first, so
@@ -141,6 +150,8 @@ public final class Reconciler {
         }
 
         let links = try rtnl.links()
+        // The kernel datapath before the routes lead traffic to its devices.
+        try plan.kernel.apply(links: links, inNamespace: inNamespace)
         // A stale route to the same destination and metric would refuse its
         // replacement: those go first; the rest only after the new ones are in.
         let replaced = Set(plan.routesToAdd.map { "\($0.destination) \($0.metric)" })
@@ -165,12 +176,14 @@ public final class Reconciler {
         return plan.drift
     }
 
-    /// Removes the table, the routes carrying `routeProtocol` and the links
-    /// marked as sixgate's, and nothing else. Forwarding sysctls stay as they
-    /// are: other routing on the host may depend on them.
+    /// Removes the table, the routes carrying `routeProtocol`, the kernel
+    /// datapath's filters and pins (`pins`), and the links marked as
+    /// sixgate's, and nothing else. Forwarding sysctls stay as they are:
+    /// other routing on the host may depend on them.
     @discardableResult
-    public func remove(routeProtocol: UInt8, table: String = DesiredTable.name) throws -> [Drift] {
-        var removed: [Drift] = []
+    public func remove(routeProtocol: UInt8, table: String = DesiredTable.name, bpfDir: String, stateDir: String) throws -> [Drift] {
+        let pins = try KernelProgramPlan.directory(bpfDir: bpfDir, stateDir: stateDir, namespace: namespace)
+        var removed = try KernelProgramPlan.remove(directory: pins, links: try rtnl.links(), inNamespace: inNamespace)
         let live = try nfnl.readTable(table)
         if live != nil {
             let batch = NftBatch(table: table, firstSeq: nfnl.nextSeq())
