@@ -249,16 +249,29 @@ public final class DynamicPool: Sendable {
 /// before it is renamed over the old one, so that a crash leaves either the
 /// old file or the new one, never neither.
 public enum StateFile {
+    /// Writes `text` to a new file beside `path` (mode 0600, a name no one
+    /// else uses), flushes it, renames it over `path` and flushes the
+    /// directory: after a crash the file is the old one or the new one,
+    /// whole.
     public static func replace(_ path: String, with text: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        let temp = path + ".tmp"
-        try text.write(toFile: temp, atomically: false, encoding: .utf8)
-        let fd = open(temp, O_RDONLY)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) }
+        var template = Array((path + ".XXXXXX").utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
+        let temp = String(cString: template)
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0, rename(temp, path) == 0 else {
+            unlink(temp)
+            throw CocoaError(.fileWriteUnknown)
         }
-        guard rename(temp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        let d = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY)
+        if d >= 0 {
+            fsync(d)
+            close(d)
+        }
     }
 }

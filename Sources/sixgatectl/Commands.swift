@@ -40,15 +40,16 @@ struct Render: ParsableCommand {
     }
 }
 
-/// Loads a config, or prints every problem and exits 1 before anything is touched.
-func loadOrExit(_ path: String) throws -> Config {
+/// Loads a config, or prints every problem and exits 1 before anything is
+/// touched (`changing`: for a command that would have changed something).
+func loadOrExit(_ path: String, changing: Bool = false) throws -> Config {
     do {
         return try ConfigLoader.load(path: path)
     } catch {
         var stderr = StandardError()
         for d in error.diagnostics { print(d, to: &stderr) }
         let n = error.diagnostics.count
-        print("\(path): \(n) problem\(n == 1 ? "" : "s"); nothing was changed.", to: &stderr)
+        print("\(path): \(n) problem\(n == 1 ? "" : "s")\(changing ? "; nothing was changed" : "").", to: &stderr)
         throw ExitCode(1)
     }
 }

@@ -7,14 +7,30 @@ struct StateOptions: ParsableArguments {
     @Argument(help: "The config file.") var config: String
     @Flag(help: "Print JSON, for monitoring and scripts.") var json = false
     @Option(help: "Work on this named network namespace (ip netns) instead of the current one.") var netns: String?
+    @Flag(help: "Fail at once when another apply is changing this gateway, instead of waiting for it.") var noWait = false
+    @Option(help: "How long to wait for another apply to finish, in seconds.") var wait = 120
 
     func reconciler() throws -> Reconciler { try Reconciler(namespace: netns) }
+
+    /// The config as it applies in the namespace worked on (its state
+    /// directory), and the gateway's lock: exclusive to change it, shared
+    /// to read it.
+    func target(_ config: Config, _ mode: StateLock.Mode) throws -> (Config, StateLock) {
+        let scoped = try config.scoped(to: netns)
+        return (scoped, try StateLock(stateDir: scoped.controller.stateDir, mode, wait: noWait ? .zero : .seconds(wait)))
+    }
 }
 
 func printJSON(_ value: some Encodable) throws {
     let e = JSONEncoder()
     e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try e.encode(value), as: UTF8.self))
+}
+
+/// A failure before apply changed anything (planning reads only).
+struct NothingChanged: Error, CustomStringConvertible {
+    let cause: any Error
+    var description: String { "\(cause)\nnothing was changed" }
 }
 
 /// Runs `body`, turning any failure into a message and exit code 1.
@@ -45,8 +61,10 @@ struct Plan: ParsableCommand {
     }
 
     func run() throws {
-        let config = try loadOrExit(options.config)
+        let loaded = try loadOrExit(options.config)
         try reporting("plan") {
+            let (config, lock) = try options.target(loaded, .shared)
+            defer { withExtendedLifetime(lock) {} }
             let plan = try options.reconciler().plan(config)
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
             if options.json { return try printJSON(Output(changes: plan.drift, renumbering: keeping, table: plan.desired.table.nftText, note: plan.kernel.note)) }
@@ -78,12 +96,20 @@ struct Apply: ParsableCommand {
     }
 
     func run() throws {
-        let config = try loadOrExit(options.config)
+        let loaded = try loadOrExit(options.config, changing: true)
         try reporting("apply") {
+            let (config, lock) = try options.target(loaded, .exclusive)
             let r = try options.reconciler()
-            let plan = try r.plan(config)
+            let plan: Controller.Plan
+            do {
+                plan = try r.plan(config)
+            } catch {
+                throw NothingChanged(cause: error)
+            }
             try r.apply(plan)
+            // The daemon reads the state the apply saved: the handover is part of it.
             let daemon = try handOver(config)
+            withExtendedLifetime(lock) {}
             let warnings = [ProtocolName.install(config.controller.routeProtocol), plan.kernel.note].compactMap { $0 }
             let sentNft = plan.drift.contains { $0.area == "nft" }
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
@@ -133,9 +159,11 @@ struct Audit: ParsableCommand {
     }
 
     func run() throws {
-        let config = try loadOrExit(options.config)
+        let loaded = try loadOrExit(options.config)
         var clean = true
         try reporting("audit") {
+            let (config, lock) = try options.target(loaded, .shared)
+            defer { withExtendedLifetime(lock) {} }
             let plan = try options.reconciler().plan(config)
             clean = plan.isEmpty
             if options.json { return try printJSON(Output(clean: clean, drift: plan.drift)) }
@@ -148,20 +176,54 @@ struct Audit: ParsableCommand {
 
 struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Remove everything sixgate owns (its table, routes and links), and nothing else."
+        abstract: "Remove everything sixgate owns (its table, routes, kernel datapath and links), and nothing else.",
+        discussion: """
+            With CONFIG, what that config makes, and the prefix history. With --all, no config is needed (it may be \
+            broken or gone, as in an uninstall): what the last apply recorded in the state directory, and that \
+            namespace's state with it.
+            """
     )
-    @OptionGroup var options: StateOptions
+    @Argument(help: "The config file (not needed with --all).") var config: String?
+    @Flag(help: "Remove what the last apply recorded, without a config, and the state.") var all = false
+    @Option(help: "With --all: controller.state_dir of the config that was applied.") var stateDir = "/var/lib/sixgate"
+    @Flag(help: "Print JSON, for monitoring and scripts.") var json = false
+    @Option(help: "Work on this named network namespace (ip netns) instead of the current one.") var netns: String?
+    @Flag(help: "Fail at once when an apply is changing this gateway, instead of waiting for it.") var noWait = false
+    @Option(help: "How long to wait for an apply to finish, in seconds.") var wait = 120
 
     struct Output: Encodable { let removed: [Drift] }
 
+    func validate() throws {
+        if !all, config == nil { throw ValidationError("Name the config to remove, or use --all to remove what the last apply recorded.") }
+    }
+
     func run() throws {
-        let config = try loadOrExit(options.config)
+        let loaded = try config.map { try loadOrExit($0, changing: true) }
         try reporting("remove") {
-            let removed = try options.reconciler().remove(routeProtocol: UInt8(config.controller.routeProtocol),
-                                                          bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir)
-            // Nothing is owed to clients any more: the next apply starts afresh.
-            try? FileManager.default.removeItem(atPath: PrefixHistory.file(in: config.controller.stateDir))
-            if options.json { return try printJSON(Output(removed: removed)) }
+            let base = loaded?.controller.stateDir ?? stateDir
+            let dir = try Config.stateDirectory(base, namespace: netns)
+            let lock = try StateLock(stateDir: dir, .exclusive, wait: noWait ? .zero : .seconds(wait))
+            defer { withExtendedLifetime(lock) {} }
+            let record = AppliedRecord.load(stateDir: dir)
+            var protocols = Set(record?.routeProtocols ?? [])
+            var pins = record?.bpfPins
+            if let c = loaded, !all {
+                protocols.insert(UInt8(c.controller.routeProtocol))
+                pins = try KernelProgramPlan.directory(bpfDir: c.controller.bpfDir, stateDir: dir, namespace: netns)
+            } else if protocols.isEmpty {
+                protocols = [UInt8(Config.Controller.defaultRouteProtocol)]
+            }
+            let removed = try Reconciler(namespace: netns).remove(protocols: protocols, pins: pins)
+            if all {
+                // This namespace's state; other namespaces' (in netns/) stay.
+                for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f != "netns" && f != (StateLock.file(in: dir) as NSString).lastPathComponent {
+                    try FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent(f))
+                }
+            } else {
+                // Nothing is owed to clients any more: the next apply starts afresh.
+                for f in [PrefixHistory.file(in: dir), AppliedRecord.file(in: dir)] { try? FileManager.default.removeItem(atPath: f) }
+            }
+            if json { return try printJSON(Output(removed: removed)) }
             if removed.isEmpty { return print("nothing to remove") }
             for d in removed { print(d) }
         }
@@ -215,10 +277,12 @@ struct Verify: ParsableCommand {
     }
 
     func run() throws {
-        let config = try loadOrExit(options.config)
-        let verifier = Verifier(config: config, retiring: PrefixHistory.running(config)?.active(at: UInt64(time(nil))).map(\.value) ?? [])
+        let loaded = try loadOrExit(options.config)
         var checks: [VerifyCheck] = []
         try reporting("verify") {
+            let (config, lock) = try options.target(loaded, .shared)
+            defer { withExtendedLifetime(lock) {} }
+            let verifier = Verifier(config: config, retiring: PrefixHistory.running(config)?.active(at: UInt64(time(nil))).map(\.value) ?? [])
             let socket = config.controller.controlSocket
             let status = Result { () throws(ControlError) in try ControlClient.ask(socket, ControlRequest(command: "status"), as: DaemonStatus.self) }
             checks += verifier.daemon(status)

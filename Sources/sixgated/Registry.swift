@@ -50,7 +50,7 @@ final class Registry: Sendable {
 
     /// Whether the config file still holds the config that runs: a restart
     /// reads it again, and must not put an edit nobody applied into force.
-    var configFileUnchanged: Bool { (try? ConfigLoader.load(path: path)) == config }
+    var configFileUnchanged: Bool { (try? loadScoped(path)) == config }
 
     /// Records, for `status`, what the last apply (or the daemon itself) did.
     func note(_ what: String) {
@@ -160,7 +160,7 @@ struct ControlService: Service {
                 guard let path = request.config else { return reply(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config")) }
                 let new: Config
                 do {
-                    new = try ConfigLoader.load(path: path)
+                    new = try loadScoped(path)
                 } catch {
                     registry.note("\(path): refused, the config is not valid")
                     return reply(ReloadAnswer(parts: [:], restarting: false, error: "\(error)"))

@@ -139,11 +139,17 @@ func raiseOpenFileLimit() {
 /// Loads the config, or prints every problem and exits 1.
 func loadConfig(_ path: String) throws -> Config {
     do {
-        return try ConfigLoader.load(path: path)
+        return try loadScoped(path)
     } catch {
-        FileHandle.standardError.write(Data((error.description + "\n").utf8))
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode(1)
     }
+}
+
+/// The config at `path` as it applies in this network namespace: its state
+/// is this namespace's (`Config.scoped`), as for sixgatectl here.
+func loadScoped(_ path: String) throws -> Config {
+    try ConfigLoader.load(path: path).scoped(to: nil)
 }
 
 func onSignal(_ sig: Int32, _ body: @escaping @Sendable (Int32) -> Void) {

@@ -101,6 +101,9 @@ struct RenumberingService: Service {
                 + history.retiringPools.filter { !$0.isActive(at: now) }.map { "pool \($0.value)" }).joined(separator: ", ")
             let changes: String
             do {
+                // An apply that runs meanwhile finishes first; this one then finds its work done.
+                let lock = try StateLock(stateDir: registry.config.controller.stateDir, .exclusive, wait: .seconds(20))
+                defer { withExtendedLifetime(lock) {} }
                 let reconciler = try Reconciler(namespace: nil)
                 let plan = try reconciler.plan(registry.config)
                 try reconciler.apply(plan)

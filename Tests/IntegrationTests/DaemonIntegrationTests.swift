@@ -73,7 +73,7 @@ final class NotifySocket {
         try TranslatorGateway.configText(scratch: rig.scratch, datapath: "kernel").write(toFile: config, atomically: true, encoding: .utf8)
         let refused = try rig.run("gw", denied + [binDir + "/sixgatectl", "apply", config])
         #expect(refused.status == 1 && refused.stderr.contains("nat64.datapath = kernel, but the tc-BPF program cannot run here: ")
-                && refused.stderr.contains("Operation not permitted; nothing was changed"), "\(refused)")
+                && refused.stderr.contains("Operation not permitted\nnothing was changed"), "\(refused)")
         let kernel = try rig.start("gw", denied + [binDir + "/sixgated", "translate", "--config", config], name: "translate-kernel")
         #expect(Spawn.wait(kernel.pid, timeout: .seconds(10)) == 1, "\(kernel.errors)")
         #expect(kernel.errors.contains("nat64.datapath = kernel, and the kernel datapath cannot run: no tc-BPF program is pinned in "), "\(kernel.errors)")

@@ -35,7 +35,7 @@ import Testing
         /// The last byte of c6's address in the dynamic pool (192.0.2.x), from
         /// the translator's state file.
         func poolOctet() throws -> Int? {
-            let state = try String(contentsOfFile: rig.scratch + "/state/pool4.state", encoding: .utf8)
+            let state = try String(contentsOfFile: gatewayState(rig) + "/pool4.state", encoding: .utf8)
             let line = state.split(separator: "\n").first { $0.hasPrefix("2001:db8:1::2 ") }
             return line.flatMap { $0.split(separator: " ")[1].split(separator: ".").last.flatMap { Int($0) } }
         }

@@ -43,3 +43,7 @@ extension NetnsRig {
         return (dir, String(sha))
     }
 }
+
+/// Where the gateway of `rig` keeps its state, for a config whose state_dir
+/// is the rig's `scratch/state`: each network namespace has its own.
+func gatewayState(_ rig: NetnsRig) -> String { rig.scratch + "/state/netns/" + rig.ns("gw") }

@@ -298,7 +298,7 @@ extension TranslatorGateway {
         usleep(1_500_000)
         #expect(isAlive(download.pid), "the download is still running when the translator stops")
         g.rig.stop(g.translator)
-        let state = try String(contentsOfFile: g.rig.scratch + "/state/pool4.state", encoding: .utf8)
+        let state = try String(contentsOfFile: gatewayState(g.rig) + "/pool4.state", encoding: .utf8)
         #expect(state.contains("2001:db8:1::2 192.0.2.128"), "the mapping was saved: \(state)")
         let again = try TranslatorGateway.startTranslator(g.rig, g.config)
         #expect(again.errors.contains("pool 192.0.2.128/25 with 1 restored mapping"), "\(again.errors)")

@@ -98,7 +98,8 @@ public struct Config: Sendable, Equatable {
 
     public struct Controller: Sendable, Equatable {
         /// Marks the routes the controller owns (see README).
-        public internal(set) var routeProtocol = 164
+        public internal(set) var routeProtocol = defaultRouteProtocol
+        public static let defaultRouteProtocol = 164
         public internal(set) var manageForwarding = true
         public internal(set) var stateDir = "/var/lib/sixgate"
         /// Where the kernel datapath's program and maps are pinned (bpffs).

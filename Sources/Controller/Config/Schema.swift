@@ -81,7 +81,7 @@ public enum Schema {
         Table(name: "controller", isArray: false, doc: "sixgatectl and sixgated.", keys: [
             Key(name: "route_protocol", type: "integer", defaultValue: "164", doc: "Routing protocol number that marks the routes sixgate owns (5 to 254)."),
             Key(name: "manage_forwarding", type: "bool", defaultValue: "true", doc: "Set the forwarding sysctls of the gateway's interfaces."),
-            Key(name: "state_dir", type: "path", defaultValue: "/var/lib/sixgate", doc: "Persistent state, such as dynamic pool mappings."),
+            Key(name: "state_dir", type: "path", defaultValue: "/var/lib/sixgate", doc: "Persistent state: the prefix history, the dynamic pool's mappings, what the last apply made, its lock. A network namespace other than the host's keeps its own in `netns/NAME/` below it. Refused when every user may write to it."),
             Key(name: "bpf_dir", type: "path", defaultValue: "/sys/fs/bpf", doc: "A bpffs (mounted by `apply` when it is none) where the kernel datapath's program and maps are pinned, in `sixgate/<netns>-<hash>/`: one directory per network namespace and `state_dir`."),
             Key(name: "control_socket", type: "path", defaultValue: "/run/sixgate/control.sock", doc: "Unix socket between sixgatectl and sixgated."),
             Key(name: "metrics", type: "endpoint", defaultValue: "off", doc: "Prometheus endpoint, e.g. `[::1]:9164`."),

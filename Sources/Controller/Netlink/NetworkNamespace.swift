@@ -1,4 +1,5 @@
 import CNetlink
+import Foundation
 import Glibc
 
 /// Why talking to the kernel failed, with the operation and errno, and what to do
@@ -52,5 +53,24 @@ public enum NetworkNamespace {
             if sixgate_setns_net(original) != 0 { fatalError("cannot return from network namespace \(name): \(String(cString: strerror(errno)))") }
         }
         return try body()
+    }
+}
+
+extension NetworkNamespace {
+    /// What names the namespace `name` (nil: the calling thread's) in state
+    /// that outlives a boot: nil for the host's own (PID 1's), else its
+    /// `ip netns` name (the same after a reboot recreates it), else
+    /// "inode-N" for one that has no name.
+    public static func stateKey(_ name: String?) throws -> String? {
+        func inode(_ path: String) -> UInt64? {
+            var st = stat()
+            return stat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+        }
+        let path = name.map(Self.path) ?? "/proc/thread-self/ns/net"
+        guard let mine = inode(path) else { throw SystemError("stat \(path)") }
+        if mine == inode("/proc/1/ns/net") { return nil }
+        if let name { return name }
+        let named = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        return named.sorted().first { inode(Self.path($0)) == mine } ?? "inode-\(mine)"
     }
 }

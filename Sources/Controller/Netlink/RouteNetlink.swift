@@ -91,29 +91,41 @@ public final class RouteNetlink {
 
     /// Main-table unicast routes of both families carrying `protocol`. Routes of
     /// other owners never appear, so reconcile cannot mistake them for its own.
-    public func routes(protocol proto: UInt8) throws -> [OwnedRoute] {
+    /// A route of the main table, with what tells whose it is.
+    public struct LiveRoute: Sendable, Hashable {
+        public var route: OwnedRoute
+        public var proto: UInt8
+        /// RTN_UNICAST; others (blackhole, unreachable, …) are never sixgate's.
+        public var unicast: Bool
+    }
+
+    /// The routes of the main table, of every protocol: one dump.
+    public func mainRoutes() throws -> [LiveRoute] {
         let names = try Dictionary(links().map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
         var cache: OpaquePointer?
         let rc = rtnl_route_alloc_cache(socket, AF_UNSPEC, 0, &cache)
         guard rc >= 0, let cache else { throw netlinkError("list routes", rc) }
         defer { nl_cache_free(cache) }
 
-        var result: [OwnedRoute] = []
+        var result: [LiveRoute] = []
         var object = nl_cache_get_first(cache)
         while let route = object {
             object = nl_cache_get_next(route)
             guard rtnl_route_get_table(route) == UInt32(RT_TABLE_MAIN.rawValue),
-                  rtnl_route_get_protocol(route) == proto,
-                  rtnl_route_get_type(route) == UInt8(RTN_UNICAST),
                   let destination = prefix(of: rtnl_route_get_dst(route)) else { continue }
             var device = ""
             if rtnl_route_get_nnexthops(route) > 0, let nh = rtnl_route_nexthop_n(route, 0) {
                 let index = rtnl_route_nh_get_ifindex(nh)
                 device = names[index] ?? "if\(index)"
             }
-            result.append(OwnedRoute(destination: destination, device: device, metric: rtnl_route_get_priority(route)))
+            result.append(LiveRoute(route: OwnedRoute(destination: destination, device: device, metric: rtnl_route_get_priority(route)),
+                                    proto: rtnl_route_get_protocol(route), unicast: rtnl_route_get_type(route) == UInt8(RTN_UNICAST)))
         }
         return result
+    }
+
+    public func routes(protocol proto: UInt8) throws -> [OwnedRoute] {
+        try mainRoutes().filter { $0.proto == proto && $0.unicast }.map(\.route)
     }
 
     /// Adds the route; fails with EEXIST when the same route is already there.

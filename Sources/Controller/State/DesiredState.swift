@@ -34,9 +34,9 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String {
         switch self {
         case .missingInterface(let key, let name):
-            "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first; nothing was changed"
+            "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first"
         case .foreignLink(let key, let name, let kind):
-            "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create (it has no alias \"sixgate\"). Choose another name, or delete the device if it is a leftover; nothing was changed"
+            "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create (it has no alias \"sixgate\"). Choose another name, or delete the device if it is a leftover"
         }
     }
 }

@@ -56,7 +56,7 @@ public struct KernelProgramPlan: Sendable {
             do {
                 expected = try NAT64Program.trialTag()
             } catch {
-                guard w.datapath == .auto else { throw KernelProgramError(reason: "nat64.datapath = kernel, but the tc-BPF program cannot run here: \(error); nothing was changed") }
+                guard w.datapath == .auto else { throw KernelProgramError(reason: "nat64.datapath = kernel, but the tc-BPF program cannot run here: \(error)") }
                 note = "nat64.datapath = auto, and the tc-BPF program cannot run here (\(error)): the userspace translator carries everything"
                 wish = nil
             }

@@ -107,16 +107,9 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
 
     /// The history in `stateDir`; nil when there is none (the first apply)
     /// or it cannot be read, which makes the config's prefix current at once.
-    public static func load(stateDir: String) -> PrefixHistory? {
-        guard let data = FileManager.default.contents(atPath: file(in: stateDir)) else { return nil }
-        return try? JSONDecoder().decode(PrefixHistory.self, from: data)
-    }
+    public static func load(stateDir: String) -> PrefixHistory? { JSONState.load(file(in: stateDir)) }
 
-    public func save(stateDir: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try StateFile.replace(Self.file(in: stateDir), with: String(decoding: try encoder.encode(self), as: UTF8.self) + "\n")
-    }
+    public func save(stateDir: String) throws { try JSONState.save(self, to: Self.file(in: stateDir)) }
 
     /// The history `config`, applied now, leaves: what plan, apply and audit
     /// compare the kernel with, and what the daemon runs with.

@@ -22,8 +22,33 @@ public struct Plan: Sendable {
     let linksToDelete: [String]
     /// The kernel datapath's program, pins and filters.
     public let kernel: KernelProgramPlan
+    /// Every protocol number sixgate's routes may carry now: the config's,
+    /// and those an earlier (maybe interrupted) apply used.
+    let protocols: Set<UInt8>
 
     public var isEmpty: Bool { drift.isEmpty }
+}
+
+/// Objects that are not sixgate's stand where the config puts sixgate's:
+/// apply would fail half-way, so plan refuses before anything changes.
+public struct PlanConflict: Error, CustomStringConvertible {
+    public let conflicts: [String]
+    public var description: String { conflicts.joined(separator: "\n") }
+}
+
+/// An apply that stopped part-way: what is in the kernel and what is not.
+/// The order of the steps keeps every route into sixgate's devices behind
+/// its rules at each point, and the next apply takes up where this stopped.
+public struct ApplyStopped: Error, CustomStringConvertible {
+    public let done: [String]
+    public let failed: String
+    public let notDone: [String]
+    public let error: any Error
+
+    public var description: String {
+        "\(failed): \(error)\napplied: \(done.isEmpty ? "nothing" : done.joined(separator: ", "))\n"
+            + "not applied: \(notDone.joined(separator: ", "))\nthe rules cover every route in place; apply again to finish"
+    }
 }
 
 /// Plans, applies, audits and removes sixgate's kernel state in one network
@@ -102,7 +127,11 @@ public final class Reconciler {
         }
 
         let proto = desired.routeProtocol
-        let liveRoutes = try rtnl.routes(protocol: proto)
+        let liveTable = try nfnl.readTable(desired.table.name)
+        let record = AppliedRecord.load(stateDir: stateDir)
+        let protocols = Set([proto] + (record?.routeProtocols ?? []) + [DesiredTable.routeProtocol(inComment: liveTable?.comment)].compactMap { $0 })
+        let allRoutes = try rtnl.mainRoutes()
+        let liveRoutes = allRoutes.filter { $0.proto == proto && $0.unicast }.map(\.route)
         let live = Set(liveRoutes), wanted = Set(desired.routes)
         let routesToAdd = desired.routes.filter { !live.contains($0) }
         var routesToDelete = [(proto, liveRoutes.filter { !wanted.contains($0) })]
@@ -112,28 +141,111 @@ public final class Reconciler {
         for r in routesToDelete[0].1 {
             drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
         }
-        let liveTable = try nfnl.readTable(desired.table.name)
-        if let old = DesiredTable.routeProtocol(inComment: liveTable?.comment), old != proto {
-            let stale = try rtnl.routes(protocol: old)
+        for old in protocols.subtracting([proto]).sorted() {
+            let stale = allRoutes.filter { $0.proto == old && $0.unicast }.map(\.route)
             routesToDelete.append((old, stale))
             for r in stale { drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)")) }
         }
+        try refuseConflicts(routesToAdd: routesToAdd, addressesToAdd: addressesToAdd, allRoutes: allRoutes, protocols: protocols, environment: environment)
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += nft.drift
         let kernel = try KernelProgramPlan.make(desired.kernelPath, directory: pins, bpfDir: bpfDir, links: environment.links, inNamespace: inNamespace)
         drift += kernel.drift
         return Plan(desired: desired, prefixes: prefixes, stateDir: stateDir, drift: drift, nft: nft, environment: environment, sysctlValues: values,
                     routesToAdd: routesToAdd, routesToDelete: routesToDelete, addressesToAdd: addressesToAdd,
-                    addressesToDelete: addressesToDelete, linksToDelete: linksToDelete, kernel: kernel)
+                    addressesToDelete: addressesToDelete, linksToDelete: linksToDelete, kernel: kernel, protocols: protocols)
     }
 
-    /// Makes the live system equal the plan's desired state: links first, so
-    /// that routes and sysctls have their devices; new routes before old ones
-    /// go; the nftables change is one transaction, sent only when there is one.
+    /// A route that is not sixgate's to a destination and metric sixgate
+    /// routes (the kernel keeps one), or an address sixgate adds that
+    /// another link holds.
+    private func refuseConflicts(routesToAdd: [OwnedRoute], addressesToAdd: [InterfaceAddress], allRoutes: [RouteNetlink.LiveRoute],
+                                 protocols: Set<UInt8>, environment: Environment) throws {
+        var conflicts: [String] = []
+        for r in routesToAdd {
+            for f in allRoutes where !protocols.contains(f.proto) || !f.unicast {
+                guard f.route.destination == r.destination, f.route.metric == r.metric else { continue }
+                let dev = f.route.device.isEmpty ? "" : " dev \(f.route.device)"
+                let proto = Config.Controller.knownRouteProtocols[Int(f.proto)] ?? [2: "kernel", 3: "boot", 4: "static"][Int(f.proto)] ?? "\(f.proto)"
+                conflicts.append("route \(f.route.destination)\(dev) metric \(f.route.metric) (proto \(proto)) is not sixgate's, "
+                    + "and holds the place of sixgate's route \(r.destination) dev \(r.device): delete it "
+                    + "(ip route del \(f.route.destination)\(dev) metric \(f.route.metric)) or take \(r.destination) out of the config")
+            }
+        }
+        for a in addressesToAdd {
+            if case .v6(let v6) = a.address, v6.high >> 48 == 0xFE80 { continue }
+            for other in environment.addresses where other.address == a.address && other.device != a.device {
+                conflicts.append("address \(other.address) is on \(other.device), and sixgate puts it on \(a.device): remove it there "
+                    + "(ip addr del \(other.address)/\(other.length) dev \(other.device)) or change the config")
+            }
+        }
+        if !conflicts.isEmpty { throw PlanConflict(conflicts: conflicts) }
+    }
+
+    /// Makes the live system equal the plan's desired state, in steps whose
+    /// order keeps every route into sixgate's devices behind its rules, so
+    /// that an apply stopped anywhere leaves no traffic unprotected: links
+    /// (without routes nothing reaches them), addresses and sysctls; the
+    /// routes that go, before the rules they had go; the nftables change in
+    /// one transaction; the kernel datapath; the new routes, once their
+    /// rules are in; links that go; the state. The applied record names
+    /// every protocol sixgate's routes may carry from the first step on.
     @discardableResult
     public func apply(_ plan: Plan) throws -> [Drift] {
         let desired = plan.desired
-        for want in desired.links {
+        let pins = plan.kernel.directory
+        let steps: [(String, () throws -> Void)] = [
+            ("the record of this apply", {
+                try AppliedRecord(routeProtocols: plan.protocols.sorted(), bpfPins: pins, complete: false).save(stateDir: plan.stateDir)
+            }),
+            ("links", { try self.applyLinks(plan) }),
+            ("addresses", {
+                for a in plan.addressesToDelete { try self.rtnl.deleteAddress(device: a.device, address: a.address, length: a.length) }
+                for a in plan.addressesToAdd { try self.rtnl.addAddress(device: a.device, address: a.address, length: a.length) }
+            }),
+            ("sysctls", {
+                for s in desired.sysctls where plan.sysctlValues[s.key] != s.value { try self.sysctl.write(s.key, s.value) }
+            }),
+            ("routes that go", {
+                let links = try self.rtnl.links()
+                for (proto, routes) in plan.routesToDelete {
+                    try RouteBatch.run(.delete, routes, protocol: proto, links: links, namespace: self.namespace)
+                }
+            }),
+            ("nftables", {
+                guard !plan.nft.isEmpty else { return }
+                let batch = NftBatch(table: desired.table.name, firstSeq: self.nfnl.nextSeq())
+                plan.nft.write(to: batch)
+                try self.nfnl.send(batch)
+            }),
+            ("the kernel datapath", { try plan.kernel.apply(links: try self.rtnl.links(), inNamespace: self.inNamespace) }),
+            ("new routes", {
+                try RouteBatch.run(.add, plan.routesToAdd, protocol: desired.routeProtocol, links: try self.rtnl.links(), namespace: self.namespace)
+            }),
+            ("links that go", { for name in plan.linksToDelete { try self.rtnl.deleteLink(name: name) } }),
+            // Last, so that a failed apply leaves the history as it was: the
+            // next one starts from it (a renumbering that failed half-way
+            // keeps the old prefix, with its deadline counted from the retry).
+            ("the prefix history", {
+                try plan.prefixes.save(stateDir: plan.stateDir)
+                try AppliedRecord(routeProtocols: [desired.routeProtocol], bpfPins: pins, complete: true).save(stateDir: plan.stateDir)
+            }),
+        ]
+        // For tests of interrupted applies: stop after this many steps.
+        let stopAfter = ProcessInfo.processInfo.environment["SIXGATE_APPLY_STOP_AFTER"].flatMap { Int($0) }
+        for (i, (name, step)) in steps.enumerated() {
+            do {
+                if i == stopAfter { throw SystemError("stopped by SIXGATE_APPLY_STOP_AFTER=\(i)", code: EINTR) }
+                try step()
+            } catch {
+                throw ApplyStopped(done: steps[..<i].map(\.0), failed: name, notDone: steps[i...].map(\.0), error: error)
+            }
+        }
+        return plan.drift
+    }
+
+    private func applyLinks(_ plan: Plan) throws {
+        for want in plan.desired.links {
             let live = plan.environment.link(want.name)
             if live == nil { try rtnl.createTun(name: want.name, multiQueue: want.multiQueue) }
             if live == nil || live?.isUp == false || live?.mtu != want.mtu {
@@ -143,66 +255,36 @@ public final class Reconciler {
                                  txQueueLength: live == nil ? DesiredState.tunQueueLength : nil, alias: DesiredState.linkAlias)
             }
         }
-        for a in plan.addressesToDelete { try rtnl.deleteAddress(device: a.device, address: a.address, length: a.length) }
-        for a in plan.addressesToAdd { try rtnl.addAddress(device: a.device, address: a.address, length: a.length) }
-        for s in desired.sysctls where plan.sysctlValues[s.key] != s.value {
-            try sysctl.write(s.key, s.value)
-        }
-
-        let links = try rtnl.links()
-        // The kernel datapath before the routes lead traffic to its devices.
-        try plan.kernel.apply(links: links, inNamespace: inNamespace)
-        // A stale route to the same destination and metric would refuse its
-        // replacement: those go first; the rest only after the new ones are in.
-        let replaced = Set(plan.routesToAdd.map { "\($0.destination) \($0.metric)" })
-        for (proto, routes) in plan.routesToDelete {
-            try RouteBatch.run(.delete, routes.filter { replaced.contains("\($0.destination) \($0.metric)") }, protocol: proto, links: links, namespace: namespace)
-        }
-        try RouteBatch.run(.add, plan.routesToAdd, protocol: desired.routeProtocol, links: links, namespace: namespace)
-        for (proto, routes) in plan.routesToDelete {
-            try RouteBatch.run(.delete, routes.filter { !replaced.contains("\($0.destination) \($0.metric)") }, protocol: proto, links: links, namespace: namespace)
-        }
-        for name in plan.linksToDelete { try rtnl.deleteLink(name: name) }
-
-        if !plan.nft.isEmpty {
-            let batch = NftBatch(table: desired.table.name, firstSeq: nfnl.nextSeq())
-            plan.nft.write(to: batch)
-            try nfnl.send(batch)
-        }
-        // Last, so that a failed apply changes nothing at all: the next one
-        // starts from the same history (a renumbering that failed half-way
-        // keeps the old prefix, with its deadline counted from the retry).
-        try plan.prefixes.save(stateDir: plan.stateDir)
-        return plan.drift
     }
 
-    /// Removes the table, the routes carrying `routeProtocol`, the kernel
-    /// datapath's filters and pins (`pins`), and the links marked as
-    /// sixgate's, and nothing else. Forwarding sysctls stay as they are:
-    /// other routing on the host may depend on them.
+    /// Removes what sixgate owns here, and nothing else: the kernel
+    /// datapath's filters and pins (`pins`), the routes carrying any of
+    /// `protocols` (or the number the table's comment names), the links
+    /// marked as sixgate's, and last the table: no route outlives its rules.
+    /// Forwarding sysctls stay as they are: other routing on the host may
+    /// depend on them.
     @discardableResult
-    public func remove(routeProtocol: UInt8, table: String = DesiredTable.name, bpfDir: String, stateDir: String) throws -> [Drift] {
-        let pins = try KernelProgramPlan.directory(bpfDir: bpfDir, stateDir: stateDir, namespace: namespace)
-        var removed = try KernelProgramPlan.remove(directory: pins, links: try rtnl.links(), inNamespace: inNamespace)
+    public func remove(protocols: Set<UInt8>, pins: String?, table: String = DesiredTable.name) throws -> [Drift] {
+        var removed = try pins.map { try KernelProgramPlan.remove(directory: $0, links: try rtnl.links(), inNamespace: inNamespace) } ?? []
         let live = try nfnl.readTable(table)
+        let all = protocols.union([DesiredTable.routeProtocol(inComment: live?.comment)].compactMap { $0 })
+        // Routes of a link go with it; delete them first so that each is reported.
+        let links = try rtnl.links()
+        let routes = try rtnl.mainRoutes()
+        for proto in all.sorted() {
+            let ours = routes.filter { $0.proto == proto && $0.unicast }.map(\.route)
+            try RouteBatch.run(.delete, ours, protocol: proto, links: links, namespace: namespace)
+            removed += ours.map { Drift("route", .extra, $0.description) }
+        }
+        for l in links where DesiredState.isOwned(l) {
+            try rtnl.deleteLink(name: l.name)
+            removed.append(Drift("link", .extra, l.name))
+        }
         if live != nil {
             let batch = NftBatch(table: table, firstSeq: nfnl.nextSeq())
             batch.deleteTable()
             try nfnl.send(batch)
             removed.append(Drift("nft", .extra, "table inet \(table)"))
-        }
-        var protocols = [routeProtocol]
-        if let old = DesiredTable.routeProtocol(inComment: live?.comment), old != routeProtocol { protocols.append(old) }
-        // Routes of a link go with it; delete them first so that each is reported.
-        let links = try rtnl.links()
-        for proto in protocols {
-            let routes = try rtnl.routes(protocol: proto)
-            try RouteBatch.run(.delete, routes, protocol: proto, links: links, namespace: namespace)
-            removed += routes.map { Drift("route", .extra, $0.description) }
-        }
-        for l in links where DesiredState.isOwned(l) {
-            try rtnl.deleteLink(name: l.name)
-            removed.append(Drift("link", .extra, l.name))
         }
         return removed
     }

@@ -5,6 +5,25 @@ import SixBedFour
 import Translator
 
 extension Config {
+    /// This config as it applies in the network namespace `namespace` (nil:
+    /// the caller's). A namespace other than the host's keeps its state in
+    /// `state_dir/netns/NAME`: two gateways on one host never share a prefix
+    /// history, a pool or a lock, and `remove` in one leaves the other's.
+    public func scoped(to namespace: String?) throws -> Config {
+        var c = self
+        c.controller.stateDir = try Self.stateDirectory(controller.stateDir, namespace: namespace)
+        return c
+    }
+
+    /// The state directory of the namespace `namespace` under `stateDir`;
+    /// an error for a `stateDir` everyone may write to.
+    public static func stateDirectory(_ stateDir: String, namespace: String?) throws -> String {
+        var st = stat()
+        if stat(stateDir, &st) == 0, st.st_mode & S_IWOTH != 0 { throw StateDirError(path: stateDir) }
+        guard let key = try NetworkNamespace.stateKey(namespace) else { return stateDir }
+        return (stateDir as NSString).appendingPathComponent("netns/" + key)
+    }
+
     /// What the translator is handed from the one config: the prefix, the
     /// mappings and the policies, nothing it would have to re-check.
     public var translatorSettings: TranslatorSettings {
@@ -59,5 +78,15 @@ extension Config {
                               advertisement: ND.Advertisement(prefix: p.address.high, routes: s.routes, pref64: prefix,
                                                               pref64Lifetime: Int(s.pref64Lifetime.components.seconds)),
                               rsPerSecond: s.rsPerSecond)
+    }
+}
+
+/// A state directory everyone may write to (/tmp, say): anyone could plant
+/// a prefix history or pool mappings that apply and the daemon then trust.
+public struct StateDirError: Error, CustomStringConvertible {
+    public let path: String
+    public var description: String {
+        "controller.state_dir: \(path) is writable by every user, who could forge sixgate's state there. "
+            + "Use a directory only root can write, such as /var/lib/sixgate"
     }
 }
