@@ -139,7 +139,7 @@ struct Apply: ParsableCommand {
         } catch let e as ControlError where e.code == ECONNREFUSED {
             return nil
         } catch {
-            throw ControlError(path: socket, what: "the kernel state is applied, but sixgated does not take the config: \(error)")
+            throw ControlError(path: socket, what: "the kernel state is applied, but sixgated does not take the config: \(error.what)")
         }
         if let error = answer.error { throw ControlError(path: socket, what: "sixgated refused the config: \(error)") }
         return answer

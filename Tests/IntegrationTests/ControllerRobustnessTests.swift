@@ -176,4 +176,39 @@ import Testing
         #expect((try FileManager.default.contentsOfDirectory(atPath: state)).allSatisfy { $0 == "apply.lock" }, "the state goes")
         #expect((try? FileManager.default.contentsOfDirectory(atPath: rig.bpfDir + "/sixgate")) ?? [] == [], "the pins go")
     }
+
+    /// A client that trickles a byte every 4 s, and 100 that connect and
+    /// say nothing, never delay `status`: each connection is served on its
+    /// own, and cut off at its deadline.
+    @Test func aStuckClientNeverDelaysStatus() throws {
+        let rig = try NetnsRig.standard()
+        defer { rig.teardown() }
+        let config = rig.scratch + "/sixgate.toml", socket = rig.scratch + "/control.sock"
+        try TranslatorGateway.configText(scratch: rig.scratch, datapath: "tun")
+            .replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(socket)\"\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try Self.sixgatectl(rig, ["apply", config]).succeeded)
+        let daemon = try rig.start("gw", [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !daemon.errors.contains("ready: translator"), ContinuousClock.now < deadline { usleep(20_000) }
+        let clients = """
+            import socket, time
+            def connect():
+                s = socket.socket(socket.AF_UNIX); s.connect('\(socket)'); return s
+            trickle = connect(); idle = [connect() for i in range(100)]
+            for i in range(4):
+                trickle.send(b'{'); time.sleep(4)
+            """
+        let stuck = try Spawn.start(["python3", "-c", clients], stdout: rig.scratch + "/clients.out", stderr: rig.scratch + "/clients.err")
+        defer { Spawn.stop(stuck) }
+        usleep(500_000)
+        for i in 0..<10 {
+            let started = ContinuousClock.now
+            let status = try runProduct("sixgatectl", ["status", config])
+            let took = ContinuousClock.now - started
+            #expect(status.succeeded && took < .seconds(1), "status \(i) took \(took): \(status)")
+            usleep(800_000)
+        }
+        #expect(isAlive(stuck), "the stuck clients were there throughout")
+    }
 }

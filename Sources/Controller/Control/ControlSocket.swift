@@ -137,10 +137,15 @@ public final class ControlServer: Sendable {
     }
 }
 
-/// Accepts connections on the listening `fd` on a thread of its own, one at
-/// a time (requests are rare and small), and hands each to `handle` with a
-/// 5 s read timeout; closes it after. Ends when `fd` is shut down.
-public func acceptConnections(on fd: Int32, thread name: String, _ handle: @escaping @Sendable (Int32) -> Void) {
+/// Accepts connections on the listening `fd` on a thread of its own and
+/// hands each to `handle` on a thread of its own, so that a client that is
+/// slow, or stuck, never delays another. Each connection has `deadline` for
+/// everything (not per read): then it is shut down, which ends `handle`'s
+/// reads and writes, and closed. Beyond `limit` connections at once, new
+/// ones are closed at once. Ends when `fd` is shut down.
+public func acceptConnections(on fd: Int32, thread name: String, deadline: Duration = .seconds(5), limit: Int = 512,
+                              _ handle: @escaping @Sendable (Int32) -> Void) {
+    let active = Mutex(0)
     let thread = Thread {
         while true {
             let c = accept(fd, nil, nil)
@@ -150,14 +155,42 @@ public func acceptConnections(on fd: Int32, thread name: String, _ handle: @esca
             }
             // Not inherited by a daemon that re-executes itself (reload).
             _ = fcntl(c, F_SETFD, FD_CLOEXEC)
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            handle(c)
-            close(c)
+            guard active.withLock({ n in n < limit ? { n += 1; return true }() : false }) else {
+                close(c)
+                continue
+            }
+            let connection = Connection(c)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(deadline.components.seconds * 1000))) { connection.cutOff() }
+            let worker = Thread {
+                handle(c)
+                connection.close()
+                active.withLock { $0 -= 1 }
+            }
+            worker.name = name
+            worker.start()
         }
     }
     thread.name = name
     thread.start()
+}
+
+/// An accepted connection that its deadline may cut off while its handler
+/// runs: the descriptor is shut down, never closed, from outside, so that a
+/// number reused by another open is never touched.
+private final class Connection: Sendable {
+    private let fd: Int32
+    private let open = Mutex(true)
+
+    init(_ fd: Int32) { self.fd = fd }
+
+    func cutOff() { open.withLock { if $0 { shutdown(fd, Int32(SHUT_RDWR)) } } }
+
+    func close() {
+        open.withLock {
+            $0 = false
+            Glibc.close(fd)
+        }
+    }
 }
 
 /// sixgatectl's end.
