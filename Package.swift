@@ -25,7 +25,9 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libmnl-dev", "libnftnl-dev", "libnl-3-dev", "libnl-route-3-dev"])]
         ),
-        .target(name: "Packet"),
+        // Packet also carries the version, with the commit VersionPlugin records.
+        .plugin(name: "VersionPlugin", capability: .buildTool()),
+        .target(name: "Packet", plugins: ["VersionPlugin"]),
         // libbpf, for the tc-BPF translator.
         .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
         // bpf/*.bpf.c compiled with clang -target bpf on every build and embedded in the binaries.

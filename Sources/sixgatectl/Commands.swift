@@ -10,6 +10,13 @@ struct SixgateCtl: ParsableCommand {
         version: SixgateVersion.string,
         subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Reload.self, Verify.self, InjectFault.self, Render.self, Reference.self]
     )
+
+    /// No command is a usage error (EX_USAGE), with the help to fix it.
+    func run() throws {
+        var stderr = StandardError()
+        print(Self.helpMessage(), to: &stderr)
+        throw ExitCode(64)
+    }
 }
 
 struct Check: ParsableCommand {

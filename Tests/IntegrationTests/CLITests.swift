@@ -4,6 +4,19 @@ import Testing
 
 /// `sixgatectl` as an operator runs it: the real binary, its output and exit code.
 @Suite struct CLITests {
+    /// No command is a usage error (64) with the help; every program names
+    /// the commit it was built from.
+    @Test func noCommandIsAUsageErrorAndVersionsNameTheCommit() throws {
+        let none = try runProduct("sixgatectl", [])
+        #expect(none.status == 64 && none.stderr.contains("USAGE: sixgatectl <subcommand>"), "\(none)")
+        let head = try Spawn.run(["git", "-C", repoRoot, "rev-parse", "--short=12", "HEAD"], timeout: .seconds(10), scratch: NSTemporaryDirectory())
+        try #require(head.succeeded, "\(head)")
+        for program in ["sixgatectl", "sixgated", "6bed4peer"] {
+            let v = try runProduct(program, ["--version"])
+            #expect(v.succeeded && v.stdout.hasPrefix("0.1.0 (commit \(head.stdout.trimmingCharacters(in: .whitespacesAndNewlines))"), "\(program): \(v)")
+        }
+    }
+
     @Test func checkAcceptsTheExamples() throws {
         for example in ["examples/full.toml", "examples/minimal.toml"] {
             let r = try runProduct("sixgatectl", ["check", repoRoot + "/" + example])
