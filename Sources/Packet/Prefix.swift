@@ -9,12 +9,20 @@ public enum AddressParseError: Error, Equatable, Sendable, CustomStringConvertib
 
     public var description: String {
         switch self {
-        case .malformedAddress(let t): "\"\(t)\" is not a valid address"
-        case .missingLength(let t): "\"\(t)\" has no prefix length (write it as address/length)"
-        case .badLength(let t, let max): "\"\(t)\" has a prefix length outside 0...\(max)"
-        case .hostBitsSet(let t, let masked): "\"\(t)\" has bits set beyond its length (did you mean \(masked)?)"
-        case .malformedPort(let t): "\"\(t)\" has a port that is not a number in 1...65535"
+        case .malformedAddress(let t): "\(t.quotedForMessage) is not a valid address"
+        case .missingLength(let t): "\(t.quotedForMessage) has no prefix length (write it as address/length)"
+        case .badLength(let t, let max): "\(t.quotedForMessage) has a prefix length outside 0...\(max)"
+        case .hostBitsSet(let t, let masked): "\(t.quotedForMessage) has bits set beyond its length (did you mean \(masked)?)"
+        case .malformedPort(let t): "\(t.quotedForMessage) has a port that is not a number in 1...65535"
         }
+    }
+}
+
+extension String {
+    /// In quotes, for a message: cut after 40 characters, so that a value
+    /// pasted wrong (a whole file, say) never floods the terminal.
+    public var quotedForMessage: String {
+        count <= 48 ? "\"\(self)\"" : "\"\(prefix(40))…\" (\(count) characters)"
     }
 }
 

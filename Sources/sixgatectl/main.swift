@@ -9,6 +9,7 @@ struct StateOptions: ParsableArguments {
     @Option(help: "Work on this named network namespace (ip netns) instead of the current one.") var netns: String?
     @Flag(help: "Fail at once when another apply is changing this gateway, instead of waiting for it.") var noWait = false
     @Option(help: "How long to wait for another apply to finish, in seconds.") var wait = 120
+    @Flag(help: "Show every element of a changed set, and all of a new table.") var verbose = false
 
     func reconciler() throws -> Reconciler { try Reconciler(namespace: netns) }
 
@@ -25,6 +26,13 @@ func printJSON(_ value: some Encodable) throws {
     let e = JSONEncoder()
     e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try e.encode(value), as: UTF8.self))
+}
+
+/// Each change on a line, then how many of each kind.
+func printChanges(_ drift: [Drift], verbose: Bool) {
+    guard !drift.isEmpty else { return }
+    for d in drift { print(d.text(verbose: verbose)) }
+    if drift.count > 1 { print(Drift.summary(drift)) }
 }
 
 /// A failure before apply changed anything (planning reads only).
@@ -71,10 +79,10 @@ struct Plan: ParsableCommand {
             if let note = plan.kernel.note { print("note: \(note)") }
             for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { return print("no changes") }
-            for d in plan.drift { print(d) }
+            printChanges(plan.drift, verbose: options.verbose)
             if plan.drift.contains(where: { $0.area == "nft" && $0.object.hasPrefix("table ") && $0.change == .missing }) {
                 print("\nThe table to be created:\n")
-                print(plan.desired.table.nftText, terminator: "")
+                print(plan.desired.table.nftText(elementLimit: options.verbose ? nil : 8), terminator: "")
             }
         }
     }
@@ -120,7 +128,7 @@ struct Apply: ParsableCommand {
             for w in warnings { print("warning: \(w)", to: &stderr) }
             for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { print("no changes") }
-            for d in plan.drift { print(d) }
+            printChanges(plan.drift, verbose: options.verbose)
             if let daemon { print("sixgated: \(daemon.summary)" + (daemon.restarting ? "; it restarts with the new config" : "")) }
         }
     }
@@ -168,7 +176,7 @@ struct Audit: ParsableCommand {
             clean = plan.isEmpty
             if options.json { return try printJSON(Output(clean: clean, drift: plan.drift)) }
             if clean { return print("no drift") }
-            for d in plan.drift { print(d) }
+            printChanges(plan.drift, verbose: options.verbose)
         }
         if !clean { throw ExitCode(2) }
     }

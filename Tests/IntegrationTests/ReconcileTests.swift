@@ -296,7 +296,11 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         try String(contentsOfFile: repoRoot + "/examples/full.toml", encoding: .utf8)
             .replacingOccurrences(of: "uplink4 = \"eth0\"", with: "uplink4 = \"eth9\"").write(toFile: missing, atomically: true, encoding: .utf8)
         let r = try ctl(rig, "apply", missing)
-        #expect(r.status == 1 && r.stderr.contains("gateway.uplink4: interface \"eth9\" does not exist"), "\(r)")
+        // Where in the file, and in which namespace; a plan, which changes nothing anyway, does not say so.
+        #expect(r.status == 1 && r.stderr.contains("missing.toml:12: gateway.uplink4: interface \"eth9\" does not exist in network namespace \(rig.ns("gw")). "
+            + "Name an existing interface (see `ip -n \(rig.ns("gw")) link`)") && r.stderr.hasSuffix("nothing was changed\n"), "\(r)")
+        let planned = try ctl(rig, "plan", missing)
+        #expect(planned.status == 1 && planned.stderr.contains("does not exist in network namespace") && !planned.stderr.contains("nothing was changed"), "\(planned)")
         #expect(try snapshot(rig) == before)
 
         // A TUN device of another program with sixgate's device name is not taken over.

@@ -7,6 +7,11 @@ import TOMLKit
 public enum ConfigLoader {
     public static func load(path: String) throws(ConfigError) -> Config {
         let text: String
+        var directory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &directory), directory.boolValue {
+            throw ConfigError(diagnostics: [ConfigDiagnostic(file: path, line: nil, key: "", problem: "is a directory, not a config file",
+                                                             fix: "Name the file in it, such as \((path as NSString).appendingPathComponent("sixgate.toml"))")])
+        }
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
@@ -16,13 +21,31 @@ public enum ConfigLoader {
         return try parse(text, source: path)
     }
 
+    /// The line of `key` ("gateway.uplink4", "nat64.eam[1].ipv4") in the
+    /// file `source`, for a problem found after loading.
+    public static func line(of key: String, in source: String) -> Int? {
+        guard let text = try? String(contentsOfFile: source, encoding: .utf8) else { return nil }
+        var path = ConfigPath.root
+        for part in key.split(separator: ".") {
+            let name = part.prefix { $0 != "[" }
+            path = path.appending(String(name))
+            if let open = part.firstIndex(of: "["), let i = Int(part[part.index(after: open)...].prefix { $0 != "]" }) { path = path.appending(i) }
+        }
+        return SourceLocator(text: text).line(of: path)
+    }
+
     public static func parse(_ text: String, source: String) throws(ConfigError) -> Config {
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
         } catch let e as TOMLParseError {
-            throw ConfigError(diagnostics: [ConfigDiagnostic(file: source, line: e.source.begin.line, key: "",
-                                                             problem: "TOML syntax error: \(e.description)", fix: "Correct the syntax at column \(e.source.begin.column)")])
+            // toml++ says what it met, not what is missing: a string left open
+            // runs into the end of its line.
+            let unterminated = e.description.contains("parsing string") && (e.description.contains("control characters") || e.description.contains("end of"))
+            throw ConfigError(diagnostics: [ConfigDiagnostic(
+                file: source, line: e.source.begin.line, key: "",
+                problem: unterminated ? "a string is not closed: its closing quote is missing" : "TOML syntax error: \(e.description)",
+                fix: unterminated ? "End the string with a \" on the same line" : "Correct the syntax at column \(e.source.begin.column)")])
         } catch {
             throw ConfigError(diagnostics: [ConfigDiagnostic(file: source, line: nil, key: "", problem: "TOML error: \(error)", fix: "Correct the file")])
         }

@@ -49,6 +49,12 @@ struct ConfigPath: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
+    /// The key a value belongs to, without an element's index: "gateway.clients".
+    var listName: String {
+        if case .index = components.last { return ConfigPath(components: Array(components.dropLast())).description }
+        return description
+    }
+
     /// The schema table this path lies in: indices dropped, e.g. "nat64.eam".
     var tableName: String {
         components.compactMap { if case .key(let k) = $0 { k } else { nil } }.joined(separator: ".")

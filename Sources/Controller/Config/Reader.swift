@@ -21,6 +21,10 @@ final class Reader {
         diagnostics.append(ConfigDiagnostic(file: source, line: locator.line(of: path), key: path.description, problem: problem, fix: fix))
     }
 
+    /// Whether a problem was reported at `path`: checks that build on its
+    /// value skip it rather than blame the default that stood in for it.
+    func reported(_ path: ConfigPath) -> Bool { diagnostics.contains { $0.key == path.description } }
+
     /// A sub-table, or nil when absent (defaults apply) or of the wrong type.
     func table(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> TOMLTable? {
         guard let v = t[key] else { return nil }
@@ -113,12 +117,20 @@ final class Reader {
         case .success(let x): return x
         case .failure(let e):
             let fix: String
+            var problem = e.description
+            // A good address of the other family, where one of this is wanted.
+            let kind = s.contains("/") ? "prefix" : "address"
+            let v4 = (try? IPv4Prefix.parse(s)) != nil || IPv4Address(s) != nil
+            let v6 = (try? IPv6Prefix.parse(s)) != nil || IPv6Address(s) != nil
             switch e {
             case .hostBitsSet(_, let masked): fix = "Write the network address \(masked), or correct the length"
             case .malformedPort: fix = "Use a port in 1...65535, e.g. \(example)"
+            case _ where v4 || v6:
+                problem = "\(s.quotedForMessage) is an IPv\(v4 ? 4 : 6) \(kind), and \(p.listName) takes IPv\(v4 ? 6 : 4) ones"
+                fix = "Write an IPv\(v4 ? 6 : 4) \(kind) like \(example)"
             default: fix = "Write it like \(example)"
             }
-            report(p, e.description, fix: fix)
+            report(p, problem, fix: fix)
             return nil
         }
     }
@@ -127,7 +139,7 @@ final class Reader {
         guard let s = string(t, key, path) else { return nil }
         guard let e = E(rawValue: s) else {
             let names = E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-            report(path.appending(key), "\"\(s)\" is not a known value", fix: "Use one of \(names)")
+            report(path.appending(key), "\(s.quotedForMessage) is not a known value", fix: "Use one of \(names)")
             return nil
         }
         return e
@@ -141,11 +153,11 @@ final class Reader {
             if let n = Int64(s.dropLast(suffix.count)), n >= 0 {
                 let d = Duration.milliseconds(n * ms)
                 if d <= max { return d }
-                report(path.appending(key), "\"\(s)\" is longer than allowed", fix: "Use at most \(max)")
+                report(path.appending(key), "\(s.quotedForMessage) is longer than allowed", fix: "Use at most \(max)")
                 return nil
             }
         }
-        report(path.appending(key), "\"\(s)\" is not a duration", fix: "Write a number and a unit, e.g. \"90s\", \"30m\", \"2h\" or \"1500ms\"")
+        report(path.appending(key), "\(s.quotedForMessage) is not a duration", fix: "Write a number and a unit, e.g. \"90s\", \"30m\", \"2h\" or \"1500ms\"")
         return nil
     }
 
@@ -155,7 +167,7 @@ final class Reader {
         let valid = (1...15).contains(s.utf8.count) && s != "." && s != ".."
             && !s.contains { $0 == "/" || $0 == ":" || $0.isWhitespace }
         guard valid else {
-            report(path.appending(key), "\"\(s)\" is not a valid interface name", fix: "Use 1 to 15 characters without '/', ':' or spaces, e.g. \"eth0\"")
+            report(path.appending(key), "\(s.quotedForMessage) is not a valid interface name", fix: "Use 1 to 15 characters without '/', ':' or spaces, e.g. \"eth0\"")
             return nil
         }
         return s

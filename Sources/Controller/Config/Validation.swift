@@ -9,6 +9,9 @@ struct Validation {
 
     private let nat64 = ConfigPath.root.appending("nat64")
     private var eamPath: ConfigPath { nat64.appending("eam") }
+    /// False when `prefix` was refused: the default standing in for it is
+    /// not the operator's, and nothing is checked against it.
+    private var prefixRead: Bool { !reader.reported(ConfigPath.root.appending("prefix")) }
 
     func run() {
         checkEAMs()
@@ -23,7 +26,7 @@ struct Validation {
     private func checkEAMs() {
         for (i, e) in config.nat64.eam.enumerated() {
             let p = eamPath.appending(i)
-            if !config.prefix.canRepresent(e.ipv4) {
+            if prefixRead, !config.prefix.canRepresent(e.ipv4) {
                 reader.report(p.appending("ipv4"), "\(e.ipv4) holds non-global IPv4 addresses, which RFC 6052 §3.1 forbids with the well-known prefix 64:ff9b::/96",
                               fix: "Use a network-specific prefix for `prefix` (e.g. 2001:db8:64::/96 from your own space), or map only global addresses")
             }
@@ -54,11 +57,11 @@ struct Validation {
     }
 
     private func checkIPv6Overlaps() {
-        var ranges: [(ConfigPath, IPv6Prefix)] = [(ConfigPath.root.appending("prefix"), config.prefix.prefix)]
+        var ranges: [(ConfigPath, IPv6Prefix)] = prefixRead ? [(ConfigPath.root.appending("prefix"), config.prefix.prefix)] : []
         for (i, e) in config.nat64.eam.enumerated() { ranges.append((eamPath.appending(i).appending("ipv6"), e.ipv6)) }
         let clients = ConfigPath.root.appending("gateway").appending("clients")
         for (i, c) in config.gateway.clients.enumerated() {
-            if c.overlaps(config.prefix.prefix) {
+            if prefixRead, c.overlaps(config.prefix.prefix) {
                 reader.report(clients.appending(i), "\(c) overlaps the NAT64 prefix \(config.prefix)",
                               fix: "Client networks and the NAT64 prefix must be disjoint; choose another prefix for one of them")
             }

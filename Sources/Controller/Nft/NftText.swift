@@ -3,7 +3,11 @@ import Packet
 /// nft syntax for a table, as `nft -f` loads it and close to how `nft list`
 /// prints it: the golden files in nft/ and the output of `plan` are this text.
 extension NftTable {
-    public var nftText: String {
+    public var nftText: String { nftText(elementLimit: nil) }
+
+    /// With `elementLimit`, each set shows that many elements and counts the
+    /// rest in a comment (plan's view of a table of thousands of mappings).
+    public func nftText(elementLimit: Int?) -> String {
         var out = "table \(Self.family) \(name) {\n"
         if let comment { out += "\tcomment \(quoted(comment))\n" }
         for c in counters {
@@ -11,18 +15,20 @@ extension NftTable {
             if let comment = c.comment { out += "\t\tcomment \(quoted(comment))\n" }
             out += "\t}\n"
         }
-        for s in sets { out += "\n" + s.nftText }
+        for s in sets { out += "\n" + s.nftText(elementLimit: elementLimit) }
         for c in chains { out += "\n" + c.nftText }
         return out + "}\n"
     }
 }
 
 extension NftSet {
-    var nftText: String {
+    func nftText(elementLimit: Int?) -> String {
         var out = "\tset \(name) {\n\t\ttype \(keyType.rawValue)\n\t\tflags interval\n"
         if let comment { out += "\t\tcomment \(quoted(comment))\n" }
         if !elements.isEmpty {
-            out += "\t\telements = { " + elements.map(\.elementText).joined(separator: ",\n\t\t\t     ") + " }\n"
+            let shown = elements.prefix(elementLimit ?? elements.count)
+            out += "\t\telements = { " + shown.map(\.elementText).joined(separator: ",\n\t\t\t     ") + " }\n"
+            if shown.count < elements.count { out += "\t\t# and \(elements.count - shown.count) more elements (--verbose shows all)\n" }
         }
         return out + "\t}\n"
     }

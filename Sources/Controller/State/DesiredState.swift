@@ -31,14 +31,29 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
     case missingInterface(key: String, name: String)
     case foreignLink(key: String, name: String, kind: String)
 
-    public var description: String {
+    public var key: String {
         switch self {
-        case .missingInterface(let key, let name):
-            "\(key): interface \"\(name)\" does not exist here. Name an existing interface (see `ip link`), or create it first"
-        case .foreignLink(let key, let name, let kind):
-            "\(key): \"\(name)\" already exists as a \(kind) device that sixgate did not create (it has no alias \"sixgate\"). Choose another name, or delete the device if it is a leftover"
+        case .missingInterface(let key, _), .foreignLink(let key, _, _): key
         }
     }
+
+    /// What is wrong, in the namespace `namespace` (nil: the current one).
+    public func problem(in namespace: String?) -> String {
+        let place = namespace.map { "in network namespace \($0)" } ?? "here"
+        return switch self {
+        case .missingInterface(_, let name): "interface \"\(name)\" does not exist \(place)"
+        case .foreignLink(_, let name, let kind): "\"\(name)\" already exists \(place) as a \(kind) device that sixgate did not create (it has no alias \"sixgate\")"
+        }
+    }
+
+    public func fix(in namespace: String?) -> String {
+        switch self {
+        case .missingInterface: "Name an existing interface (see `ip\(namespace.map { " -n \($0)" } ?? "") link`), or create it first"
+        case .foreignLink: "Choose another name, or delete the device if it is a leftover"
+        }
+    }
+
+    public var description: String { "\(key): \(problem(in: nil)). \(fix(in: nil))" }
 }
 
 /// Everything the kernel must hold for a config: a pure function of the config

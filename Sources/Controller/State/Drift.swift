@@ -22,12 +22,37 @@ public struct Drift: Sendable, Equatable, Codable, CustomStringConvertible {
         self.detail = detail
     }
 
-    public var description: String {
-        let sign = switch change {
+    public var description: String { text(verbose: true) }
+
+    private var sign: String {
+        switch change {
         case .missing: "+"
         case .extra: "-"
         case .changed: "~"
         }
-        return "\(sign) \(area) \(object)" + (detail.map { ": \($0)" } ?? "")
+    }
+
+    /// One line; unless `verbose`, a long detail (a set's thousands of
+    /// elements) is cut, and says how much was left out.
+    public func text(verbose: Bool) -> String {
+        var d = detail
+        if !verbose, let full = d, full.count > 240 {
+            d = full.prefix(200) + "… (\(full.count) characters; --verbose shows all)"
+        }
+        return "\(sign) \(area) \(object)" + (d.map { ": \($0)" } ?? "")
+    }
+
+    /// "3 changes: route +2 -1; nft ~1": how many of each kind, at a glance.
+    public static func summary(_ drift: [Drift]) -> String {
+        var areas: [String] = []
+        var counts: [String: [String: Int]] = [:]
+        for d in drift {
+            if counts[d.area] == nil { areas.append(d.area) }
+            counts[d.area, default: [:]][d.sign, default: 0] += 1
+        }
+        let parts = areas.map { area in
+            area + " " + ["+", "-", "~"].compactMap { s in counts[area]?[s].map { "\(s)\($0)" } }.joined(separator: " ")
+        }
+        return "\(drift.count) change\(drift.count == 1 ? "" : "s"): " + parts.joined(separator: "; ")
     }
 }

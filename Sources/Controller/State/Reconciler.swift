@@ -77,8 +77,15 @@ public final class Reconciler {
     public func plan(_ config: Config, now: UInt64 = UInt64(time(nil))) throws -> Plan {
         let environment = try observe()
         let prefixes = PrefixHistory.forApplying(config, now: now)
-        let desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.value),
+        let desired: DesiredState
+        do {
+            desired = try DesiredState(config: config, environment: environment, retiring: prefixes.active(at: now).map(\.value),
                                        retiringPools: prefixes.activePools(at: now).map(\.value))
+        } catch {
+            // Where in the file, and in which namespace, the operator looks.
+            throw ConfigError(diagnostics: [ConfigDiagnostic(file: config.source, line: ConfigLoader.line(of: error.key, in: config.source), key: error.key,
+                                                             problem: error.problem(in: namespace), fix: error.fix(in: namespace))])
+        }
         let pins = try KernelProgramPlan.directory(bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir, namespace: namespace)
         return try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, bpfDir: config.controller.bpfDir, pins: pins,
                         environment: environment)

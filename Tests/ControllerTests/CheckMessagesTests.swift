@@ -1,0 +1,68 @@
+import Controller
+import Foundation
+import Testing
+
+/// What `check` tells an operator about a bad file: where, what, and what
+/// to change, without noise.
+struct CheckMessagesTests {
+    static let base = """
+        prefix = "2001:db8:64::/96"
+        [gateway]
+        uplink4 = "eth0"
+        inside6 = "eth1"
+        clients = ["2001:db8:1::/64"]
+        [dns64]
+        enabled = false
+
+        """
+
+    func problems(_ text: String) -> [ConfigDiagnostic] {
+        do {
+            _ = try ConfigLoader.parse(text, source: "t.toml")
+            return []
+        } catch {
+            return error.diagnostics
+        }
+    }
+
+    @Test func aLongValueIsCutNotEchoedWhole() {
+        let long = String(repeating: "x", count: 5000)
+        let p = problems(Self.base.replacingOccurrences(of: "\"2001:db8:64::/96\"", with: "\"\(long)\""))
+        #expect(p.count == 1)
+        #expect(p.first?.problem == "\"\(String(repeating: "x", count: 40))…\" (5000 characters) is not a valid address", "\(p)")
+    }
+
+    @Test func anUnterminatedStringIsNamed() {
+        let p = problems(Self.base.replacingOccurrences(of: "uplink4 = \"eth0\"", with: "uplink4 = \"eth0"))
+        #expect(p.count == 1 && p.first?.line == 3, "\(p)")
+        #expect(p.first?.problem == "a string is not closed: its closing quote is missing", "\(p)")
+    }
+
+    @Test func aDirectoryIsNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.path
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: dir) }
+        do {
+            _ = try ConfigLoader.load(path: dir)
+        } catch {
+            #expect(error.diagnostics.first?.problem == "is a directory, not a config file", "\(error)")
+            #expect(error.diagnostics.first?.fix.contains("sixgate.toml") == true)
+        }
+    }
+
+    @Test func anAddressOfTheOtherFamilyIsNamed() {
+        let v4 = problems(Self.base.replacingOccurrences(of: "clients = [\"2001:db8:1::/64\"]", with: "clients = [\"2001:db8:1::/64\", \"192.0.2.0/24\"]"))
+        #expect(v4.first?.key == "gateway.clients[1]" && v4.first?.problem == "\"192.0.2.0/24\" is an IPv4 prefix, and gateway.clients takes IPv6 ones", "\(v4)")
+        let v6 = problems(Self.base + "[nat64]\npool4 = \"2001:db8:5::/64\"\n")
+        #expect(v6.first?.problem == "\"2001:db8:5::/64\" is an IPv6 prefix, and nat64.pool4 takes IPv4 ones", "\(v6)")
+    }
+
+    /// A refused prefix is reported once: the default standing in for it is
+    /// not blamed for what depends on it (an EAM of private addresses, a
+    /// client network inside the well-known prefix).
+    @Test func aRefusedPrefixBringsNoFollowOnErrors() {
+        let p = problems(Self.base.replacingOccurrences(of: "2001:db8:64::/96", with: "2001:db8:64::/95")
+            .replacingOccurrences(of: "clients = [\"2001:db8:1::/64\"]", with: "clients = [\"64:ff9b::/96\"]")
+            + "[nat64]\n[[nat64.eam]]\nipv4 = \"10.0.0.1/32\"\nipv6 = \"2001:db8:2::1/128\"\n")
+        #expect(p.map(\.key) == ["prefix"], "\(p)")
+    }
+}
