@@ -211,4 +211,35 @@ import Testing
         }
         #expect(isAlive(stuck), "the stuck clients were there throughout")
     }
+
+    /// plan and audit read at scale: a set of hundreds of elements is cut
+    /// (all with --verbose), a summary line counts the changes, and a rule
+    /// added by hand is shown in nft syntax.
+    @Test func planOutputReadsAtScale() throws {
+        let rig = try gatewayRig()
+        defer { rig.teardown() }
+        func clients(_ n: Int) -> (String) -> String {
+            let list = (0..<n).map { "\"2001:db8:1:\(String(2 * $0, radix: 16))::/64\"" }.joined(separator: ", ")
+            return { $0.replacingOccurrences(of: "clients = [                      # IPv6 networks served: forwarding and DNS64 access\n    \"2001:db8:1::/64\",\n    \"2001:db8:3::/64\",\n]", with: "clients = [\(list)]") }
+        }
+        let small = try Self.config(rig, name: "small", eam: [10], edit: clients(600))
+        let plan = try Self.sixgatectl(rig, ["plan", small])
+        // The 600 clients and the 6bed4 prefix, in two sets.
+        #expect(plan.succeeded && plan.stdout.contains("# and 593 more elements (--verbose shows all)"), "\(plan.stdout.prefix(3000))")
+        let longest = plan.stdout.split(separator: "\n").map(\.count).max() ?? 0
+        #expect(longest < 400, "no line floods the terminal: \(longest)")
+        #expect(plan.stdout.contains("changes: link +2; address +2;"), "a summary line: \(plan.stdout.prefix(2000))")
+        let verbose = try Self.sixgatectl(rig, ["plan", small, "--verbose"])
+        #expect(verbose.stdout.contains("2001:db8:1:4ae::/64") && !verbose.stdout.contains("more elements"))
+        #expect(try Self.sixgatectl(rig, ["apply", small]).succeeded)
+
+        let large = try Self.config(rig, name: "large", eam: [10], edit: clients(700))
+        let grown = try Self.sixgatectl(rig, ["plan", large])
+        let line = grown.stdout.split(separator: "\n").first { $0.hasPrefix("~ nft set clients6: elements +") }
+        #expect(line.map { $0.count < 300 && $0.hasSuffix("characters; --verbose shows all)") } == true, "\(grown)")
+
+        try rig.checked("gw", ["nft", "add", "rule", "inet", "sixgate", "forward", "ip", "daddr", "192.0.2.99", "drop"])
+        let audit = try Self.sixgatectl(rig, ["audit", small])
+        #expect(audit.status == 2 && audit.stdout.contains("- nft rule in chain forward: handle ") && audit.stdout.contains(": ip daddr 192.0.2.99 drop"), "\(audit)")
+    }
 }

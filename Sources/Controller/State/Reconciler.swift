@@ -155,7 +155,7 @@ public final class Reconciler {
         }
         try refuseConflicts(routesToAdd: routesToAdd, addressesToAdd: addressesToAdd, allRoutes: allRoutes, protocols: protocols, environment: environment)
         let nft = NftDiff(live: liveTable, desired: desired.table)
-        drift += nft.drift
+        drift += NftListing.readable(nft.drift, table: desired.table.name, namespace: namespace)
         let kernel = try KernelProgramPlan.make(desired.kernelPath, directory: pins, bpfDir: bpfDir, links: environment.links, inNamespace: inNamespace)
         drift += kernel.drift
         return Plan(desired: desired, prefixes: prefixes, stateDir: stateDir, drift: drift, nft: nft, environment: environment, sysctlValues: values,
