@@ -262,11 +262,23 @@ public final class NetnsRig: Sendable {
         }
     }
 
-    /// The runner's mounts are its own: a mount namespace other than
-    /// init's, whose root propagates nothing to another.
+    /// The runner's mounts are its own: a mount namespace other than that of
+    /// a process it descends from (`make`, a shell; PID 1 may be closed to
+    /// it), whose root propagates nothing to another.
     static func requirePrivateMounts() throws {
-        func ns(_ path: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: path) }
-        guard let mine = ns("/proc/self/ns/mnt"), mine != ns("/proc/1/ns/mnt"),
+        func ns(_ pid: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt") }
+        func parent(_ pid: String) -> String? {
+            // The field after the command's closing parenthesis, then the state.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+            return stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.map(String.init)
+        }
+        var ancestors: [String] = []
+        var pid = "self"
+        while let p = parent(pid), p != "0" {
+            ancestors.append(p)
+            pid = p
+        }
+        guard let mine = ns("self"), ancestors.contains(where: { ns($0).map { $0 != mine } ?? false }),
               let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8),
               let root = info.split(separator: "\n").first(where: { $0.split(separator: " ").dropFirst(4).first == "/" }),
               !root.contains(" shared:")

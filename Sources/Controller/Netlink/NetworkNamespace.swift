@@ -68,7 +68,9 @@ extension NetworkNamespace {
         }
         let path = name.map(Self.path) ?? "/proc/thread-self/ns/net"
         guard let mine = inode(path) else { throw SystemError("stat \(path)") }
-        if mine == inode("/proc/1/ns/net") { return nil }
+        // The host's: PID 1's, or (where /proc/1 is closed to us) the inode
+        // Linux gives the initial namespace (PROC_NET_INIT_INO, since 6.x).
+        if mine == inode("/proc/1/ns/net") || mine == 0xEFFF_FFF9 { return nil }
         if let name { return name }
         let named = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
         return named.sorted().first { inode(Self.path($0)) == mine } ?? "inode-\(mine)"
