@@ -2,11 +2,11 @@ import Packet
 
 public struct PeerCounters: Sendable, Equatable, CustomStringConvertible {
     public var sentDirect = 0, sentViaRouter = 0, receivedDirect = 0, receivedFromRouter = 0
-    public var probes = 0, solicitations = 0, advertisements = 0, keepalives = 0, dropped = 0
+    public var probes = 0, probeAnswers = 0, solicitations = 0, advertisements = 0, keepalives = 0, dropped = 0
 
     public var description: String {
         "sent_direct=\(sentDirect) sent_via_router=\(sentViaRouter) received_direct=\(receivedDirect) received_from_router=\(receivedFromRouter) "
-            + "probes=\(probes) rs=\(solicitations) ra=\(advertisements) keepalives=\(keepalives) dropped=\(dropped)"
+            + "probes=\(probes) probe_answers=\(probeAnswers) rs=\(solicitations) ra=\(advertisements) keepalives=\(keepalives) dropped=\(dropped)"
     }
 }
 
@@ -38,11 +38,26 @@ public final class PeerEngine {
     static let probeInterval = 1.0
     /// A peer is probed only while it has been in contact this recently.
     static let contactLifetime = 30.0
+    /// After this many probes in a row without an answer, a peer is probed
+    /// once per back-off, which doubles from `firstBackoff` up to
+    /// `maxBackoff`. A reference peer never answers a probe directly: it
+    /// sends its answer, and three solicitations of its own, to an endpoint
+    /// it decodes with the legacy address layout, i.e. to unrelated hosts
+    /// (spec §5.8, correction). Unbounded probing would keep that going.
+    static let maxUnanswered = 3
+    static let firstBackoff = 4.0, maxBackoff = 300.0
+
+    /// Probing of one peer: when the next probe may go, and how it went.
+    struct Probing {
+        var next = -Double.infinity
+        var unanswered = 0
+        var backoff = PeerEngine.firstBackoff
+    }
 
     /// When each peer was last heard from directly, and through the router.
     private var heard: [UDPEndpoint: Double] = [:]
     private var relayed: [UDPEndpoint: Double] = [:]
-    private var probed: [UDPEndpoint: Double] = [:]
+    private(set) var probing: [UDPEndpoint: Probing] = [:]
     private var nextSolicitation = 0.0
     private var solicitationGap = 1.0
     private var nextKeepalive = 0.0
@@ -78,10 +93,14 @@ public final class PeerEngine {
         let src = p.ipv6(8)
         guard let prefix, let me = address, src.high == prefix, SixBedFourAddress.decode(src).endpoint == from else { return dropped() }
         heard[from] = now
+        // Anything straight from the peer proves the path: probing starts afresh.
+        probing[from] = nil
         if ND.isND(p, length: total) {
             // A probe for us is answered straight back; an answer to ours needs nothing more.
             if p.u8(40) == ND.neighborSolicitation, ND.isWellFormed(p, length: total), total >= 64, p.ipv6(48) == me {
                 send(from, scratch, ND.writeProbeAnswer(scratch, source: me, to: p.ipv6(8), linkLayer: SixBedFourAddress.decode(me).endpoint))
+            } else if p.u8(40) == ND.neighborAdvertisement {
+                counters.probeAnswers += 1
             }
             return
         }
@@ -107,8 +126,16 @@ public final class PeerEngine {
                 // and the path could never open. The peer behind the NAT
                 // probes first; its probe opens the way for ours.
                 let contact = max(lastHeard, relayed[peer] ?? -.infinity)
-                if now - contact <= Self.contactLifetime, now - lastHeard > Self.probeAfter, now - (probed[peer] ?? -.infinity) >= Self.probeInterval {
-                    probed[peer] = now
+                if now - contact <= Self.contactLifetime, now - lastHeard > Self.probeAfter, now >= probing[peer, default: Probing()].next {
+                    var state = probing[peer, default: Probing()]
+                    state.unanswered += 1
+                    if state.unanswered >= Self.maxUnanswered {
+                        state.next = now + state.backoff
+                        state.backoff = min(state.backoff * 2, Self.maxBackoff)
+                    } else {
+                        state.next = now + Self.probeInterval
+                    }
+                    probing[peer] = state
                     counters.probes += 1
                     send(peer, scratch, ND.writeNS(scratch, source: me, target: dst, linkLayer: SixBedFourAddress.decode(me).endpoint))
                 }
@@ -152,7 +179,8 @@ public final class PeerEngine {
         }
         if heard.count > 1024 { heard = heard.filter { now - $0.value <= Self.directLifetime } }
         if relayed.count > 1024 { relayed = relayed.filter { now - $0.value <= Self.contactLifetime } }
-        if probed.count > 1024 { probed = probed.filter { now - $0.value <= Self.probeInterval } }
+        // A peer out of contact this long is probed from the start again, should it come back.
+        if probing.count > 1024 { probing = probing.filter { now - $0.value.next <= Self.contactLifetime } }
         return nextKeepalive
     }
 
@@ -163,7 +191,7 @@ public final class PeerEngine {
             // A new endpoint: paths learned for the old one no longer hold.
             heard = [:]
             relayed = [:]
-            probed = [:]
+            probing = [:]
         }
         address = new
         if old == nil { nextKeepalive = now + keepalivePeriod * Double.random(in: 0.8...1.0) }
