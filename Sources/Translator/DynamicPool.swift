@@ -39,6 +39,8 @@ public final class DynamicPool: Sendable {
         /// walking the range again: a flood of new sources costs one walk a
         /// second, not one per packet.
         var fullAt: UInt64?
+        /// How many addresses each client (its prefix) holds.
+        var clients: [IPv6Address: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -69,14 +71,37 @@ public final class DynamicPool: Sendable {
     public var generation: UInt64 { releases.load(ordering: .acquiring) }
     private let reserved: Set<IPv4Address>
 
+    /// At most `addresses` for one client, a client being the IPv6 prefix of
+    /// `length` its hosts share: one that changes its source address at will
+    /// (every address of its /64 is its own) cannot take the pool from the
+    /// others.
+    public struct ClientLimit: Sendable, Equatable {
+        public var addresses: Int
+        public var length: Int
+
+        public init(addresses: Int, length: Int) {
+            self.addresses = addresses
+            self.length = length
+        }
+    }
+
+    public let clientLimit: ClientLimit?
+
     /// `reserved` are addresses of the range never handed out (the
     /// translator's own address, for instance).
-    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = [], retiring: [Retiring<IPv4Prefix>] = []) {
+    public init(range: IPv4Prefix, idleTimeout: UInt64, stateFile: String?, reserved: Set<IPv4Address> = [], retiring: [Retiring<IPv4Prefix>] = [],
+                clientLimit: ClientLimit? = nil) {
         self.range = range
         self.retiring = retiring
         self.idleTimeout = idleTimeout
         self.stateFile = stateFile
         self.reserved = reserved
+        self.clientLimit = clientLimit
+    }
+
+    /// The client `host` belongs to, for the limit.
+    private func client(_ host: IPv6Address) -> IPv6Address? {
+        clientLimit.map { IPv6Prefix(address: host, length: $0.length).address }
     }
 
     public var count: Int { state.withLock { $0.by6.count } }
@@ -89,8 +114,12 @@ public final class DynamicPool: Sendable {
 
 
     /// The pool address of `host`, allocating one if it has none; nil when the
-    /// pool is exhausted.
-    public func address(for host: IPv6Address, now: UInt64) -> IPv4Address? {
+    /// pool is exhausted or the host's client holds its limit.
+    public func address(for host: IPv6Address, now: UInt64) -> IPv4Address? { try? allocate(for: host, now: now).get() }
+
+    /// The pool address of `host`, allocating one if it has none, or why
+    /// there is none.
+    public func allocate(for host: IPv6Address, now: UInt64) -> Result<IPv4Address, DropReason> {
         state.withLock { s in
             if let i = s.by6[host], var m = s.mappings[i] {
                 if m.lastUsed != now {
@@ -99,9 +128,12 @@ public final class DynamicPool: Sendable {
                     m.lastUsed = now
                     s.mappings[i] = m
                 }
-                return m.ipv4
+                return .success(m.ipv4)
             }
-            guard let a = nextFree(&s, now: now) else { return nil }
+            let client = client(host)
+            if let client, let limit = clientLimit, s.clients[client, default: 0] >= limit.addresses { return .failure(.poolClientLimit) }
+            guard let a = nextFree(&s, now: now) else { return .failure(.poolExhausted) }
+            if let client { s.clients[client, default: 0] += 1 }
             let m = Mapping(ipv6: host, ipv4: a, lastUsed: now)
             let i: Int
             if let slot = s.free.popLast() {
@@ -115,7 +147,7 @@ public final class DynamicPool: Sendable {
             s.by4[a] = i
             s.dirty = true
             notify(.added(m))
-            return a
+            return .success(a)
         }
     }
 
@@ -159,6 +191,7 @@ public final class DynamicPool: Sendable {
         s.free.append(i)
         s.dirty = true
         s.fullAt = nil
+        if let c = client(m.ipv6) { s.clients[c] = s.clients[c].flatMap { $0 > 1 ? $0 - 1 : nil } }
         notify(.released(m))
     }
 
@@ -240,6 +273,8 @@ public final class DynamicPool: Sendable {
                 s.by6[v6] = s.mappings.count
                 s.by4[v4] = s.mappings.count
                 s.mappings.append(Mapping(ipv6: v6, ipv4: v4, lastUsed: t))
+                // Mappings made before a limit was set stay; they count against it.
+                if let c = client(v6) { s.clients[c, default: 0] += 1 }
             }
         }
     }

@@ -257,7 +257,11 @@ public final class Engine: @unchecked Sendable {
         // mapping is reused without the pool's lock while no mapping was
         // released, and refreshed through the pool once a second.
         if let c = lastSource, c.host == a, c.second == now, c.generation == pool.generation { return .success(Mapped4(address: c.address)) }
-        guard let v4 = pool.address(for: a, now: now) else { return .failure(.poolExhausted) }
+        let v4: IPv4Address
+        switch pool.allocate(for: a, now: now) {
+        case .success(let x): v4 = x
+        case .failure(let r): return .failure(r)
+        }
         lastSource = (a, v4, now, pool.generation)
         return .success(Mapped4(address: v4))
     }

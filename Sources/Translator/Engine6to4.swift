@@ -71,6 +71,9 @@ extension Engine {
             sourceRetiring = isRetiring(m)
         case .failure(.poolExhausted):
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 0, field: 0, kind: .unreachable6, now: now, dropping: .poolExhausted)
+        case .failure(.poolClientLimit):
+            // Code 1: administratively prohibited, for this client; others are served.
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 1, code: 1, field: 0, kind: .unreachable6, now: now, dropping: .poolClientLimit)
         case .failure(let r):
             // An ICMPv6 error from a router without an IPv4 form gets an RFC 6791 source.
             guard h.nextHeader == Proto.icmpv6, h.upper < total, p.u8(h.upper) < 128 else { return .drop(r) }

@@ -79,6 +79,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
     case hopLimitExceeded, ttlExceeded, routingHeader
     case unsupportedICMP, fragmentedICMP, zeroUDPChecksum
     case rateLimited, sourceRoute
+    case poolClientLimit
 
     public var description: String {
         switch self {
@@ -97,6 +98,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
         case .zeroUDPChecksum: "zero_udp_checksum"
         case .rateLimited: "icmp_error_rate_limited"
         case .sourceRoute: "ipv4_source_route"
+        case .poolClientLimit: "pool_client_limit"
         }
     }
 }

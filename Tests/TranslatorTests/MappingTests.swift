@@ -63,6 +63,40 @@ import Testing
         #expect(pool.existingAddress(for: host(3)) == nil)
     }
 
+    /// One client (a /64) holds at most its share; others are served, and
+    /// a released address makes room again.
+    @Test func limitsTheAddressesOfOneClient() throws {
+        let pool = DynamicPool(range: try IPv4Prefix.parse("192.0.2.0/28"), idleTimeout: 60, stateFile: nil,
+                               clientLimit: DynamicPool.ClientLimit(addresses: 2, length: 64))
+        let elsewhere = IPv6Address(high: 0x2001_0db8_0002_0000, low: 1)
+        #expect(try pool.allocate(for: host(1), now: 0).get().description == "192.0.2.0")
+        #expect(try pool.allocate(for: host(2), now: 0).get().description == "192.0.2.1")
+        #expect(throws: DropReason.poolClientLimit) { try pool.allocate(for: host(3), now: 0).get() }
+        #expect(try pool.allocate(for: host(1), now: 30).get().description == "192.0.2.0", "a host that holds one keeps it")
+        #expect(try pool.allocate(for: elsewhere, now: 1).get().description == "192.0.2.2", "another client is served")
+        pool.expire(now: 62)
+        #expect((try? pool.allocate(for: host(3), now: 62).get()) != nil, "host 2 went idle (host 1 did not): room for host 3")
+        #expect(throws: DropReason.poolClientLimit) { try pool.allocate(for: host(4), now: 62).get() }
+    }
+
+    /// A client over its limit gets ICMPv6 destination unreachable,
+    /// administratively prohibited (code 1), counted apart from exhaustion.
+    @Test func aClientOverItsLimitIsAnswered() throws {
+        let settings = try makeEngine().settings
+        let engine = Engine(settings: settings, pool: DynamicPool(range: try IPv4Prefix.parse("192.0.2.128/25"), idleTimeout: 7200, stateFile: nil,
+                                                                  clientLimit: DynamicPool.ClientLimit(addresses: 1, length: 64)))
+        let udp = { (src: String) in Build.udp(sport: 4000, dport: 53, data: [1, 2, 3, 4], src: src, dst: "2001:db8:64::cb00:7102") }
+        let first = run(engine, Build.ipv6(src: "2001:db8:1::2", dst: "2001:db8:64::cb00:7102", next: 17, payload: udp("2001:db8:1::2")))
+        guard case .forward = first.0 else { Issue.record("the client's first host is translated: \(first.0)"); return }
+        let (o, reply) = run(engine, Build.ipv6(src: "2001:db8:1::3", dst: "2001:db8:64::cb00:7102", next: 17, payload: udp("2001:db8:1::3")))
+        guard case .reply = o else { Issue.record("answered: \(o)"); return }
+        #expect(reply[6] == 58 && reply[40] == 1 && reply[41] == 1, "ICMPv6 type 1 code 1")
+        #expect(IPv6Address(bytes: reply[24..<40]).description == "2001:db8:1::3")
+        #expect(Verify.l4of6(reply), "its checksum holds")
+        #expect(engine.snapshot.drops[DropReason.poolClientLimit.rawValue] == 1)
+        #expect(engine.snapshot.drops[DropReason.poolExhausted.rawValue] == 0)
+    }
+
     @Test func survivesARestartThroughItsStateFile() throws {
         let dir = NSTemporaryDirectory() + "sixgate-pool-\(getpid())-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }

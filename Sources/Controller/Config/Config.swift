@@ -46,6 +46,9 @@ public struct Config: Sendable, Equatable {
         /// Dynamic pool for stateful NAT64; nil means SIIT (EAM) only.
         public internal(set) var pool4: IPv4Prefix?
         public internal(set) var poolIdleTimeout = Duration.seconds(7200)
+        /// Pool addresses per client (0: unlimited), a client being a prefix of `poolClientLength`.
+        public internal(set) var poolPerClient = 4
+        public internal(set) var poolClientLength = 64
         /// 0 means one queue per CPU.
         public internal(set) var queues = 0
         public internal(set) var udpZeroChecksum = ZeroChecksumPolicy.drop

@@ -118,6 +118,8 @@ public enum ConfigLoader {
         n.address6 = r.value(t, "address6", path, example: "2001:db8::64", parseIPv6)
         n.pool4 = r.value(t, "pool4", path, example: "192.0.2.128/25", parseIPv4Prefix)
         n.poolIdleTimeout = r.duration(t, "pool_idle_timeout", path) ?? n.poolIdleTimeout
+        n.poolPerClient = r.int(t, "pool_per_client", path, in: 0...65536) ?? n.poolPerClient
+        n.poolClientLength = r.int(t, "pool_client_length", path, in: 32...128) ?? n.poolClientLength
         n.queues = r.int(t, "queues", path, in: 0...256) ?? n.queues
         n.udpZeroChecksum = r.choice(t, "udp_zero_checksum", path) ?? n.udpZeroChecksum
         n.rfc6791Pool = r.value(t, "rfc6791_pool", path, example: "192.0.2.254/32", parseIPv4Prefix)

@@ -41,6 +41,8 @@ public enum Schema {
             Key(name: "address6", type: "IPv6 address", defaultValue: "prefix + address4", doc: "The translator's own IPv6 address."),
             Key(name: "pool4", type: "IPv4 prefix", defaultValue: "none", doc: "Dynamic pool: IPv6 hosts get an address from it, masqueraded to the uplink. Without it, only `eam` translates."),
             Key(name: "pool_idle_timeout", type: "duration", defaultValue: "2h", doc: "A pool address idle this long returns to the pool."),
+            Key(name: "pool_per_client", type: "integer", defaultValue: "4", doc: "Pool addresses one client may hold at once (0: no limit), so that a client using many source addresses cannot take the pool from the others. Its new hosts beyond that are counted (`pool_client_limit`) and answered with ICMPv6 destination unreachable, administratively prohibited."),
+            Key(name: "pool_client_length", type: "integer", defaultValue: "64", doc: "The prefix length that makes a client for `pool_per_client`: its hosts share a /64 by default (32 to 128)."),
             Key(name: "queues", type: "integer", defaultValue: "0", doc: "TUN queues (one reader each); 0 is one per CPU."),
             Key(name: "udp_zero_checksum", type: "drop|compute", defaultValue: "drop", doc: "IPv4 UDP with a zero checksum: drop it, or compute one (never for fragments)."),
             Key(name: "rfc6791_pool", type: "IPv4 prefix", defaultValue: "address4, else 192.0.0.8", doc: "Sources for ICMP errors whose IPv6 source cannot be translated (RFC 6791)."),
