@@ -7,7 +7,11 @@ extension Engine {
     struct IPv6Parse {
         var upper: Int
         var nextHeader: UInt8
+        /// An atomic fragment (offset 0, M clear) has none: RFC 6946 makes it
+        /// a whole packet, translated as one (ICMPv6 included).
         var fragment: (offset: UInt16, more: Bool, id: UInt32)?
+        /// Whether a Fragment header, atomic or not, goes with the translation.
+        var fragmentHeader = false
         /// Offset of a routing header's Segments Left field when it is not zero.
         var segmentsLeftAt: Int?
     }
@@ -16,6 +20,7 @@ extension Engine {
     static func parse6(_ p: UnsafeMutableRawPointer, total: Int) -> IPv6Parse? {
         var nh = p.u8(6), off = 40
         var frag: (UInt16, Bool, UInt32)?
+        var fragmentHeader = false
         var segmentsLeft: Int?
         while true {
             switch nh {
@@ -25,14 +30,15 @@ extension Engine {
                 nh = p.u8(off)
                 off += (Int(p.u8(off + 1)) + 1) * 8
             case Proto.fragment:
-                guard off + 8 <= total, frag == nil else { return nil }
+                guard off + 8 <= total, !fragmentHeader else { return nil }
+                fragmentHeader = true
                 let field = p.u16(off + 2)
-                frag = (field & 0xFFF8, field & 1 == 1, p.u32(off + 4))
+                if field & 0xFFF9 != 0 { frag = (field & 0xFFF8, field & 1 == 1, p.u32(off + 4)) }
                 nh = p.u8(off)
                 off += 8
             default:
                 guard off <= total else { return nil }
-                return IPv6Parse(upper: off, nextHeader: nh, fragment: frag, segmentsLeftAt: segmentsLeft)
+                return IPv6Parse(upper: off, nextHeader: nh, fragment: frag, fragmentHeader: fragmentHeader, segmentsLeftAt: segmentsLeft)
             }
         }
     }
@@ -175,7 +181,7 @@ extension Engine {
             guard let ih = Self.parse6(ip, total: min(innerTotal, 40 + Int(ip.u16(4)))) ?? Self.parse6(ip, total: innerTotal) else { return .failure(.malformed) }
             let isrc = ip.ipv6(8), idst = ip.ipv6(24)
             // RFC 7915 §5.2: the quoted packet loses its fragment header too.
-            if type == 2, ih.fragment != nil, rest > 76 { rest -= 8 }
+            if type == 2, ih.fragmentHeader, rest > 76 { rest -= 8 }
             // The quoted packet went from the IPv4 side to ours: its source maps
             // like a destination (mapping or prefix), its destination is one of our
             // hosts (mapping, prefix or an existing pool address).

@@ -153,6 +153,27 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(v6.count == 48 + 40)
     }
 
+    /// RFC 6946: an atomic fragment (offset 0, M clear) is a whole packet:
+    /// it comes out as the same packet without its Fragment header would,
+    /// not as an IPv4 fragment, and an ICMPv6 one is translated too.
+    @Test func atomicFragmentsAreWholePackets() throws {
+        let e = try makeEngine()
+        let udp = Build.udp(sport: 4000, dport: 53, data: Array(repeating: 5, count: 32), src: c6, dst: s4in6)
+        let echo = Build.icmpv6(type: 128, code: 0, rest: 0x0042_0001, body: Array(repeating: 0xCD, count: 24), src: c6, dst: s4in6)
+        for (next, payload) in [(UInt8(17), udp), (UInt8(58), echo)] {
+            let atomic: [UInt8] = [next, 0, 0, 0, 0xAB, 0xCD, 0x12, 0x34]
+            let (o, viaFragment) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 44, payload: atomic + payload))
+            let (_, whole) = run(e, Build.ipv6(src: c6, dst: s4in6, next: next, payload: payload))
+            guard case .forward = o else { Issue.record("next header \(next): \(o)"); continue }
+            // The identification is the translator's own for each packet, and the header checksum with it.
+            func masked(_ v: [UInt8]) -> [UInt8] { Array(v[0..<4]) + Array(v[6..<10]) + Array(v[12...]) }
+            #expect(masked(viaFragment) == masked(whole), "next header \(next)")
+            #expect(viaFragment[6] & 0x3F == 0 && viaFragment[7] == 0, "not an IPv4 fragment")
+            #expect(Verify.ipv4Header(viaFragment) && Verify.l4of4(viaFragment))
+        }
+        #expect(e.snapshot[.fragmentedICMP] == 0)
+    }
+
     /// RFC 7915 §4: a fragmentable IPv4 packet too big for lowest-ipv6-mtu
     /// leaves as IPv6 fragments of at most that size, which reassemble to the
     /// translated datagram.
