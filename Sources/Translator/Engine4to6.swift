@@ -3,7 +3,9 @@ import Packet
 /// IPv4 -> IPv6 (RFC 7915 §4).
 extension Engine {
     /// `hairpin`: the IPv6 destination of a hairpinned packet, whose prefix
-    /// its source goes into.
+    /// its source goes into. RFC 7757 §4.2: that source is the algorithmic
+    /// one (RFC 6052), never an explicit mapping's, and the hop limit, which
+    /// the IPv6 side has checked and counted down already, is not again.
     func translate4to6(_ base: UnsafeMutableRawPointer, start: Int, length: Int, now: UInt64, hairpin: Mapped4? = nil) -> Outcome {
         let p = base + start
         guard length >= 20 else { return .drop(.malformed) }
@@ -28,7 +30,7 @@ extension Engine {
             return replyFromTranslator4(base, start: start, length: total, to: src4, type: 3, code: 5, field: 0,
                                         kind: .unreachable4, now: now, dropping: .sourceRoute)
         }
-        if ttl <= 1 {
+        if hairpin == nil, ttl <= 1 {
             return replyFromTranslator4(base, start: start, length: total, to: src4, type: 11, code: 0, field: 0,
                                         kind: .timeExceeded4, now: now, dropping: .ttlExceeded)
         }
@@ -47,7 +49,7 @@ extension Engine {
             retiring = prefix != settings.prefix
         }
         let src6: IPv6Address
-        switch source6(src4, in: prefix) {
+        switch hairpin == nil ? source6(src4, in: prefix) : prefix.canRepresent(src4) ? .success(prefix.embed(src4)) : .failure(.nonGlobalAddress) {
         case .success(let a): src6 = a
         case .failure(let r): return .drop(r)
         }
@@ -101,7 +103,7 @@ extension Engine {
         let out = upper - headerLength
         guard start + out >= 0 else { return .drop(.malformed) }
         let q = p + out
-        Header.ipv6(q, trafficClass: tos, payloadLength: upperLength + headerLength - 40, next: nextHeader, hopLimit: ttl - 1,
+        Header.ipv6(q, trafficClass: tos, payloadLength: upperLength + headerLength - 40, next: nextHeader, hopLimit: hairpin == nil ? ttl - 1 : ttl,
                     source: src6, destination: dst6, fragment: withFragmentHeader ? (offset, more, identification) : nil)
         offload.moved(from: upper, to: headerLength, toIPv6: true)
         if split {

@@ -256,7 +256,18 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         guard case .forward = o else { Issue.record("\(o)"); return }
         #expect(out[0] >> 4 == 6 && IPv6Address(bytes: out[24..<40]).description == "2001:db8:5::10")
         #expect(IPv6Address(bytes: out[8..<24]).description == "2001:db8:64::c000:280", "the client's pool address in the prefix")
+        #expect(out[7] == 63, "the hop limit counted down once, not once per direction")
         #expect(Verify.l4of6(out))
+
+        // A client that has a mapping of its own hairpins with its source in
+        // the prefix (RFC 7757 §4.2), not back through its mapping; a hop
+        // limit of 2 arrives with 1, not as a Time Exceeded.
+        let mapped = "2001:db8:2::7"  // 203.0.113.7 by the /120 mapping
+        let (o2, out2) = run(e, Build.ipv6(src: mapped, dst: dst, next: 17, hop: 2, payload: Build.udp(sport: 1, dport: 2, data: [5], src: mapped, dst: dst)))
+        guard case .forward = o2 else { Issue.record("\(o2)"); return }
+        #expect(IPv6Address(bytes: out2[8..<24]).description == "2001:db8:64::cb00:7107", "203.0.113.7 in the prefix")
+        #expect(IPv6Address(bytes: out2[24..<40]).description == "2001:db8:5::10" && out2[7] == 1)
+        #expect(Verify.l4of6(out2))
     }
 
     @Test func wellKnownPrefixRefusesNonGlobalPerPacket() throws {
