@@ -215,8 +215,11 @@ extension Engine {
             }
             let h4 = ih.upper - 20
             let q = ip + h4
+            // RFC 7915 §5.3: the quoted packet is translated as a packet, DF
+            // and all (§5.1: set above 1260 bytes), as its sender would have
+            // seen it leave.
             Header.ipv4(q, tos: itc, totalLength: 20 + ipayloadLength, id: ih.fragment.map { UInt16(truncatingIfNeeded: $0.id) } ?? 0,
-                        flags: ih.fragment.map { ($0.more ? 0x2000 : 0) | $0.offset >> 3 } ?? 0, ttl: ihop, proto: iproto,
+                        flags: ih.fragment.map { ($0.more ? 0x2000 : 0) | $0.offset >> 3 } ?? (20 + ipayloadLength > 1260 ? 0x4000 : 0), ttl: ihop, proto: iproto,
                         source: isrc4, destination: idst4)
             // The ICMPv4 header moves up to sit in front of the new inner header.
             start = inner + h4 - 8

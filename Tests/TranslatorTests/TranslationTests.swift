@@ -92,6 +92,25 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(Verify.ipv4Header(inner) && Verify.l4of4(inner))
     }
 
+    /// The packet inside an error is translated like a packet (RFC 7915
+    /// §5.3), with the DF rule of §5.1: set for one over 1260 bytes, as
+    /// the full-sized packets of a flow are, clear for a small one.
+    @Test func theQuotedPacketGetsTheDFRule() throws {
+        let e = try makeEngine(eam: eam)
+        for (size, df) in [(1400, true), (100, false)] {
+            let udp = Build.udp(sport: 40000, dport: 81, data: Array(repeating: 3, count: size), src: c4in6, dst: s6)
+            // The error quotes as much as fits in 1280 bytes; the payload length says the whole.
+            let quoted = Array(Build.ipv6(src: c4in6, dst: s6, next: 17, hop: 63, payload: udp).prefix(1280 - 48))
+            let err = Build.ipv6(src: s6, dst: c4in6, next: 58, payload: Build.icmpv6(type: 1, code: 4, body: quoted, src: s6, dst: c4in6))
+            let (o, v4) = run(e, err)
+            guard case .forward = o else { Issue.record("\(o)"); continue }
+            let inner = Array(v4[28...])
+            #expect(Int(inner[2]) << 8 | Int(inner[3]) == 20 + 8 + size, "its whole length")
+            #expect((inner[6] & 0x40 != 0) == df, "\(size) bytes: DF \(df)")
+            #expect(Verify.ipv4Header(inner) && Verify.ipv4Header(v4) && Verify.l4of4(v4))
+        }
+    }
+
     /// An echo quoted in an error changes type and checksum with its family
     /// (RFC 7915 §4.3, §5.3): ICMPv6's checksum covers a pseudo-header.
     @Test func quotedEchoesGetTheirOwnFamilysChecksum() throws {
