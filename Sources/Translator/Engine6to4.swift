@@ -14,18 +14,27 @@ extension Engine {
         var fragmentHeader = false
         /// Offset of a routing header's Segments Left field when it is not zero.
         var segmentsLeftAt: Int?
+        /// A first fragment that ends before its upper-layer header does.
+        var incompleteChain = false
     }
 
     /// Walks the extension headers of the packet at `p` of `total` bytes.
-    static func parse6(_ p: UnsafeMutableRawPointer, total: Int) -> IPv6Parse? {
+    /// With `wholeChain`, a first fragment whose header chain ends past it
+    /// (the upper-layer header in a later fragment) comes back flagged as
+    /// `incompleteChain` rather than as nil (RFC 7112).
+    static func parse6(_ p: UnsafeMutableRawPointer, total: Int, wholeChain: Bool = false) -> IPv6Parse? {
         var nh = p.u8(6), off = 40
         var frag: (UInt16, Bool, UInt32)?
         var fragmentHeader = false
         var segmentsLeft: Int?
+        func incomplete() -> IPv6Parse? {
+            guard wholeChain, let f = frag, f.0 == 0 else { return nil }
+            return IPv6Parse(upper: min(off, total), nextHeader: nh, fragment: frag, fragmentHeader: true, segmentsLeftAt: segmentsLeft, incompleteChain: true)
+        }
         while true {
             switch nh {
             case Proto.hopByHop, Proto.destinationOptions, Proto.routing:
-                guard off + 8 <= total else { return nil }
+                guard off + 8 <= total else { return incomplete() }
                 if nh == Proto.routing, p.u8(off + 3) != 0 { segmentsLeft = off + 3 }
                 nh = p.u8(off)
                 off += (Int(p.u8(off + 1)) + 1) * 8
@@ -37,6 +46,8 @@ extension Engine {
                 nh = p.u8(off)
                 off += 8
             default:
+                let minimum = nh == Proto.tcp ? 20 : nh == Proto.udp ? 8 : nh == Proto.icmpv6 ? 4 : 0
+                if off + minimum > total, let flagged = incomplete() { return flagged }
                 guard off <= total else { return nil }
                 return IPv6Parse(upper: off, nextHeader: nh, fragment: frag, fragmentHeader: fragmentHeader, segmentsLeftAt: segmentsLeft)
             }
@@ -47,7 +58,7 @@ extension Engine {
         let p = base + start
         guard length >= 40 else { return .drop(.malformed) }
         let total = 40 + Int(p.u16(4))
-        guard total <= length, let h = Self.parse6(p, total: total) else { return .drop(.malformed) }
+        guard total <= length, let h = Self.parse6(p, total: total, wholeChain: true) else { return .drop(.malformed) }
         let src6 = p.ipv6(8), dst6 = p.ipv6(24)
         let hop = p.u8(7)
 
@@ -57,10 +68,18 @@ extension Engine {
         if hop <= 1 {
             return replyFromTranslator6(base, start: start, length: total, to: src6, type: 3, code: 0, field: 0, kind: .timeExceeded6, now: now)
         }
+        if h.incompleteChain {
+            // RFC 7112 §5: the upper-layer header is not in the first fragment,
+            // so no fragment could be translated whole; Parameter Problem,
+            // code 3, pointer 0. Never a partial IPv4 fragment with a hole.
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 4, code: 3, field: 0, kind: .parameterProblem6, now: now,
+                                        dropping: .incompleteHeaderChain)
+        }
         if let at = h.segmentsLeftAt {
             // RFC 7915 §5.1: a routing header with segments left is answered with a
             // parameter problem pointing at that field, as a router would.
-            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 4, code: 0, field: UInt32(at), kind: .parameterProblem6, now: now)
+            return replyFromTranslator6(base, start: start, length: total, to: src6, type: 4, code: 0, field: UInt32(at), kind: .parameterProblem6, now: now,
+                                        dropping: .routingHeader)
         }
         let dst: Mapped4
         switch destination4(dst6, now: now) {

@@ -7,7 +7,7 @@ extension Engine {
     func replyFromTranslator6(_ base: UnsafeMutableRawPointer, start: Int, length: Int, to destination: IPv6Address,
                               type: UInt8, code: UInt8, field: UInt32, kind: SentError, now: UInt64,
                               dropping reason: DropReason = .hopLimitExceeded) -> Outcome {
-        let drop: DropReason = kind == .timeExceeded6 ? .hopLimitExceeded : kind == .parameterProblem6 ? .routingHeader : reason
+        let drop: DropReason = kind == .timeExceeded6 ? .hopLimitExceeded : reason
         // Never answer an error with an error, nor anything from the unspecified
         // address or to multicast (RFC 4443 §2.4 e).
         let p = base + start

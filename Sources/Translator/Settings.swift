@@ -79,7 +79,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
     case hopLimitExceeded, ttlExceeded, routingHeader
     case unsupportedICMP, fragmentedICMP, zeroUDPChecksum
     case rateLimited, sourceRoute
-    case poolClientLimit
+    case poolClientLimit, incompleteHeaderChain
 
     public var description: String {
         switch self {
@@ -99,6 +99,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error, CustomStringConverti
         case .rateLimited: "icmp_error_rate_limited"
         case .sourceRoute: "ipv4_source_route"
         case .poolClientLimit: "pool_client_limit"
+        case .incompleteHeaderChain: "incomplete_header_chain"
         }
     }
 }

@@ -193,6 +193,30 @@ let eam = [("203.0.113.10/32", "2001:db8:2::10/128")]
         #expect(e.snapshot[.fragmentedICMP] == 0)
     }
 
+    /// RFC 7112: a first fragment whose header chain ends in a later
+    /// fragment is refused with Parameter Problem code 3 (pointer 0), never
+    /// translated into an IPv4 fragment that leaves a hole; a first fragment
+    /// with its whole chain is translated.
+    @Test func aFirstFragmentWithoutItsUpperLayerHeaderIsRefused() throws {
+        let e = try makeEngine()
+        func first(_ next: UInt8) -> [UInt8] { [next, 0, 0, 1, 0, 0, 0, 9] }  // offset 0, M set
+        let udp = Build.udp(sport: 1, dport: 2, data: Array(repeating: 1, count: 16), src: c6, dst: s4in6)
+        let cases: [(String, [UInt8])] = [
+            ("a destination options header that goes on in the next fragment", first(60) + [17, 2, 1, 4, 0, 0, 0, 0]),
+            ("half a UDP header", first(17) + Array(udp.prefix(4))),
+        ]
+        for (what, payload) in cases {
+            let (o, r) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 44, payload: payload))
+            guard case .reply = o else { Issue.record("\(what): \(o)"); continue }
+            #expect(r[6] == 58 && r[40] == 4 && r[41] == 3 && r[44..<48] == [0, 0, 0, 0], "\(what): parameter problem, code 3, pointer 0")
+            #expect(IPv6Address(bytes: r[24..<40]).description == c6 && Verify.l4of6(r), "\(what)")
+        }
+        #expect(e.snapshot.drops[DropReason.incompleteHeaderChain.rawValue] == 2)
+        let (o, v4) = run(e, Build.ipv6(src: c6, dst: s4in6, next: 44, payload: first(17) + udp))
+        guard case .forward = o else { Issue.record("\(o)"); return }
+        #expect(v4[9] == 17 && v4[6] & 0x20 != 0, "a first IPv4 fragment, MF set")
+    }
+
     /// RFC 7915 §4: a fragmentable IPv4 packet too big for lowest-ipv6-mtu
     /// leaves as IPv6 fragments of at most that size, which reassemble to the
     /// translated datagram.
