@@ -153,6 +153,9 @@ extension Engine {
         var start = at, len = length
         var rest = p.u32(at + 4)
         let isError = type != 0 && type != 8
+        // RFC 4884: the length of the original datagram field, in 32-bit words,
+        // in the errors that may carry extensions after it.
+        let declared4 = type == 3 || type == 11 || type == 12 ? Int(p.u8(at + 5)) * 4 : 0
         if isError {
             let inner = at + 8
             guard len - 8 >= 20 else { return .failure(.malformed) }
@@ -204,9 +207,14 @@ extension Engine {
             let inext = iproto == Proto.icmp ? Proto.icmpv6 : iproto
             Header.ipv6(q, trafficClass: itos, payloadLength: max(0, itotal - iihl) + ih - 40, next: inext, hopLimit: ittl,
                         source: isrc6, destination: idst6, fragment: ifrag ? (ioffset, imore, UInt32(iid)) : nil)
-            start = inner + iihl - ih - 8
-            // RFC 4443 §2.4 c: the whole error within 1280 bytes.
-            len = min(len - 8 - iihl + ih + 8, 1280 - 40)
+            // RFC 4443 §2.4 c: the whole error within 1280 bytes; an extension
+            // goes along when Destination Unreachable or Time Exceeded has room.
+            let declared = declared4 >= iihl && 8 + declared4 < len
+            let carried = Self.carryExtension(p + at, start: iihl - ih, datagram: (declared ? declared4 : len - 8) - iihl + ih, end: len,
+                                              declared: declared, carries: m.type == 1 || m.type == 3, unit: 8, limit: 1280 - 40)
+            start = at + carried.start
+            len = carried.length
+            if m.type == 1 || m.type == 3 { rest = UInt32(carried.field) << 24 }
         } else {
             rest = p.u32(at + 4)
         }

@@ -181,6 +181,9 @@ extension Engine {
         guard let m = ICMPMap.to4(type: type, code: code) else { return .failure(.unsupportedICMP) }
         var start = at, len = length
         var rest = p.u32(at + 4)
+        // RFC 4884: the length of the original datagram field, in 64-bit words,
+        // in the errors that may carry extensions after it.
+        let declared6 = type == 1 || type == 3 ? Int(p.u8(at + 4)) * 8 : 0
         if type == 2 {
             // Packet Too Big: the IPv4 MTU is 20 less, and no more than our own side takes.
             let mtu = min(Int(rest) - 20, settings.mtu)
@@ -241,10 +244,14 @@ extension Engine {
                         flags: ih.fragment.map { ($0.more ? 0x2000 : 0) | $0.offset >> 3 } ?? (20 + ipayloadLength > 1260 ? 0x4000 : 0), ttl: ihop, proto: iproto,
                         source: isrc4, destination: idst4)
             // The ICMPv4 header moves up to sit in front of the new inner header.
-            start = inner + h4 - 8
-            len = innerTotal - h4 + 8
-            // ICMPv4 errors carry at most what fits a 576-byte datagram.
-            len = min(len, 576 - 20)
+            // ICMPv4 errors carry at most what fits a 576-byte datagram; an
+            // extension goes along when there is room.
+            let declared = declared6 >= ih.upper && 8 + declared6 < len
+            let carried = Self.carryExtension(p + at, start: h4, datagram: (declared ? declared6 : innerTotal) - h4, end: len,
+                                              declared: declared, carries: m.type == 3 || m.type == 11 || m.type == 12, unit: 4, limit: 576 - 20)
+            start = at + carried.start
+            len = carried.length
+            if m.type == 3 || m.type == 11 || m.type == 12 { rest = rest & 0xFF00_FFFF | UInt32(carried.field) << 16 }
         }
         let q = p + start
         q.setU8(0, m.type)
