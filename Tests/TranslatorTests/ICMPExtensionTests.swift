@@ -27,6 +27,14 @@ import Testing
         return Array(Build.ipv4(src: "192.0.2.128", dst: s4, proto: 17, ttl: 63, payload: udp).prefix(bytes))
     }
 
+    /// s6's Port Unreachable for c4's datagram, quoting its first 128 bytes
+    /// (length 16, in words of 8), then `extension`.
+    static func unreachable6(extension ext: [UInt8]) -> [UInt8] {
+        let udp = Build.udp(sport: 40000, dport: 81, data: Array(repeating: 0x22, count: 300), src: c4in6, dst: s6)
+        let quoted = Array(Build.ipv6(src: c4in6, dst: s6, next: 17, hop: 63, payload: udp).prefix(128))
+        return Build.ipv6(src: s6, dst: c4in6, next: 58, payload: Build.icmpv6(type: 1, code: 4, rest: 16 << 24, body: quoted + ext, src: s6, dst: c4in6))
+    }
+
     func engineWithC6() throws -> Engine {
         let e = try makeEngine(eam: eam)
         // c6 gets its pool address, 192.0.2.128.
@@ -56,10 +64,7 @@ import Testing
     @Test func fromIPv6TheDatagramIsPaddedTo128AndTheExtensionFollows() throws {
         let e = try makeEngine(eam: eam)
         let ext = Self.extensionStructure()
-        let udp = Build.udp(sport: 40000, dport: 81, data: Array(repeating: 0x22, count: 300), src: c4in6, dst: s6)
-        let quoted = Array(Build.ipv6(src: c4in6, dst: s6, next: 17, hop: 63, payload: udp).prefix(128))
-        // Destination Unreachable with a 128-byte datagram field: length 16 (words of 8).
-        let err = Build.ipv6(src: s6, dst: c4in6, next: 58, payload: Build.icmpv6(type: 1, code: 4, rest: 16 << 24, body: quoted + ext, src: s6, dst: c4in6))
+        let err = Self.unreachable6(extension: ext)
         let (o, v4) = run(e, err)
         guard case .forward = o else { Issue.record("\(o)"); return }
         let icmp = Array(v4[20...])
@@ -79,9 +84,7 @@ import Testing
     @Test func anExtensionThatDoesNotFitIsLeftOut() throws {
         let e = try makeEngine(eam: eam)
         let ext = Self.extensionStructure(size: 500)
-        let udp = Build.udp(sport: 40000, dport: 81, data: Array(repeating: 0x22, count: 300), src: c4in6, dst: s6)
-        let quoted = Array(Build.ipv6(src: c4in6, dst: s6, next: 17, hop: 63, payload: udp).prefix(128))
-        let err = Build.ipv6(src: s6, dst: c4in6, next: 58, payload: Build.icmpv6(type: 1, code: 4, rest: 16 << 24, body: quoted + ext, src: s6, dst: c4in6))
+        let err = Self.unreachable6(extension: ext)
         let (o, v4) = run(e, err)
         guard case .forward = o else { Issue.record("\(o)"); return }
         let icmp = Array(v4[20...])
