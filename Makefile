@@ -6,7 +6,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PACKAGES := $(shell grep -v '^\#' dist/debian-packages)
 BIN = .build/debug
 
-.PHONY: all build test demo deps golden install clean
+.PHONY: all build test demo deps golden install clean fuzz
 
 all: build
 
@@ -38,6 +38,22 @@ test: build
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
 	KEEP="$(KEEP)" $(PRIVATE_MOUNTS) $(BIN)/sixgate-demo $(BIN)
+
+# Fuzzes every parser with libFuzzer (Tests/Fuzz): FUZZ_SECONDS each (or
+# FUZZ_RUNS executions, whichever ends first), FUZZ_TARGETS to choose. A
+# crash is saved in Tests/Fuzz/Corpus/HARNESS/crash-*, which `make test`
+# replays from then on; commit it with its fix.
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS ?= engine dns dns64 sixbedfour config control
+fuzz: deps
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) build --product sixgate-fuzz -c release --build-path .build/fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing -Xswiftc -use-ld=lld
+	@for t in $(FUZZ_TARGETS); do mkdir -p .build/fuzz/corpus/$$t; echo "== $$t"; \
+		SIXGATE_FUZZ=$$t .build/fuzz/release/sixgate-fuzz -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -detect_leaks=0 \
+			-print_final_stats=1 -artifact_prefix=Tests/Fuzz/Corpus/$$t/crash- .build/fuzz/corpus/$$t Tests/Fuzz/Corpus/$$t 2>&1 \
+			| grep -E '^(stat::number_of_executed_units|Done|==[0-9]+==|SUMMARY|artifact_prefix)' || exit 1; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; done
 
 # Regenerates the rendered tables in nft/ after a deliberate change.
 golden: build

@@ -72,6 +72,14 @@ let package = Package(
         // bench/translator.sh's load generator (not a product: nothing ships it).
         .executableTarget(name: "udpblast", dependencies: ["CNetlink"], path: "bench/udpblast"),
 
+        // The fuzz harnesses: `make fuzz` builds them with libFuzzer
+        // (-sanitize=fuzzer,address -DFUZZING); built plainly, the binary
+        // replays a corpus, which the tests run.
+        .executableTarget(
+            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet"], path: "Tests/Fuzz",
+            exclude: ["Corpus", "README.md", "seeds.py"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+
         // Test support: builds the DESIGN.md namespace topology for integration tests.
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),

@@ -273,9 +273,10 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// IPv4 source -> IPv6: a mapping, or the address embedded in `prefix`
-    /// (the current one, or during a renumbering the one its flow keeps).
-    func source6(_ a: IPv4Address, in prefix: NAT64Prefix) -> Result<IPv6Address, DropReason> {
-        if let v6 = settings.eam.ipv6(for: a) { return .success(v6) }
+    /// (the current one, or during a renumbering the one its flow keeps);
+    /// without `throughMappings`, the embedded address only (a hairpin).
+    func source6(_ a: IPv4Address, in prefix: NAT64Prefix, throughMappings: Bool = true) -> Result<IPv6Address, DropReason> {
+        if throughMappings, let v6 = settings.eam.ipv6(for: a) { return .success(v6) }
         return prefix.canRepresent(a) ? .success(prefix.embed(a)) : .failure(.nonGlobalAddress)
     }
 

@@ -49,7 +49,7 @@ extension Engine {
             retiring = prefix != settings.prefix
         }
         let src6: IPv6Address
-        switch hairpin == nil ? source6(src4, in: prefix) : prefix.canRepresent(src4) ? .success(prefix.embed(src4)) : .failure(.nonGlobalAddress) {
+        switch source6(src4, in: prefix, throughMappings: hairpin == nil) {
         case .success(let a): src6 = a
         case .failure(let r): return .drop(r)
         }
