@@ -38,6 +38,18 @@ struct CheckMessagesTests {
         #expect(p.first?.problem == "a string is not closed: its closing quote is missing", "\(p)")
     }
 
+    /// toml++ asserts (the process ends) on a non-ASCII character where it
+    /// reads a bare key; sixgate refuses it first, with its line. Strings
+    /// and comments may hold any character. (Found by `make fuzz`.)
+    @Test func aNonASCIIKeyIsRefusedNotACrash() {
+        for bad in ["[é]\n", "[gateway]\nuplink4 = \"eth0\"\nnäme = 1\n", "[\u{FFFD}]\n"] {
+            let p = problems(bad)
+            #expect(p.count == 1 && p.first?.problem == "a non-ASCII character outside a string or a comment", "\(bad): \(p)")
+        }
+        #expect(problems(Self.base.replacingOccurrences(of: "[dns64]", with: "# Grüße\n[dns64]")).isEmpty)
+        #expect(problems("prefix = \"2001:db8:64::/96\"\n[gateway]\nuplink4 = \"eth0\"\ninside6 = \"eth1\"\nclients = ['2001:db8:1::/64'] # ü\n[dns64]\nenabled = false\nupstreams = [\"\"\"ü\nü\"\"\"]\n").allSatisfy { !$0.problem.contains("non-ASCII") })
+    }
+
     @Test func aDirectoryIsNamed() throws {
         let dir = FileManager.default.temporaryDirectory.path
         #expect(throws: ConfigError.self) { try ConfigLoader.load(path: dir) }
