@@ -38,14 +38,17 @@ struct CheckMessagesTests {
         #expect(p.first?.problem == "a string is not closed: its closing quote is missing", "\(p)")
     }
 
-    /// toml++ asserts (the process ends) on a non-ASCII character where it
-    /// reads a bare key; sixgate refuses it first, with its line. Strings
-    /// and comments may hold any character. (Found by `make fuzz`.)
-    @Test func aNonASCIIKeyIsRefusedNotACrash() {
-        for bad in ["[é]\n", "[gateway]\nuplink4 = \"eth0\"\nnäme = 1\n", "[\u{FFFD}]\n"] {
+    /// toml++ asserts (the process ends) where a table name starts with a
+    /// character that cannot start a key; sixgate refuses it first, with
+    /// its line, and any non-ASCII character outside strings and comments.
+    /// Strings and comments may hold any character. (Found by `make fuzz`.)
+    @Test func aBadTableNameOrKeyIsRefusedNotACrash() {
+        for bad in ["[é]\n", "[\u{FFFD}]\n", "[!gateway]\n", "[[ .a]]\n"] {
             let p = problems(bad)
-            #expect(p.count == 1 && p.first?.problem == "a non-ASCII character outside a string or a comment", "\(bad): \(p)")
+            #expect(p.count == 1 && p.first?.problem == "a table name that does not start with a letter, a digit, _, - or a quote", "\(bad): \(p)")
         }
+        let p = problems("[gateway]\nuplink4 = \"eth0\"\nnäme = 1\n")
+        #expect(p.count == 1 && p.first?.line == 3 && p.first?.problem == "a non-ASCII character outside a string or a comment", "\(p)")
         #expect(problems(Self.base.replacingOccurrences(of: "[dns64]", with: "# Grüße\n[dns64]")).isEmpty)
         #expect(problems("prefix = \"2001:db8:64::/96\"\n[gateway]\nuplink4 = \"eth0\"\ninside6 = \"eth1\"\nclients = ['2001:db8:1::/64'] # ü\n[dns64]\nenabled = false\nupstreams = [\"\"\"ü\nü\"\"\"]\n").allSatisfy { !$0.problem.contains("non-ASCII") })
     }

@@ -35,8 +35,8 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String, source: String) throws(ConfigError) -> Config {
-        if let (line, column) = TextCheck.strayNonASCII(in: text) {
-            throw ConfigError(diagnostics: [ConfigDiagnostic(file: source, line: line, key: "", problem: "a non-ASCII character outside a string or a comment",
+        if let (line, column, problem) = TextCheck.problem(in: text) {
+            throw ConfigError(diagnostics: [ConfigDiagnostic(file: source, line: line, key: "", problem: problem,
                                                              fix: "Keys are written with A-Z, a-z, 0-9, _ and - (or quoted); correct column \(column)")])
         }
         let root: TOMLTable

@@ -1,20 +1,39 @@
 /// What the TOML parser (toml++) must never be handed: it asserts, and so
-/// ends the process, on a non-ASCII character where a bare key is read
-/// (`[é]`), where the TOML grammar allows one only inside strings and
-/// comments. Found by fuzzing (Tests/Fuzz/Corpus/config).
+/// ends the process, where a table header's name starts with a character
+/// that cannot start a key (`[!a]`, `[.a]`, `[é]`). Found by fuzzing
+/// (Tests/Fuzz/Corpus/config). Non-ASCII characters, which TOML allows
+/// only in strings and comments, are refused everywhere else too.
 enum TextCheck {
-    /// The line and column of the first non-ASCII character outside a
-    /// string or a comment, if any.
-    static func strayNonASCII(in text: String) -> (line: Int, column: Int)? {
+    /// What is wrong, and where, or nil.
+    static func problem(in text: String) -> (line: Int, column: Int, problem: String)? {
         let b = Array(text.utf8)
         var i = 0, line = 1, lineStart = 0
+        // Brackets open outside strings: a line that starts with one at depth 0 is a table header.
+        var depth = 0
         func at(_ j: Int) -> UInt8 { j < b.count ? b[j] : 0 }
+        func startsKey(_ c: UInt8) -> Bool {
+            (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
+                || c == UInt8(ascii: "\"") || c == UInt8(ascii: "'")
+        }
         while i < b.count {
             let c = b[i]
             switch c {
             case UInt8(ascii: "\n"):
                 line += 1
                 lineStart = i + 1
+                i += 1
+            case UInt8(ascii: "["):
+                let first = b[lineStart..<i].allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+                if first, depth == 0 {
+                    var j = i + 1
+                    if at(j) == UInt8(ascii: "[") { j += 1 }
+                    while at(j) == UInt8(ascii: " ") || at(j) == UInt8(ascii: "\t") { j += 1 }
+                    if !startsKey(at(j)) { return (line, j - lineStart + 1, "a table name that does not start with a letter, a digit, _, - or a quote") }
+                }
+                depth += 1
+                i += 1
+            case UInt8(ascii: "]"):
+                depth = max(0, depth - 1)
                 i += 1
             case UInt8(ascii: "#"):
                 while i < b.count, b[i] != UInt8(ascii: "\n") { i += 1 }
@@ -37,7 +56,7 @@ enum TextCheck {
                     i += 1
                 }
             default:
-                if c >= 0x80 { return (line, i - lineStart + 1) }
+                if c >= 0x80 { return (line, i - lineStart + 1, "a non-ASCII character outside a string or a comment") }
                 i += 1
             }
         }
