@@ -47,6 +47,10 @@ struct CheckMessagesTests {
             let p = problems(bad)
             #expect(p.count == 1 && p.first?.problem == "a table name that does not start with a letter, a digit, _, - or a quote", "\(bad): \(p)")
         }
+        for bad in ["x = [}]\n", "x = [1,\n# c\n}]\n", "x = { a = [[}]] }\n"] {
+            let p = problems(bad)
+            #expect(p.count == 1 && p.first?.problem == "a } where an array wants a value or ]", "\(bad): \(p)")
+        }
         let p = problems("[gateway]\nuplink4 = \"eth0\"\nnäme = 1\n")
         #expect(p.count == 1 && p.first?.line == 3 && p.first?.problem == "a non-ASCII character outside a string or a comment", "\(p)")
         #expect(problems(Self.base.replacingOccurrences(of: "[dns64]", with: "# Grüße\n[dns64]")).isEmpty)

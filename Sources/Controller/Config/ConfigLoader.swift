@@ -36,8 +36,8 @@ public enum ConfigLoader {
 
     public static func parse(_ text: String, source: String) throws(ConfigError) -> Config {
         if let (line, column, problem) = TextCheck.problem(in: text) {
-            throw ConfigError(diagnostics: [ConfigDiagnostic(file: source, line: line, key: "", problem: problem,
-                                                             fix: "Keys are written with A-Z, a-z, 0-9, _ and - (or quoted); correct column \(column)")])
+            let fix = problem.hasPrefix("a }") ? "Write a value there, or close the array with ]" : "Keys are written with A-Z, a-z, 0-9, _ and - (or quoted)"
+            throw ConfigError(diagnostics: [ConfigDiagnostic(file: source, line: line, key: "", problem: problem, fix: "\(fix); correct column \(column)")])
         }
         let root: TOMLTable
         do {

@@ -1,7 +1,8 @@
 /// What the TOML parser (toml++) must never be handed: it asserts, and so
-/// ends the process, where a table header's name starts with a character
-/// that cannot start a key (`[!a]`, `[.a]`, `[é]`). Found by fuzzing
-/// (Tests/Fuzz/Corpus/config). Non-ASCII characters, which TOML allows
+/// ends the process (with NDEBUG it assumes, which is worse), where a table
+/// header's name starts with a character that cannot start a key (`[!a]`,
+/// `[.a]`, `[é]`), and where a `}` stands for a value in an array
+/// (`[1, }]`). Found by fuzzing (Tests/Fuzz/Corpus/config). Non-ASCII characters, which TOML allows
 /// only in strings and comments, are refused everywhere else too.
 enum TextCheck {
     /// What is wrong, and where, or nil.
@@ -10,6 +11,10 @@ enum TextCheck {
         var i = 0, line = 1, lineStart = 0
         // Brackets open outside strings: a line that starts with one at depth 0 is a table header.
         var depth = 0
+        // The brackets and braces open, innermost last, and the last character
+        // outside whitespace and comments.
+        var open: [UInt8] = []
+        var last: UInt8 = 0
         func at(_ j: Int) -> UInt8 { j < b.count ? b[j] : 0 }
         func startsKey(_ c: UInt8) -> Bool {
             (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
@@ -31,13 +36,27 @@ enum TextCheck {
                     if !startsKey(at(j)) { return (line, j - lineStart + 1, "a table name that does not start with a letter, a digit, _, - or a quote") }
                 }
                 depth += 1
+                open.append(c)
+                last = c
                 i += 1
-            case UInt8(ascii: "]"):
-                depth = max(0, depth - 1)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if c == UInt8(ascii: "}"), open.last == UInt8(ascii: "["), last == UInt8(ascii: "[") || last == UInt8(ascii: ",") {
+                    return (line, i - lineStart + 1, "a } where an array wants a value or ]")
+                }
+                if c == UInt8(ascii: "]") { depth = max(0, depth - 1) }
+                if !open.isEmpty { open.removeLast() }
+                last = c
+                i += 1
+            case UInt8(ascii: "{"):
+                open.append(c)
+                last = c
+                i += 1
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"):
                 i += 1
             case UInt8(ascii: "#"):
                 while i < b.count, b[i] != UInt8(ascii: "\n") { i += 1 }
             case UInt8(ascii: "\""), UInt8(ascii: "'"):
+                last = c
                 let triple = at(i + 1) == c && at(i + 2) == c
                 let escapes = c == UInt8(ascii: "\"")
                 i += triple ? 3 : 1
@@ -57,6 +76,7 @@ enum TextCheck {
                 }
             default:
                 if c >= 0x80 { return (line, i - lineStart + 1, "a non-ASCII character outside a string or a comment") }
+                last = c
                 i += 1
             }
         }
