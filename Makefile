@@ -50,7 +50,7 @@ fuzz: deps
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) build --product sixgate-fuzz -c release --build-path .build/fuzz \
 		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing -Xswiftc -use-ld=lld
 	@for t in $(FUZZ_TARGETS); do mkdir -p .build/fuzz/corpus/$$t; echo "== $$t"; \
-		SIXGATE_FUZZ=$$t .build/fuzz/release/sixgate-fuzz -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -detect_leaks=0 \
+		ASAN_OPTIONS=detect_leaks=0 SIXGATE_FUZZ=$$t .build/fuzz/release/sixgate-fuzz -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -detect_leaks=0 \
 			-print_final_stats=1 -artifact_prefix=Tests/Fuzz/Corpus/$$t/crash- .build/fuzz/corpus/$$t Tests/Fuzz/Corpus/$$t 2>&1 \
 			| grep -E '^(stat::number_of_executed_units|Done|==[0-9]+==|SUMMARY|artifact_prefix)' || exit 1; \
 		test $${PIPESTATUS[0]} -eq 0 || exit 1; done
