@@ -221,12 +221,10 @@ public final class NAT64Program: @unchecked Sendable {
         }
     }
 
-    /// Attaches the program to the egress of device `ifindex` (a clsact
-    /// qdisc is added when there is none), replacing an earlier one of ours.
-    public func attach(ifindex: Int32) throws(BPFError) { try Self.attach(programFD, ifindex: ifindex) }
-
-    /// Attaches the program behind `programFD` (a pinned one, say).
-    public static func attach(_ programFD: Int32, ifindex: Int32) throws(BPFError) {
+    /// Attaches the program behind `programFD` to the egress of device
+    /// `ifindex` (a clsact qdisc is added when there is none), replacing an
+    /// earlier one of ours.
+    static func attach(_ programFD: Int32, ifindex: Int32) throws(BPFError) {
         try withFilter(ifindex, programFD: programFD) { (hook, opts) throws(BPFError) in
             let created = bpf_tc_hook_create(hook)
             guard created == 0 || created == -EEXIST else { throw BPFError("adding the clsact qdisc", created) }
