@@ -8,13 +8,10 @@ import Foundation
 enum NftListing {
     static func rules(table: String, namespace: String?) -> [String: [UInt64: String]] {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        // Found on PATH, wherever the distribution puts them.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let nft = ["nft", "-a", "list", "table", "inet", table]
-        process.arguments = namespace.map { ["netns", "exec", $0] + nft } ?? []
-        if namespace == nil {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/nft")
-            process.arguments = Array(nft.dropFirst())
-        }
+        process.arguments = namespace.map { ["ip", "netns", "exec", $0] + nft } ?? nft
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice

@@ -15,7 +15,7 @@ public struct KernelPathWish: Sendable, Equatable {
     public var eam: Set<NAT64Maps.Mapping>
     public var lowestIPv6MTU: Int
     /// A renumbering runs: every packet is the userspace translator's, which
-    /// knows which prefix each flow keeps (the daemon clears it at the end).
+    /// knows which prefix each flow keeps (the apply at its end clears it).
     public var puntAll: Bool
 
     /// The maps' settings, with the devices' indexes from `links`; nil while
@@ -134,19 +134,13 @@ public struct KernelProgramPlan: Sendable {
         guard load || configure || !attach.isEmpty else { return }
         try NAT64Program.mountBPFFS(bpfDir)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        // The fresh program, until it is attached (its pin holds it from then on).
-        var loaded: NAT64Program?
-        if load {
-            let p = try NAT64Program(reusingMapsIn: directory)
-            try p.pin(in: directory)
-            loaded = p
-        }
+        // Its pins hold the program and the maps once this object is gone.
+        if load { try NAT64Program(reusingMapsIn: directory).pin(in: directory) }
         let maps = try NAT64Maps(pinnedIn: directory)
         guard let settings = wish.settings(links) else { throw KernelProgramError(reason: "the devices \(wish.devices.joined(separator: ", ")) are not there to attach to") }
         if configure { try maps.configure(settings) }
         let indexes = attach.compactMap { d in links.first { $0.name == d }?.index }
         try inNamespace { try NAT64Program.attachPinned(in: directory, ifindexes: indexes) }
-        withExtendedLifetime(loaded) {}
     }
 
     /// `<bpf_dir>/sixgate/<netns inode>-<hash of state_dir>`: two gateways
