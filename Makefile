@@ -40,20 +40,18 @@ demo: build
 	KEEP="$(KEEP)" $(PRIVATE_MOUNTS) $(BIN)/sixgate-demo $(BIN)
 
 # Fuzzes every parser with libFuzzer (Tests/Fuzz): FUZZ_SECONDS each (or
-# FUZZ_RUNS executions, whichever ends first), FUZZ_TARGETS to choose. A
+# FUZZ_RUNS executions, whichever ends first, in processes of FUZZ_CHUNK
+# executions, each checked for leaks as it ends), FUZZ_TARGETS to choose. A
 # crash is saved in Tests/Fuzz/Corpus/HARNESS/crash-*, which `make test`
 # replays from then on; commit it with its fix.
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 10000000
+FUZZ_CHUNK ?= 500000
 FUZZ_TARGETS ?= engine dns dns64 sixbedfour config control
 fuzz: deps
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) build --product sixgate-fuzz -c release --build-path .build/fuzz \
 		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing -Xswiftc -use-ld=lld
-	@for t in $(FUZZ_TARGETS); do mkdir -p .build/fuzz/corpus/$$t; echo "== $$t"; \
-		ASAN_OPTIONS=detect_leaks=0 SIXGATE_FUZZ=$$t .build/fuzz/release/sixgate-fuzz -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -detect_leaks=0 \
-			-print_final_stats=1 -artifact_prefix=Tests/Fuzz/Corpus/$$t/crash- .build/fuzz/corpus/$$t Tests/Fuzz/Corpus/$$t 2>&1 \
-			| grep -E '^(stat::number_of_executed_units|Done|==[0-9]+==|SUMMARY|artifact_prefix)' || exit 1; \
-		test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+	@for t in $(FUZZ_TARGETS); do Tests/Fuzz/run.sh $$t $(FUZZ_SECONDS) $(FUZZ_RUNS) $(FUZZ_CHUNK) || exit 1; done
 
 # Regenerates the rendered tables in nft/ after a deliberate change.
 golden: build
