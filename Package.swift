@@ -28,6 +28,8 @@ let package = Package(
         // Packet also carries the version, with the commit VersionPlugin records.
         .plugin(name: "VersionPlugin", capability: .buildTool()),
         .target(name: "Packet", plugins: ["VersionPlugin"]),
+        // The process-level system calls of sixgated's part processes (capabilities, descriptor passing, crash signals).
+        .target(name: "CProcess"),
         // libbpf, for the tc-BPF translator.
         .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
         // bpf/*.bpf.c compiled with clang -target bpf on every build and embedded in the binaries.
@@ -57,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "sixgated",
             dependencies: [
-                "Controller", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", .product(name: "NIOPosix", package: "swift-nio"),
+                "Controller", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -77,7 +79,7 @@ let package = Package(
         // replays a corpus, which the tests run.
         .executableTarget(
             name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet"], path: "Tests/Fuzz",
-            exclude: ["Corpus", "README.md", "seeds.py"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            exclude: ["Corpus", "README.md", "seeds.py", "lsan.supp", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
         // Test support: builds the DESIGN.md namespace topology for integration tests.

@@ -36,6 +36,10 @@ public enum Handover {
         return out
     }
 
+    /// What the previous program handed over and nobody has taken yet: how
+    /// many descriptors per key.
+    public static var inherited: [String: Int] { state.withLock { $0.inherited.mapValues(\.count).filter { $0.value > 0 } } }
+
     /// A descriptor the previous program handed over for `key`, now close-on-exec again.
     static func take(_ key: String) -> Int32? {
         let fd = state.withLock { s -> Int32? in
@@ -92,19 +96,35 @@ public enum Handover {
     }
 
     /// Just before the exec: the shelved descriptors, open across it, as the
-    /// value of SIXGATE_FDS. What this program inherited and has not taken
-    /// yet goes on too: left open and unnamed, a TUN queue would stay
-    /// attached with nobody reading it, a black hole for the flows the
-    /// kernel steers to it.
+    /// value of SIXGATE_FDS.
     public static func environment() -> String {
-        let passed = state.withLock { s in
+        let passed = passing()
+        for (_, fd) in passed { _ = fcntl(fd, F_SETFD, 0) }
+        return passed.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+    }
+
+    /// What goes to the next program: the shelved descriptors, and what this
+    /// program inherited and has not taken yet. Left open and unnamed, a TUN
+    /// queue would stay attached with nobody reading it, a black hole for
+    /// the flows the kernel steers to it.
+    public static func passing() -> [(key: String, fd: Int32)] {
+        state.withLock { s in
             defer {
                 s.shelved = []
                 s.inherited = [:]
             }
-            return s.shelved + s.inherited.flatMap { key, fds in fds.map { (key, $0) } }
+            return (s.shelved + s.inherited.flatMap { key, fds in fds.map { (key, $0) } }).map { (key: $0.0, fd: $0.1) }
         }
-        for (_, fd) in passed { _ = fcntl(fd, F_SETFD, 0) }
-        return passed.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+    }
+
+    /// Takes every inherited descriptor whose key starts with `prefix`, with
+    /// the prefix removed from the key: `sixgated run` hands over for each
+    /// part process under "PART/".
+    public static func take(prefixed prefix: String) -> [(key: String, fd: Int32)] {
+        state.withLock { s in
+            let mine = s.inherited.filter { $0.key.hasPrefix(prefix) }
+            for key in mine.keys { s.inherited[key] = nil }
+            return mine.flatMap { key, fds in fds.map { (key: String(key.dropFirst(prefix.count)), fd: $0) } }
+        }
     }
 }

@@ -258,7 +258,7 @@ struct Status: ParsableCommand {
             for r in status.retiring ?? [] { print("renumbering: \(r.description(now: now)), then only \(status.prefix)") }
             for r in status.retiringPools ?? [] { print("renumbering: pool \(r.description(now: now)): its hosts keep their addresses until then") }
             for part in status.parts {
-                print("\n\(part.name): \(part.state)")
+                print("\n\(part.name): \(part.state)" + (part.pid.map { " (pid \($0))" } ?? ""))
                 for line in part.detail { print("  \(line)") }
                 if !part.counters.isEmpty {
                     print("  " + part.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))

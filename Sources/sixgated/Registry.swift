@@ -16,8 +16,8 @@ final class Registry: Sendable {
         var detail: [String] = []
         var counters: (@Sendable () -> [String: Int])?
         var restarts = 0
-        /// Where a fault injected for this part goes (`inject`).
-        var fault: AsyncStream<String>.Continuation?
+        /// Its process, while one runs (`sixgated run`).
+        var process: PartProcess?
     }
 
     private struct State {
@@ -31,15 +31,21 @@ final class Registry: Sendable {
 
     private let state: Mutex<State>
     let config: Config
+    /// The config file's text that `config` is: what part processes run.
+    let text: String
+    /// The supervisor of this part process.
+    let uplink: PartChannel?
     /// Older prefixes and pools of a renumbering under way (`PrefixHistory`),
     /// as the apply before this start left them: every part serves them too.
     let history: PrefixHistory?
     let path: String
     private let started = ContinuousClock.now
 
-    init(_ parts: [Part], config: Config, path: String) {
+    init(_ parts: [Part], config: Config, text: String, path: String, uplink: PartChannel? = nil) {
         state = Mutex(State(parts: parts.map { ($0, Entry()) }))
         self.config = config
+        self.text = text
+        self.uplink = uplink
         self.path = path
         history = PrefixHistory.running(config)
     }
@@ -58,6 +64,7 @@ final class Registry: Sendable {
     }
 
     func serving(_ part: Part, detail: [String], counters: @escaping @Sendable () -> [String: Int]) {
+        uplink?.send(.serving(detail: detail))
         let names = state.withLock { s -> String? in
             s.update(part) {
                 $0.state = "serving"
@@ -71,6 +78,8 @@ final class Registry: Sendable {
         guard let names else { return }
         // Every part has taken what a reload handed over; the rest is stale.
         Handover.closeUnclaimed()
+        // A part process's supervisor says when the whole daemon is ready.
+        guard uplink == nil else { return }
         Logger(label: "sixgated").info("ready: \(names)")
         Systemd.notify("READY=1\nSTATUS=serving: \(names)")
     }
@@ -108,25 +117,31 @@ final class Registry: Sendable {
 
     var restartPath: String? { reexec.withLock { $0 } }
 
-    /// A new stream of the faults injected for `part`, for its current run.
-    func faults(for part: Part) -> AsyncStream<String> {
-        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
-        state.withLock { $0.update(part) { $0.fault = continuation } }
-        return stream
+    func started(_ part: Part, _ process: PartProcess?) {
+        state.withLock { $0.update(part) { $0.process = process } }
     }
 
-    /// Fails `part` as a crash would; false when no such part runs.
+    func process(of part: Part) -> PartProcess? { state.withLock { s in s.parts.first { $0.0 == part }?.1.process } }
+
+    /// Fails `part` as a crash would (its process killed); false when no such part runs.
     func inject(_ part: Part, _ reason: String) -> Bool {
-        guard let c = state.withLock({ s in s.parts.first { $0.0 == part }?.1.fault }) else { return false }
-        c.yield(reason)
+        guard let process = process(of: part) else { return false }
+        process.signal(SIGKILL, reason: reason)
         return true
+    }
+
+    /// A part process's reload: its part stops, keeping its queues and
+    /// sockets for `sixgated run` to pass on.
+    func handOver() {
+        Handover.arm()
+        shutdown.withLock { $0 }?()
     }
 
     var status: DaemonStatus {
         let parts = state.withLock { $0.parts }.map { part, entry in
             var counters = entry.counters?() ?? [:]
             counters["restarts"] = entry.restarts
-            return PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: counters)
+            return PartStatus(name: part.rawValue, state: entry.state, detail: entry.detail, counters: counters, pid: entry.process?.pid)
         }
         let now = UInt64(time(nil))
         return DaemonStatus(version: SixgateVersion.string, config: path, prefix: config.prefix.description,

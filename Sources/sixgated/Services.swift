@@ -34,19 +34,27 @@ extension Error {
     var reason: String { (self as? PartFailure)?.reason ?? "\(self)" }
 }
 
-/// Runs `parts` of `config` (read from `path`) as the services of one group
-/// from that one config value, with the control socket beside them when
-/// `control` (the whole daemon, not a part run alone for itself). SIGTERM
-/// and SIGINT shut them down gracefully (the pool's state saved, counters
-/// logged) and the process exits 0. A part that fails is restarted with
-/// back-off when `control`, else it ends the process with exit 1. When every
-/// part serves, systemd hears READY=1; a reload ends with the process
-/// executing itself again.
-func serve(_ config: Config, path: String, parts: [Part], control: Bool) async throws {
-    let registry = Registry(parts, config: config, path: path)
+/// Runs `parts` of `config` (the text `text` of the file at `path`) as the
+/// services of one group. The whole daemon (`control`) runs each part in a
+/// process of its own (`PartProcessService`) beside the control socket,
+/// metrics and the end of a renumbering; a part run alone, or a part
+/// process (reporting over `uplink`), runs the part here. SIGTERM and SIGINT
+/// shut them down gracefully (the pool's state saved, counters logged) and
+/// the process exits 0. A part that fails is restarted with back-off when
+/// `control`, else it ends the process with exit 1. When every part serves,
+/// systemd hears READY=1; a reload ends with the process executing itself
+/// again.
+func serve(_ config: Config, text: String, path: String, parts: [Part], control: Bool, uplink: PartChannel?) async throws {
+    let registry = Registry(parts, config: config, text: text, path: path, uplink: uplink)
+    let inherited = Handover.inherited
+    if !inherited.isEmpty {
+        let what = inherited.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+        Logger(label: parts.count == 1 ? parts[0].rawValue : "sixgated").info("taking over from before the reload: \(what)")
+    }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = parts.map { part in
         let logger = Logger(label: part.rawValue)
-        let service = PartService(part: part, config: config, logger: logger, registry: registry, supervise: control)
+        let service: any Service = control ? PartProcessService(part: part, registry: registry, logger: logger)
+            : PartService(part: part, config: config, logger: logger, registry: registry)
         return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: part.rawValue)
     }
@@ -59,6 +67,11 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
         if let metrics = config.controller.metrics {
             services.append(.init(service: MetricsService(endpoint: metrics, registry: registry), serviceName: "metrics"))
         }
+        // The router's counters, logged by the router's process.
+        onSignal(SIGUSR1) { _ in registry.process(of: .sixbedfour)?.signal(SIGUSR1) }
+    }
+    if let uplink {
+        services.append(.init(service: UplinkService(channel: uplink, registry: registry), serviceName: "uplink"))
     }
     if let watchdog = Systemd.watchdogInterval {
         services.append(.init(service: WatchdogService(interval: watchdog), serviceName: "watchdog"))
@@ -76,12 +89,28 @@ func serve(_ config: Config, path: String, parts: [Part], control: Bool) async t
     do {
         try await group.run()
         if let path = registry.restartPath { reexecute(config: path, registry: registry) }
+        if let uplink, Handover.isArmed { handOver(to: uplink) }
     } catch {
         let reason = "\(error)"
         Logger(label: "sixgated").error("stopping: \(reason)")
+        uplink?.send(.failed(reason: error.reason))
         Systemd.notify("STATUS=failed: \(reason)")
         throw ExitCode(1)
     }
+}
+
+/// A part process's last act at a reload: what its part kept open (TUN
+/// queues, sockets) goes to `sixgated run`, for the part process after the
+/// reload.
+func handOver(to uplink: PartChannel) {
+    let kept = Handover.passing()
+    for start in stride(from: 0, to: kept.count, by: PartChannel.descriptorsPerMessage) {
+        let chunk = kept[start..<min(start + PartChannel.descriptorsPerMessage, kept.count)]
+        if !uplink.send(.handedOver(keys: chunk.map(\.key)), descriptors: chunk.map(\.fd)) {
+            Logger(label: "sixgated").error("cannot hand \(chunk.map(\.key).joined(separator: ", ")) over: \(String(cString: strerror(errno)))")
+        }
+    }
+    for d in kept { close(d.fd) }
 }
 
 /// Replaces this process with `sixgated run --config path` (same PID, so
@@ -99,15 +128,13 @@ func reexecute(config path: String, registry: Registry) -> Never {
     exit(1)
 }
 
-/// One part of the config, run under supervision: what is set up once
-/// (pool, event loops) outlives the restarts of what runs (`once`).
+/// One part of the config, run in this process (a part process, or a part
+/// run alone) until a graceful shutdown or its failure, which it throws.
 struct PartService: Service {
     let part: Part
     let config: Config
     let logger: Logger
     let registry: Registry
-    /// Restart it when it fails (in the whole daemon) rather than end.
-    let supervise: Bool
 
     func run() async throws {
         let once = switch part {
@@ -115,7 +142,11 @@ struct PartService: Service {
         case .dns64: dns64()
         case .sixbedfour: try sixBedFour()
         }
-        try await supervised(part, restart: supervise, registry: registry, logger: logger, once)
+        do {
+            try await cancelWhenGracefulShutdown(once)
+        } catch is CancellationError {
+            return
+        }
     }
 
     func translator() -> @Sendable () async throws -> Void {
@@ -195,12 +226,6 @@ struct PartService: Service {
         let listen = settings.listen.map(\.description).joined(separator: ", ")
         let upstreams = settings.upstreams.map(\.description).joined(separator: ", ")
         let once: @Sendable () async throws -> Void = {
-            // Answers send clients to the prefix: they go out once the
-            // translator serves it (make before break, also at boot). One
-            // that cannot start delays DNS64 by five seconds at most.
-            for _ in 0..<250 where registry.runs(.translator) && !registry.isServing(.translator) {
-                try await Task.sleep(for: .milliseconds(20))
-            }
             let server: DNS64Server
             do {
                 server = try DNS64Server(settings: settings, group: group, loops: loops)
@@ -235,8 +260,7 @@ struct PartService: Service {
                     tasks.cancelAll()
                 }
             } catch is CancellationError {
-                // A graceful shutdown, or a fault injected (supervised logs
-                // it): logged below like an ordinary end.
+                // A graceful shutdown: logged below like an ordinary end.
             } catch {
                 logger.error("dns64 stopping: \(error.reason); counters: \(server.counters)")
                 throw error is PartFailure ? error : PartFailure(part: .dns64, reason: "\(error)")

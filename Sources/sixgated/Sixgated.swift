@@ -1,4 +1,5 @@
 import ArgumentParser
+import CProcess
 import Controller
 import Dispatch
 import Foundation
@@ -17,7 +18,7 @@ struct Sixgated: AsyncParsableCommand {
         commandName: "sixgated",
         abstract: "The sixgate daemon: NAT64 translator, DNS64 and 6bed4 router from one config.",
         version: SixgateVersion.string,
-        subcommands: [Run.self, Translate.self, DNS64Command.self, SixBedFourCommand.self]
+        subcommands: [Run.self, Translate.self, DNS64Command.self, SixBedFourCommand.self, PartCommand.self]
     )
 }
 
@@ -27,9 +28,16 @@ struct DaemonOptions: ParsableArguments {
 
     /// Serves `parts` (nil: every enabled part) of the config.
     func serve(_ parts: [Part]?, command: String) async throws {
+        let (c, text) = try loadConfig(config)
+        try await serve(c, text: text, parts, command: command)
+    }
+
+    /// Serves `parts` of `c` (the config file's `text`); a part process
+    /// reports to its supervisor over `uplink`.
+    func serve(_ c: Config, text: String, _ parts: [Part]?, command: String, uplink: PartChannel? = nil) async throws {
         LoggingSystem.bootstrap { LineLogHandler(label: $0) }
         raiseOpenFileLimit()
-        let c = try loadConfig(config)
+        sixgate_die_of_sent_crash_signals()
         let enabled = Part.allCases.filter { part in
             switch part {
             case .translator: c.nat64.enabled
@@ -46,7 +54,7 @@ struct DaemonOptions: ParsableArguments {
             FileHandle.standardError.write(Data("sixgated \(command): nothing is enabled in \(config)\n".utf8))
             throw ExitCode(1)
         }
-        try await sixgated.serve(c, path: config, parts: chosen, control: parts == nil)
+        try await sixgated.serve(c, text: text, path: config, parts: chosen, control: parts == nil, uplink: uplink)
     }
 }
 
@@ -64,9 +72,10 @@ struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run every enabled part of the config: translator, DNS64, 6bed4 router.",
         discussion: """
-            The parts run as services of one process, built from the one config value. SIGTERM or SIGINT \
-            stops them cleanly (the dynamic pool's state saved, counters logged); a part that fails is \
-            restarted with back-off (1 s up to 30 s) while the others serve on. It answers sixgatectl on \
+            Each part runs in a process of its own (`sixgated part NAME`), from the one config value and with \
+            only the capabilities it needs: a crash in one ends that part only. SIGTERM or SIGINT stops them \
+            cleanly (the dynamic pool's state saved, counters logged); a part that fails is restarted with \
+            back-off (1 s up to 30 s) while the others serve on. It answers sixgatectl on \
             controller.control_socket (status, the config apply hands over, reload). Under systemd \
             (Type=notify) it reports READY=1 once every part serves, and WATCHDOG=1 when a watchdog is set.
             """
@@ -136,10 +145,14 @@ func raiseOpenFileLimit() {
     }
 }
 
-/// Loads the config, or prints every problem and exits 1.
-func loadConfig(_ path: String) throws -> Config {
+/// Loads the config and its text, or prints every problem and exits 1.
+func loadConfig(_ path: String) throws -> (Config, String) {
     do {
-        return try loadScoped(path)
+        // Part processes run this text, not a later edit of the file.
+        let text = try? String(contentsOfFile: path, encoding: .utf8)
+        // Without text, loading says why (a directory, unreadable).
+        let config = try text.map { try ConfigLoader.parse($0, source: path) } ?? ConfigLoader.load(path: path)
+        return (try config.scoped(to: nil), text ?? "")
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode(1)

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import ServiceLifecycle
+import Tun
 
 /// Calls `tick` every `period` until a graceful shutdown; what `tick` throws
 /// ends the service (and with it the group).
@@ -38,38 +39,60 @@ func runDatapath(_ part: Part, logger: Logger, every period: Duration, counters:
     logger.info("\(part.rawValue) stopping; counters: \(counters())")
 }
 
-/// Runs one part (`once`) until a graceful shutdown. With `restart` (the
-/// whole daemon) a failure runs it again after 1 s, then 2, 4 … up to 30 s
-/// (back to 1 s after a minute of good service): one part's failure does not
-/// take the others, or their state, with it. Without, the failure is thrown.
-/// A fault injected over the control socket fails it as a crash would.
-func supervised(_ part: Part, restart: Bool, registry: Registry, logger: Logger, _ once: @escaping @Sendable () async throws -> Void) async throws {
-    var delay = Duration.seconds(1)
-    while true {
-        let began = ContinuousClock.now
-        let faults = registry.faults(for: part)
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { tasks in
-                    tasks.addTask(operation: once)
-                    tasks.addTask {
-                        for await reason in faults { throw PartFailure(part: part, reason: reason) }
-                    }
-                    try await tasks.next()
-                    tasks.cancelAll()
+/// One part of the config in a process of its own (`PartProcess`), started
+/// again when that process ends: after 1 s, then 2, 4 … up to 30 s (back to
+/// 1 s after a minute of good service). A crash there takes neither the
+/// other parts nor their state with it. At a graceful shutdown the process
+/// is stopped (SIGTERM, SIGKILL after ten seconds) or, at a reload, asked
+/// to hand its queues and sockets over.
+struct PartProcessService: Service {
+    let part: Part
+    let registry: Registry
+    let logger: Logger
+
+    func run() async throws {
+        var delay = Duration.seconds(1)
+        // What the program before a reload kept for this part.
+        var descriptors = Handover.take(prefixed: "\(part.rawValue)/")
+        defer { descriptors.forEach { close($0.fd) } }
+        while !Task.isShuttingDownGracefully {
+            if part == .dns64 {
+                // Answers send clients to the prefix: they go out once the
+                // translator serves it (make before break, also at boot). One
+                // that cannot start delays DNS64 by five seconds at most.
+                for _ in 0..<250 where registry.runs(.translator) && !registry.isServing(.translator) && !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: .milliseconds(20))
                 }
             }
-            return
-        } catch is CancellationError {
-            return
-        } catch {
-            guard restart else { throw error }
-            if ContinuousClock.now - began > .seconds(60) { delay = .seconds(1) }
-            registry.failed(part, "\(error.reason); restarting in \(delay.humanReadable)")
-            logger.error("\(part.rawValue) failed: \(error.reason); restarting in \(delay.humanReadable)")
+            let began = ContinuousClock.now
+            let reason: String
             do {
-                let wait = delay
-                try await cancelWhenGracefulShutdown { [wait] in try await Task.sleep(for: wait) }
+                let process = try PartProcess.spawn(part, config: registry.path, text: registry.text, capabilities: part.capabilityMask(registry.config),
+                                                descriptors: descriptors, registry: registry)
+                descriptors = []
+                registry.started(part, process)
+                let registry = registry
+                reason = await withGracefulShutdownHandler {
+                    await process.ended()
+                } onGracefulShutdown: {
+                    guard registry.restartPath == nil else { return process.handOver() }
+                    process.signal(SIGTERM)
+                    Task {
+                        try? await Task.sleep(for: .seconds(10))
+                        process.signal(SIGKILL)
+                    }
+                }
+                registry.started(part, nil)
+            } catch {
+                reason = "\(error)"
+            }
+            if Task.isShuttingDownGracefully { return }
+            if ContinuousClock.now - began > .seconds(60) { delay = .seconds(1) }
+            registry.failed(part, "\(reason); restarting in \(delay.humanReadable)")
+            logger.error("\(part.rawValue) failed: \(reason); restarting in \(delay.humanReadable)")
+            let wait = delay
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
             } catch {
                 return
             }

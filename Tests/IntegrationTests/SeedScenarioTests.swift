@@ -85,6 +85,10 @@ import Testing
         let reload = try runProduct("sixgatectl", ["reload", demo.config])
         #expect(reload.succeeded && reload.stdout.contains("sixgated restarts cleanly with \(demo.config)"), "\(reload)")
         #expect(demo.waitForReady(3, seconds: 15) == 3 && isAlive(daemon.pid), "\(daemon.errors)")
+        // The part processes after the reload read on from the TUN queues and
+        // the socket of the ones before: what arrived meanwhile was kept.
+        #expect(daemon.errors.contains("sixgated[translator]: taking over from before the reload: tun:sg-nat64 (")
+                && daemon.errors.contains("sixgated[6bed4]: taking over from before the reload: tun:sg-6bed4 (1), udp:198.51.100.1:25790 (1)"), "\(daemon.errors)")
         #expect(try demo.counters("translator")["pool_mappings"] == 1, "mapping kept")
         #expect(try demo.rig.run("c6", fetch).stdout.contains("hello from s4"))
         // A config file changed since is not reloaded this way, but applied.

@@ -55,12 +55,15 @@ public struct PartStatus: Codable, Sendable, Equatable {
     /// Lines that say what the part does, e.g. which datapath and why.
     public var detail: [String]
     public var counters: [String: Int]
+    /// The part's own process under `sixgated run`, while one runs.
+    public var pid: Int32?
 
-    public init(name: String, state: String, detail: [String] = [], counters: [String: Int] = [:]) {
+    public init(name: String, state: String, detail: [String] = [], counters: [String: Int] = [:], pid: Int32? = nil) {
         self.name = name
         self.state = state
         self.detail = detail
         self.counters = counters
+        self.pid = pid
     }
 
     /// A part's counters, from their names and values.
