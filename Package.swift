@@ -78,7 +78,7 @@ let package = Package(
         // (-sanitize=fuzzer,address -DFUZZING); built plainly, the binary
         // replays a corpus, which the tests run.
         .executableTarget(
-            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet"], path: "Tests/Fuzz",
+            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet", "TCBPF"], path: "Tests/Fuzz",
             exclude: ["Corpus", "README.md", "seeds.py", "lsan.supp", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 

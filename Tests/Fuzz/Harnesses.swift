@@ -9,7 +9,7 @@ import Translator
 /// and asserts what must hold of any answer (a translated packet fits its
 /// buffer, a decoded message encodes again).
 enum Harness: String, CaseIterable {
-    case engine, dns, dns64, sixbedfour, config, control
+    case engine, dns, dns64, sixbedfour, config, control, differential
 
     func run(_ data: UnsafeRawBufferPointer) {
         switch self {
@@ -19,6 +19,7 @@ enum Harness: String, CaseIterable {
         case .sixbedfour: Self.sixBedFour(data)
         case .config: _ = try? ConfigLoader.parse(String(decoding: data, as: UTF8.self), source: "fuzz.toml")
         case .control: _ = try? JSONDecoder().decode(ControlRequest.self, from: Data(data))
+        case .differential: Self.differential(data)
         }
     }
 

@@ -88,7 +88,18 @@ config = {
     'minimal': open(os.path.join(here, '../../examples/minimal.toml'), 'rb').read(),
 }
 control = {'status': b'{"command":"status"}', 'reload': b'{"command":"reload","config":"/etc/sixgate/sixgate.toml"}'}
-for harness, seeds, prefix in [('engine', engine, vnet), ('sixbedfour', sixbedfour, b''), ('dns', dns, b''), ('dns64', dns, b''),
+# The differential harness: no offload (3 zero bytes), and super-packets.
+differential = dict(engine)
+differential['gso-tcp6'] = b'\1\x05\x78' + ipv6(c6, s4in6, 6, l4_6(c6, s4in6, 6, struct.pack('!HHIIBBHHH', 40000, 80, 1, 0, 0x50, 0x18, 65535, 0, 0) + bytes(2800), 16))
+def udp4sum(src, dst, data, sport=53, dport=5000):
+    seg = struct.pack('!HHHH', sport, dport, 8 + len(data), 0) + data
+    c = csum(a4(src) + a4(dst) + struct.pack('!xBH', 17, len(seg)) + seg)
+    return seg[:6] + struct.pack('!H', c) + seg[8:]
+differential['udp4-sum'] = ipv4(s4, pool, 17, udp4sum(s4, pool, b'abcd'))
+differential['udp4-eam-sum'] = ipv4(c4, '203.0.113.3', 17, udp4sum(c4, '203.0.113.3', b'abcd'))
+differential['gso-udp4'] = b'\1\x00\x40' + ipv4(s4, pool, 17, struct.pack('!HHHH', 53, 5000, 8 + 640, 0) + bytes(640), flags=0)
+for harness, seeds, prefix in [('engine', engine, vnet), ('differential', {k: v for k, v in differential.items() if k.startswith('gso')}, b''),
+                               ('differential', {k: v for k, v in differential.items() if not k.startswith('gso')}, bytes(3)), ('sixbedfour', sixbedfour, b''), ('dns', dns, b''), ('dns64', dns, b''),
                                ('config', config, b''), ('control', control, b'')]:
     d = os.path.join(here, 'Corpus', harness)
     os.makedirs(d, exist_ok=True)
