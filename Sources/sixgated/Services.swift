@@ -67,8 +67,11 @@ func serve(_ config: Config, text: String, path: String, parts: [Part], control:
         if let metrics = config.controller.metrics {
             services.append(.init(service: MetricsService(endpoint: metrics, registry: registry), serviceName: "metrics"))
         }
-        // The router's counters, logged by the router's process.
-        onSignal(SIGUSR1) { _ in registry.process(of: .sixbedfour)?.signal(SIGUSR1) }
+        // The router's counters, logged by the router's process (once it
+        // serves: before, SIGUSR1 would end it).
+        onSignal(SIGUSR1) { _ in
+            if registry.isServing(.sixbedfour) { registry.process(of: .sixbedfour)?.signal(SIGUSR1) }
+        }
     }
     if let uplink {
         services.append(.init(service: UplinkService(channel: uplink, registry: registry), serviceName: "uplink"))

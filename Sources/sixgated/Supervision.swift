@@ -75,8 +75,7 @@ struct PartProcessService: Service {
                 reason = await withGracefulShutdownHandler {
                     await process.ended()
                 } onGracefulShutdown: {
-                    guard registry.restartPath == nil else { return process.handOver() }
-                    process.signal(SIGTERM)
+                    if registry.restartPath != nil { process.handOver() } else { process.signal(SIGTERM) }
                     Task {
                         try? await Task.sleep(for: .seconds(10))
                         process.signal(SIGKILL)

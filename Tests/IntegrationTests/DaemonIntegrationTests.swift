@@ -208,6 +208,10 @@ final class NotifySocket {
         #expect(kept == ["translator": netAdmin | bpf | perfmon, "dns64": netBindService, "6bed4": netAdmin],
                 "\(kept.mapValues { String($0, radix: 16) })\n\(daemon.errors)")
 
+        // SIGUSR1 to the daemon: the router's process logs its counters.
+        kill(daemon.pid, SIGUSR1)
+        try waitFor("sixgated[6bed4]: 6bed4 counters: ", in: daemon, seconds: 5)
+
         // DNS64's process crashes (SIGSEGV) while c6 pings s4 through the
         // translator and a 6bed4 peer out on the IPv4 side (in s4) pings s6
         // through the router: neither loses a packet, and DNS64 answers
