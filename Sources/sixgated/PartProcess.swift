@@ -40,7 +40,8 @@ final class PartProcess: Sendable {
     /// with only `capabilities` (`Part.capabilityMask`), handing it
     /// `descriptors` (what the previous program kept for this part at a
     /// reload). Its messages go to `registry`.
-    static func spawn(_ part: Part, config path: String, text: String, capabilities: String, descriptors: [(key: String, fd: Int32)], registry: Registry) throws(PartChannelError) -> PartProcess {
+    static func spawn(_ part: Part, config path: String, text: String, capabilities: String, descriptors: [(key: String, fd: Int32)],
+                      registry: Registry) throws(PartChannelError) -> PartProcess {
         let (ours, theirs) = try PartChannel.pair()
         // The part finds its channel at 3 and the descriptors from 4 on, in
         // order; dup2 to those numbers in the child must not overwrite a

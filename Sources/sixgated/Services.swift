@@ -46,10 +46,11 @@ extension Error {
 /// again.
 func serve(_ config: Config, text: String, path: String, parts: [Part], control: Bool, uplink: PartChannel?) async throws {
     let registry = Registry(parts, config: config, text: text, path: path, uplink: uplink)
+    // A part's process speaks for its part.
+    let log = Logger(label: uplink == nil ? "sixgated" : parts[0].rawValue)
     let inherited = Handover.inherited
     if !inherited.isEmpty {
-        let what = inherited.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
-        Logger(label: parts.count == 1 ? parts[0].rawValue : "sixgated").info("taking over from before the reload: \(what)")
+        log.info("taking over from before the reload: \(inherited.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))")
     }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = parts.map { part in
         let logger = Logger(label: part.rawValue)
@@ -92,10 +93,10 @@ func serve(_ config: Config, text: String, path: String, parts: [Part], control:
     do {
         try await group.run()
         if let path = registry.restartPath { reexecute(config: path, registry: registry) }
-        if let uplink, Handover.isArmed { handOver(to: uplink) }
+        if let uplink, Handover.isArmed { handOver(to: uplink, log: log) }
     } catch {
         let reason = "\(error)"
-        Logger(label: "sixgated").error("stopping: \(reason)")
+        log.error("stopping: \(reason)")
         uplink?.send(.failed(reason: error.reason))
         Systemd.notify("STATUS=failed: \(reason)")
         throw ExitCode(1)
@@ -105,12 +106,12 @@ func serve(_ config: Config, text: String, path: String, parts: [Part], control:
 /// A part process's last act at a reload: what its part kept open (TUN
 /// queues, sockets) goes to `sixgated run`, for the part process after the
 /// reload.
-func handOver(to uplink: PartChannel) {
+func handOver(to uplink: PartChannel, log: Logger) {
     let kept = Handover.passing()
     for start in stride(from: 0, to: kept.count, by: PartChannel.descriptorsPerMessage) {
         let chunk = kept[start..<min(start + PartChannel.descriptorsPerMessage, kept.count)]
         if !uplink.send(.handedOver(keys: chunk.map(\.key)), descriptors: chunk.map(\.fd)) {
-            Logger(label: "sixgated").error("cannot hand \(chunk.map(\.key).joined(separator: ", ")) over: \(String(cString: strerror(errno)))")
+            log.error("cannot hand \(chunk.map(\.key).joined(separator: ", ")) over: \(String(cString: strerror(errno)))")
         }
     }
     for d in kept { close(d.fd) }
