@@ -78,7 +78,8 @@ final class PartProcess: Sendable {
         let dropped: Set = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", Handover.variable, Registry.lastApplyVariable]
         let environment = ProcessInfo.processInfo.environment.filter { !dropped.contains($0.key) }.map { "\($0.key)=\($0.value)" }
             + (handedOver.isEmpty ? [] : ["\(Handover.variable)=\(handedOver.joined(separator: ","))"])
-        let argv: [UnsafeMutablePointer<CChar>?] = [exe, "part", part.rawValue, "--config", path, "--capabilities", capabilities].map { (w: String) in strdup(w) } + [nil]
+        let words = [exe, "part", part.rawValue, "--config", path, "--capabilities", capabilities]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { (w: String) in strdup(w) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { (w: String) in strdup(w) } + [nil]
         defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
