@@ -47,7 +47,7 @@ demo: build
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 10000000
 FUZZ_CHUNK ?= 500000
-FUZZ_TARGETS ?= engine dns dns64 sixbedfour config control differential
+FUZZ_TARGETS ?= engine dns dns64 sixbedfour config control differential mux
 fuzz: deps
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) build --product sixgate-fuzz -c release --build-path .build/fuzz \
 		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing -Xswiftc -use-ld=lld

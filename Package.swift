@@ -48,6 +48,8 @@ let package = Package(
             dependencies: ["Packet", "CNetlink", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink"]),
+        // The multiplexer's peeks at the first bytes of a connection (TLS server_name, HTTP Host) and its routes by name.
+        .target(name: "Mux"),
         .target(
             name: "Controller",
             dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
@@ -78,13 +80,14 @@ let package = Package(
         // (-sanitize=fuzzer,address -DFUZZING); built plainly, the binary
         // replays a corpus, which the tests run.
         .executableTarget(
-            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet", "TCBPF"], path: "Tests/Fuzz",
+            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet", "TCBPF", "Mux"], path: "Tests/Fuzz",
             exclude: ["Corpus", "README.md", "seeds.py", "lsan.supp", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
         // Test support: builds the DESIGN.md namespace topology for integration tests.
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
+        .testTarget(name: "MuxTests", dependencies: ["Mux"], exclude: ["openssl-hello.hex"]),
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),

@@ -1,6 +1,7 @@
 import Controller
 @testable import DNS64
 import Foundation
+@testable import Mux
 import Packet
 @testable import SixBedFour
 import Translator
@@ -9,7 +10,7 @@ import Translator
 /// and asserts what must hold of any answer (a translated packet fits its
 /// buffer, a decoded message encodes again).
 enum Harness: String, CaseIterable {
-    case engine, dns, dns64, sixbedfour, config, control, differential
+    case engine, dns, dns64, sixbedfour, config, control, differential, mux
 
     func run(_ data: UnsafeRawBufferPointer) {
         switch self {
@@ -20,6 +21,7 @@ enum Harness: String, CaseIterable {
         case .config: _ = try? ConfigLoader.parse(String(decoding: data, as: UTF8.self), source: "fuzz.toml")
         case .control: _ = try? JSONDecoder().decode(ControlRequest.self, from: Data(data))
         case .differential: Self.differential(data)
+        case .mux: Self.mux(data)
         }
     }
 
@@ -95,6 +97,15 @@ enum Harness: String, CaseIterable {
             _ = router.fromPeer(buffer, length: length, from: from, now: 1000)
         } else {
             _ = router.fromTUN(buffer, length: length, now: 1000)
+        }
+    }
+
+    /// The multiplexer's peeks, TLS and HTTP, on any first bytes: a name
+    /// they find is a host name as the routes compare them.
+    static func mux(_ data: UnsafeRawBufferPointer) {
+        let bytes = Array(data)
+        for peek in [ClientHello.peek(bytes), HTTPHost.peek(bytes)] {
+            if case .name(let n) = peek { precondition(HostName.normalized(n.utf8) == n, "a name the routes would not compare: \(n)") }
         }
     }
 }

@@ -98,7 +98,12 @@ def udp4sum(src, dst, data, sport=53, dport=5000):
 differential['udp4-sum'] = ipv4(s4, pool, 17, udp4sum(s4, pool, b'abcd'))
 differential['udp4-eam-sum'] = ipv4(c4, '203.0.113.3', 17, udp4sum(c4, '203.0.113.3', b'abcd'))
 differential['gso-udp4'] = b'\1\x00\x40' + ipv4(s4, pool, 17, struct.pack('!HHHH', 53, 5000, 8 + 640, 0) + bytes(640), flags=0)
-for harness, seeds, prefix in [('engine', engine, vnet), ('differential', {k: v for k, v in differential.items() if k.startswith('gso')}, b''),
+mux = {
+    'openssl-hello': bytes.fromhex(open(os.path.join(here, '../MuxTests/openssl-hello.hex')).read().replace('\n', '')),
+    'http': b'GET /index.html HTTP/1.1\r\nUser-Agent: curl\r\nHost: www.example.org:8080\r\nAccept: */*\r\n\r\n',
+    'http-absolute': b'GET http://other.example/x HTTP/1.1\r\nHost: www.example.org\r\n\r\n',
+}
+for harness, seeds, prefix in [('mux', mux, b''), ('engine', engine, vnet), ('differential', {k: v for k, v in differential.items() if k.startswith('gso')}, b''),
                                ('differential', {k: v for k, v in differential.items() if not k.startswith('gso')}, bytes(3)), ('sixbedfour', sixbedfour, b''), ('dns', dns, b''), ('dns64', dns, b''),
                                ('config', config, b''), ('control', control, b'')]:
     d = os.path.join(here, 'Corpus', harness)

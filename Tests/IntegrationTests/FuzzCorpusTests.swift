@@ -5,7 +5,7 @@ import Testing
 /// Every input the fuzzers were seeded with or ever crashed on runs through
 /// its harness on every `make test`: a crash once found stays fixed.
 @Suite struct FuzzCorpusTests {
-    @Test(arguments: ["engine", "dns", "dns64", "sixbedfour", "config", "control", "differential"])
+    @Test(arguments: ["engine", "dns", "dns64", "sixbedfour", "config", "control", "differential", "mux"])
     func theCorpusRunsWithoutACrash(harness: String) throws {
         let dir = repoRoot + "/Tests/Fuzz/Corpus/" + harness
         let inputs = try FileManager.default.contentsOfDirectory(atPath: dir).count
