@@ -49,7 +49,8 @@ let package = Package(
         ),
         .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink"]),
         // The multiplexer's peeks at the first bytes of a connection (TLS server_name, HTTP Host) and its routes by name.
-        .target(name: "Mux"),
+        .target(name: "CMux"),
+        .target(name: "Mux", dependencies: ["CMux", "Packet"]),
         .target(
             name: "Controller",
             dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
@@ -97,6 +98,6 @@ let package = Package(
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
         .target(name: "Demo", dependencies: ["NetnsRig"], path: "Tests/Demo"),
         .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "Tests/SixgateDemo"),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller", "Demo"], exclude: ["Fixtures"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller", "Demo", "Mux", "Packet"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,0 +1,85 @@
+import CMux
+import Glibc
+
+/// One client's connection through the multiplexer, owned by one loop
+/// thread: first the peek at its first bytes, then the connect to the
+/// backend from the client's translated address, then the relay both ways
+/// through a pipe each (splice: the bytes never enter this process).
+final class Connection {
+    enum Stage { case peeking, connecting, relaying }
+
+    /// One way of the relay: `from` → pipe → `to`.
+    struct Direction {
+        var pipeRead: Int32 = -1
+        var pipeWrite: Int32 = -1
+        /// Bytes in the pipe, not yet written on.
+        var queued = 0
+        /// The reading side has ended (EOF).
+        var ended = false
+        /// The writing side has been shut down after the end.
+        var shut = false
+    }
+
+    let slot: Int
+    let listener: Int
+    let client: Int32
+    let clientAddress: IPv4Parts
+    var backend: Int32 = -1
+    var stage = Stage.peeking
+    var peeked: [UInt8] = []
+    /// How much of `peeked` the backend has been sent.
+    var sent = 0
+    var route: String?
+    var up = Direction()
+    var down = Direction()
+    /// Monotonic milliseconds: when the peek must be done; the last byte moved.
+    var deadline: Int64
+    var lastActivity: Int64
+    /// The epoll interest each socket has now.
+    var clientInterest: UInt32 = 0
+    var backendInterest: UInt32 = 0
+
+    init(slot: Int, listener: Int, client: Int32, clientAddress: IPv4Parts, deadline: Int64, now: Int64) {
+        self.slot = slot
+        self.listener = listener
+        self.client = client
+        self.clientAddress = clientAddress
+        self.deadline = deadline
+        self.lastActivity = now
+    }
+
+    /// Opens the pipes of the relay; false when the system has none to give.
+    func openPipes() -> Bool {
+        for direction in [\Connection.up, \Connection.down] {
+            var fds: [Int32] = [0, 0]
+            guard sixgate_mux_pipe(&fds) == 0 else { return false }
+            self[keyPath: direction].pipeRead = fds[0]
+            self[keyPath: direction].pipeWrite = fds[1]
+            _ = sixgate_mux_pipe_size(fds[1], 1 << 18)
+        }
+        return true
+    }
+
+    /// Closes everything; `reset` sends the client a RST rather than a FIN.
+    func close(reset: Bool = false) {
+        if reset {
+            Self.reset(client)
+        } else {
+            Glibc.close(client)
+        }
+        for fd in [backend, up.pipeRead, up.pipeWrite, down.pipeRead, down.pipeWrite] where fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// Closes `fd` with a RST.
+    static func reset(_ fd: Int32) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        Glibc.close(fd)
+    }
+}
+
+/// An IPv4 address and port as accept(2) gives them, in host order.
+struct IPv4Parts {
+    let address: UInt32
+    let port: UInt16
+}

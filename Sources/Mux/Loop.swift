@@ -1,0 +1,319 @@
+import CMux
+import Glibc
+import Packet
+import Synchronization
+
+/// One thread of the multiplexer: its own listening sockets (SO_REUSEPORT
+/// spreads new connections over the threads), its own epoll and the
+/// connections it accepted, from the peek to the end of the relay.
+final class Loop: @unchecked Sendable {
+    private let settings: MuxSettings
+    private let epoll: Int32
+    private let wake: Int32
+    private var listeners: [Int32] = []
+    private var slots: [Connection?] = []
+    private var free: [Int] = []
+    private var scratch = [UInt8](repeating: 0, count: 4096)
+    /// Open connections over every loop, against `maxConnections`.
+    private let open: OpenCount
+    let counters: Mutex<[MuxListenerCounters]>
+
+    private static let listenerToken: UInt64 = 1 << 62
+    private static let wakeToken: UInt64 = 1 << 63
+    private static let chunk = 1 << 18
+
+    init(settings: MuxSettings, open: OpenCount) throws(MuxError) {
+        self.settings = settings
+        self.open = open
+        counters = Mutex([MuxListenerCounters](repeating: MuxListenerCounters(), count: settings.listeners.count))
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wake = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard epoll >= 0, wake >= 0 else { throw MuxError(what: "epoll", code: errno) }
+        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, wake, UInt32(EPOLLIN.rawValue), Self.wakeToken)
+        for (i, l) in settings.listeners.enumerated() {
+            let fd = try Self.listen(l.listen)
+            listeners.append(fd)
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, UInt32(EPOLLIN.rawValue), Self.listenerToken | UInt64(i))
+        }
+    }
+
+    /// A listening IPv4 socket; IP_FREEBIND lets it bind before the
+    /// address is up.
+    static func listen(_ endpoint: IPEndpoint) throws(MuxError) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw MuxError(what: "socket for \(endpoint)", code: errno) }
+        var on: Int32 = 1
+        for option in [SO_REUSEADDR, SO_REUSEPORT] { _ = setsockopt(fd, SOL_SOCKET, option, &on, 4) }
+        _ = setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &on, 4)
+        var storage = sockaddr_storage()
+        let length = endpoint.write(into: &storage)
+        let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, Glibc.listen(fd, 1024) == 0 else {
+            let code = errno
+            close(fd)
+            throw MuxError(what: "listen on \(endpoint)", code: code)
+        }
+        return fd
+    }
+
+    func stop() {
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
+    }
+
+    /// Serves until `stop`, then closes everything.
+    func run() {
+        var tokens = [UInt64](repeating: 0, count: 256)
+        var events = [UInt32](repeating: 0, count: 256)
+        var lastSweep = Self.now()
+        running: while true {
+            let n = sixgate_mux_epoll_wait(epoll, &tokens, &events, 256, 250)
+            if n < 0, errno != EINTR { break }
+            for i in 0..<max(0, Int(n)) {
+                let token = tokens[i]
+                if token == Self.wakeToken { break running }
+                if token & Self.listenerToken != 0 {
+                    accept(listener: Int(token & 0xFFFF))
+                } else if let c = slots[Int(token >> 1)] {
+                    handle(c, backendSide: token & 1 == 1, events: events[i])
+                }
+            }
+            let now = Self.now()
+            if now - lastSweep >= 250 {
+                sweep(now: now)
+                lastSweep = now
+            }
+        }
+        for c in slots.compactMap({ $0 }) { finish(c) }
+        for fd in listeners + [epoll, wake] { close(fd) }
+    }
+
+    static func now() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        let c = d.components
+        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+    }
+
+    private func count(_ listener: Int, _ change: (inout MuxListenerCounters) -> Void) {
+        counters.withLock { change(&$0[listener]) }
+    }
+
+    private func accept(listener: Int) {
+        while true {
+            var address: UInt32 = 0, port: UInt16 = 0
+            let fd = sixgate_mux_accept(listeners[listener], &address, &port)
+            guard fd >= 0 else { return }
+            guard open.value.wrappingAdd(1, ordering: .relaxed).newValue <= settings.maxConnections else {
+                open.value.wrappingSubtract(1, ordering: .relaxed)
+                count(listener) { $0.overLimit += 1 }
+                Connection.reset(fd)
+                continue
+            }
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+            let slot = free.popLast() ?? { slots.append(nil); return slots.count - 1 }()
+            let now = Self.now()
+            let c = Connection(slot: slot, listener: listener, client: fd,
+                               clientAddress: IPv4Parts(address: address, port: port),
+                               deadline: now + Self.milliseconds(settings.peekTimeout), now: now)
+            slots[slot] = c
+            let peeks = settings.listeners[listener].kind != .tcp
+            c.clientInterest = peeks ? UInt32(EPOLLIN.rawValue) : 0
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, c.clientInterest, UInt64(slot) << 1)
+            if !peeks { choose(c, settings.listeners[listener].routes.backend(for: nil)) }
+        }
+    }
+
+    private func handle(_ c: Connection, backendSide: Bool, events: UInt32) {
+        switch c.stage {
+        case .peeking:
+            peek(c)
+        case .connecting where !backendSide:
+            // Only a hang-up: the client is not read meanwhile.
+            finish(c)
+        case .connecting:
+            connected(c)
+        case .relaying:
+            if c.sent < c.peeked.count { flush(c) }
+            if c.stage == .relaying, c.sent == c.peeked.count { relay(c) }
+        }
+    }
+
+    private func peek(_ c: Connection) {
+        let room = min(settings.maxPeek - c.peeked.count, scratch.count)
+        let n = recv(c.client, &scratch, room, 0)
+        if n < 0, errno == EAGAIN || errno == EINTR { return }
+        guard n > 0 else { return finish(c) }
+        c.peeked += scratch[0..<n]
+        let listener = settings.listeners[c.listener]
+        let peek = listener.kind == .tlsSNI ? ClientHello.peek(c.peeked) : HTTPHost.peek(c.peeked)
+        switch peek {
+        case .incomplete where c.peeked.count >= settings.maxPeek, .invalid:
+            count(c.listener) { $0.invalid += 1 }
+            finish(c, reset: true)
+        case .incomplete:
+            return
+        case .name(let name):
+            choose(c, listener.routes.backend(for: name))
+        case .noName:
+            choose(c, listener.routes.backend(for: nil))
+        }
+    }
+
+    /// Connects to `backend` from the client's address under the prefix, or
+    /// resets the client when no route takes it.
+    private func choose(_ c: Connection, _ backend: MuxBackend?) {
+        guard let backend else {
+            count(c.listener) { $0.noMatch += 1 }
+            return finish(c, reset: true)
+        }
+        c.route = backend.route
+        count(c.listener) { $0.routes[backend.route, default: MuxRouteCounters()].connections += 1 }
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return backendFailed(c) }
+        c.backend = fd
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
+        let source = IPEndpoint(address: .v6(settings.prefix.embed(IPv4Address(rawValue: c.clientAddress.address))), port: 0)
+        var from = sockaddr_storage(), to = sockaddr_storage()
+        let fromLength = source.write(into: &from), toLength = backend.endpoint.write(into: &to)
+        guard sixgate_mux_transparent6(fd) == 0,
+              withUnsafePointer(to: &from, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, fromLength) } }) == 0
+        else { return backendFailed(c) }
+        let rc = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, toLength) } }
+        guard rc == 0 || errno == EINPROGRESS else { return backendFailed(c) }
+        c.stage = .connecting
+        c.deadline = Self.now() + Self.milliseconds(settings.peekTimeout)
+        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, 0, UInt64(c.slot) << 1 | 1)
+        interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue))
+    }
+
+    private func connected(_ c: Connection) {
+        var error: Int32 = 0
+        var length = socklen_t(4)
+        guard getsockopt(c.backend, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error == 0 else { return backendFailed(c) }
+        guard c.openPipes() else { return backendFailed(c) }
+        c.stage = .relaying
+        c.lastActivity = Self.now()
+        flush(c)
+        if c.stage == .relaying, c.sent == c.peeked.count { relay(c) }
+    }
+
+    /// Sends the backend what the peek read.
+    private func flush(_ c: Connection) {
+        let n = c.peeked[c.sent...].withUnsafeBytes { send(c.backend, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if n < 0 {
+            if errno == EAGAIN || errno == EINTR { return interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue)) }
+            return finish(c)
+        }
+        c.sent += n
+        count(c.listener) { $0.routes[c.route ?? "", default: MuxRouteCounters()].bytesUp += n }
+        if c.sent < c.peeked.count { interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue)) }
+    }
+
+    /// Moves what can move both ways, then waits for what it must.
+    private func relay(_ c: Connection) {
+        guard let up = pump(c, \.up, from: c.client, to: c.backend), let down = pump(c, \.down, from: c.backend, to: c.client) else {
+            return finish(c)
+        }
+        if up + down > 0 {
+            c.lastActivity = Self.now()
+            count(c.listener) {
+                $0.routes[c.route ?? "", default: MuxRouteCounters()].bytesUp += up
+                $0.routes[c.route ?? "", default: MuxRouteCounters()].bytesDown += down
+            }
+        }
+        if c.up.shut && c.down.shut { return finish(c) }
+        let inn = UInt32(EPOLLIN.rawValue), out = UInt32(EPOLLOUT.rawValue)
+        interest(c, client: (c.up.ended || c.up.queued > 0 ? 0 : inn) | (c.down.queued > 0 ? out : 0),
+                 backend: (c.down.ended || c.down.queued > 0 ? 0 : inn) | (c.up.queued > 0 ? out : 0))
+    }
+
+    /// One way: empties the pipe into `to`, refills it from `from`, until
+    /// either would wait; the bytes read, or nil when the connection broke.
+    private func pump(_ c: Connection, _ way: ReferenceWritableKeyPath<Connection, Connection.Direction>, from: Int32, to: Int32) -> Int? {
+        var moved = 0
+        while true {
+            if c[keyPath: way].queued > 0 {
+                let n = sixgate_mux_splice(c[keyPath: way].pipeRead, to, c[keyPath: way].queued)
+                if n < 0 { return errno == EAGAIN ? moved : nil }
+                c[keyPath: way].queued -= n
+                continue
+            }
+            if c[keyPath: way].ended {
+                if !c[keyPath: way].shut {
+                    _ = shutdown(to, Int32(SHUT_WR))
+                    c[keyPath: way].shut = true
+                }
+                return moved
+            }
+            let n = sixgate_mux_splice(from, c[keyPath: way].pipeWrite, Self.chunk)
+            if n < 0 { return errno == EAGAIN ? moved : nil }
+            if n == 0 {
+                c[keyPath: way].ended = true
+                continue
+            }
+            c[keyPath: way].queued += n
+            moved += n
+        }
+    }
+
+    private func backendFailed(_ c: Connection) {
+        count(c.listener) { $0.routes[c.route ?? "", default: MuxRouteCounters()].backendFailures += 1 }
+        finish(c, reset: true)
+    }
+
+    private func interest(_ c: Connection, client: UInt32, backend: UInt32) {
+        if client != c.clientInterest {
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.client, client, UInt64(c.slot) << 1)
+            c.clientInterest = client
+        }
+        if c.backend >= 0, backend != c.backendInterest {
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.backend, backend, UInt64(c.slot) << 1 | 1)
+            c.backendInterest = backend
+        }
+    }
+
+    /// Closes what peeks too long, connects too long or idles too long.
+    private func sweep(now: Int64) {
+        let idle = Self.milliseconds(settings.idleTimeout)
+        for case let c? in slots {
+            switch c.stage {
+            case .peeking where now > c.deadline:
+                count(c.listener) { $0.peekTimeouts += 1 }
+                finish(c, reset: true)
+            case .connecting where now > c.deadline:
+                backendFailed(c)
+            case .relaying where now - c.lastActivity > idle:
+                count(c.listener) { $0.idleClosed += 1 }
+                finish(c, reset: true)
+            default:
+                break
+            }
+        }
+    }
+
+    private func finish(_ c: Connection, reset: Bool = false) {
+        // Closing a descriptor removes it from the epoll set.
+        c.close(reset: reset)
+        slots[c.slot] = nil
+        free.append(c.slot)
+        open.value.wrappingSubtract(1, ordering: .relaxed)
+    }
+}
+
+/// Connections open over every loop.
+final class OpenCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+public struct MuxError: Error, CustomStringConvertible {
+    public let what: String
+    public let code: Int32
+    public var description: String { "\(what): \(String(cString: strerror(code)))" }
+}

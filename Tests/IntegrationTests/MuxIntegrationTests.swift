@@ -1,0 +1,155 @@
+import Controller
+import Foundation
+import Glibc
+import Mux
+import NetnsRig
+import Packet
+import Testing
+
+/// The multiplexer's datapath, run in gw: c4 (IPv4 only) reaches three HTTPS
+/// sites and two HTTP sites in s6 (IPv6 only) on one IPv4 address, chosen by
+/// the TLS server_name, the HTTP Host and the port; each backend sees the
+/// client as prefix::c4. The kernel state that brings the backends' answers
+/// back to the multiplexer's transparent sockets (a local route, the socket
+/// match in nftables, a policy rule) is made here by hand.
+@Suite(.serialized) struct MuxIntegrationTests {
+    static let mux = "203.0.113.20"
+    static let c4in6 = "2001:db8:64::c633:6402"
+    static let sites = [("www.example.com", "2001:db8:2::10"), ("mail.example.com", "2001:db8:2::11"), ("shop.example.net", "2001:db8:2::12")]
+
+    /// An HTTPS (with `cert`) or HTTP server on [address]:port that answers
+    /// every GET with its name and the client's address, or serves `dir`.
+    static let server = """
+        import http.server, socket, ssl, sys
+        address, port, name, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+        class H(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith('/blob'):
+                    return super().do_GET()
+                body = (name + ' ' + self.client_address[0] + '\\n').encode()
+                self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+        class S(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+        s = S((address, port), lambda *a: H(*a, directory=sys.argv[6] if len(sys.argv) > 6 else '.'))
+        if cert != '-':
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+            s.socket = ctx.wrap_socket(s.socket, server_side=True)
+        print('listening', file=sys.stderr, flush=True)
+        s.serve_forever()
+        """
+
+    func backend(_ rig: NetnsRig, _ address: String, _ port: Int, name: String, tls: Bool, dir: String = ".") throws -> NetnsRig.Process {
+        let cert = rig.scratch + "/\(name).crt", key = rig.scratch + "/\(name).key"
+        if tls {
+            try rig.checked("s6", ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                                   "-subj", "/CN=\(name)", "-addext", "subjectAltName=DNS:\(name)", "-keyout", key, "-out", cert])
+        }
+        let p = try rig.start("s6", ["python3", "-c", Self.server, address, "\(port)", name, tls ? cert : "-", tls ? key : "-", dir], name: "site-\(name)-\(port)")
+        try waitFor("listening", in: p)
+        return p
+    }
+
+    func endpoint(_ text: String) -> IPEndpoint { IPEndpoint(address: IPAddress(text.split(separator: "]").first.map { String($0.dropFirst()) } ?? "")!, port: UInt16(text.split(separator: ":").last!)!) }
+
+    @Test func oneIPv4AddressManyIPv6Sites() throws {
+        let rig = try NetnsRig(links: [
+            .init(host: "c4", gatewayInterface: "c4", hostAddresses: ["198.51.100.2/24"], gatewayAddresses: ["198.51.100.1/24"]),
+            .init(host: "s6", gatewayInterface: "s6", hostAddresses: ["2001:db8:2::2/64"], gatewayAddresses: ["2001:db8:2::1/64"]),
+        ])
+        defer { rig.teardown() }
+        for (_, address) in Self.sites { try rig.checked("s6", ["ip", "addr", "add", address + "/64", "dev", "eth0", "nodad"]) }
+        try rig.checked("gw", ["ip", "addr", "add", Self.mux + "/32", "dev", "lo"])
+        try rig.checked("gw", ["nft", "add table inet muxtest; add chain inet muxtest pre { type filter hook prerouting priority mangle; };"
+                               + " add rule inet muxtest pre meta l4proto tcp socket transparent 1 meta mark set 0x6b"])
+        try rig.checked("gw", ["ip", "-6", "rule", "add", "fwmark", "0x6b", "lookup", "100"])
+        try rig.checked("gw", ["ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100"])
+
+        var servers: [NetnsRig.Process] = []
+        for (name, address) in Self.sites { servers.append(try backend(rig, address, 443, name: name, tls: true)) }
+        let (dir, sha) = try rig.blob(size: 100 << 20)
+        servers.append(try backend(rig, "2001:db8:2::10", 80, name: "www.example.com", tls: false, dir: dir))
+        servers.append(try backend(rig, "2001:db8:2::11", 80, name: "mail.example.com", tls: false))
+        servers.append(try backend(rig, "2001:db8:2::12", 8000, name: "xmpp", tls: false))
+        defer { servers.forEach(rig.stop) }
+
+        func routes(_ pairs: [(String, String)]) -> NameRoutes<MuxBackend> {
+            NameRoutes(pairs.map { ($0.0, MuxBackend(route: $0.0, endpoint: endpoint($0.1))) })
+        }
+        let settings = MuxSettings(listeners: [
+            MuxListener(listen: IPEndpoint(address: IPAddress(Self.mux)!, port: 443), kind: .tlsSNI,
+                        routes: routes(Self.sites.map { ($0.0, "[\($0.1)]:443") })),
+            MuxListener(listen: IPEndpoint(address: IPAddress(Self.mux)!, port: 80), kind: .httpHost,
+                        routes: routes([("www.example.com", "[2001:db8:2::10]:80"), ("*.example.com", "[2001:db8:2::11]:80")])),
+            MuxListener(listen: IPEndpoint(address: IPAddress(Self.mux)!, port: 5222), kind: .tcp,
+                        routes: NameRoutes([], fallback: MuxBackend(route: "default", endpoint: endpoint("[2001:db8:2::12]:8000")))),
+        ], prefix: try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")), peekTimeout: .seconds(2), threads: 2)
+        let proxy = try NetworkNamespace.run(in: rig.ns("gw")) { () throws(MuxError) -> MuxProxy in
+            let p = try MuxProxy(settings: settings)
+            p.start()
+            return p
+        }
+        defer { proxy.stop() }
+
+        // Three HTTPS sites on one address and port, each from its own backend,
+        // which sees the client as prefix::c4; TLS end to end (curl checks each certificate).
+        for (name, _) in Self.sites {
+            let r = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "--cacert", rig.scratch + "/\(name).crt", "--resolve", "\(name):443:\(Self.mux)", "https://\(name)/"])
+            #expect(r.succeeded && r.stdout == "\(name) \(Self.c4in6)\n", "\(r)")
+        }
+        // By Host, a wildcard route too; and a port alone.
+        let http = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "-H", "Host: webmail.example.com", "http://\(Self.mux)/"])
+        #expect(http.stdout == "mail.example.com \(Self.c4in6)\n", "\(http)")
+        let tcp = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "http://\(Self.mux):5222/"])
+        #expect(tcp.stdout == "xmpp \(Self.c4in6)\n", "\(tcp)")
+        // A name no route takes, with no default: reset.
+        let unknown = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "-k", "--resolve", "other.example.org:443:\(Self.mux)", "https://other.example.org/"])
+        #expect(!unknown.succeeded, "\(unknown)")
+
+        // A ClientHello in three segments, with pauses between them, is routed.
+        let split = """
+            import socket, sys, time
+            hello = bytes.fromhex(open(sys.argv[1]).read().replace('\\n', ''))
+            s = socket.create_connection(('\(Self.mux)', 443), timeout=5)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for part in (hello[:7], hello[7:120], hello[120:]):
+                s.send(part); time.sleep(0.3)
+            reply = s.recv(5)
+            sys.exit(0 if reply[:1] == b'\\x16' else 1)
+            """
+        let hello = repoRoot + "/Tests/MuxTests/openssl-hello.hex"
+        #expect(try rig.run("c4", ["python3", "-c", split, hello]).succeeded, "the backend's ServerHello came back")
+
+        // Slowloris, junk and an oversized head are closed and counted; 1,000
+        // idle connections do not keep a new client from being served.
+        let abuse = """
+            import resource, socket, sys, time
+            resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+            idle = [socket.create_connection(('\(Self.mux)', 443), timeout=5) for _ in range(1000)]
+            slow = socket.create_connection(('\(Self.mux)', 443), timeout=5)
+            junk = socket.create_connection(('\(Self.mux)', 443), timeout=5); junk.send(b'SSH-2.0-OpenSSH_9.2\\r\\n')
+            big = socket.create_connection(('\(Self.mux)', 80), timeout=5); big.send(b'GET / HTTP/1.1\\r\\nX: ' + b'a' * 20000)
+            print('open', file=sys.stderr, flush=True)
+            for b in b'\\x16\\x03\\x01\\x01\\x3c\\x01':
+                try:
+                    slow.send(bytes([b])); time.sleep(0.5)
+                except OSError:
+                    break
+            time.sleep(3)
+            """
+        let abuser = try rig.start("c4", ["python3", "-c", abuse], name: "abuse")
+        try waitFor("open", in: abuser, seconds: 20)
+        let served = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "--cacert", rig.scratch + "/www.example.com.crt", "--resolve", "www.example.com:443:\(Self.mux)",
+                                        "https://www.example.com/"])
+        #expect(served.succeeded && proxy.connections >= 1000, "\(served) with \(proxy.connections) open")
+        _ = Spawn.wait(abuser.pid, timeout: .seconds(20))
+        let counted = proxy.counters
+        #expect(counted[0].invalid >= 1 && counted[1].invalid >= 1, "junk and the oversized head: \(counted)")
+        #expect(counted[0].peekTimeouts >= 1000, "the slow and the idle ones: \(counted)")
+        #expect(counted[0].noMatch == 1 && counted[0].routes["www.example.com"]?.connections == 3, "\(counted)")
+
+        // 100 MB through the multiplexer, whole.
+        let fetched = try rig.run("c4", ["sh", "-c", "curl -sS --max-time 60 -H 'Host: www.example.com' http://\(Self.mux)/blob | sha256sum"], timeout: .seconds(90))
+        #expect(fetched.stdout.hasPrefix(sha), "\(fetched)")
+        #expect((proxy.counters[1].routes["www.example.com"]?.bytesDown ?? 0) > 100 << 20)
+    }
+}
