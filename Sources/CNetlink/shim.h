@@ -30,6 +30,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
+#include <netlink/route/rule.h>
 
 #include <sys/syscall.h>
 #include <unistd.h>

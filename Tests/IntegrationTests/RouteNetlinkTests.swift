@@ -112,6 +112,35 @@ import Testing
         #expect(again?.description.contains("2001:db8:64::/96") == true, "\(String(describing: again))")
     }
 
+    /// The multiplexer's policy routing: a rule by mark and a local route in
+    /// a table of its own, listed and deleted by protocol only.
+    @Test func addsListsAndDeletesOwnRulesAndLocalRoutes() throws {
+        let rig = try NetnsRig.standard()
+        defer { rig.teardown() }
+        let nl = try RouteNetlink(namespace: rig.ns("gw"))
+        let rule = OwnedRule(ipv6: true, mark: 0x6b, table: 100, priority: 100)
+        let local = OwnedLocalRoute(destination: try IPPrefix.parse("::/0"), table: 100)
+        try nl.addRule(rule, protocol: Self.proto)
+        try nl.addLocalRoute(local, protocol: Self.proto)
+        let rules = try ip(rig, ["-N", "-6", "rule", "show"]), table = try ip(rig, ["-N", "-6", "route", "show", "table", "100"])
+        #expect(rules.contains("100:\tfrom all fwmark 0x6b lookup 100 proto 164"), "\(rules)")
+        #expect(table.contains("2 default dev lo proto 164"), "RTN_LOCAL (2): \(table)")
+
+        // Another owner's rule and local route, in the same table.
+        try rig.checked("gw", ["ip", "-6", "rule", "add", "fwmark", "0x6c", "lookup", "100", "priority", "101"])
+        try rig.checked("gw", ["ip", "-6", "route", "add", "local", "2001:db8:9::/48", "dev", "lo", "table", "100"])
+        #expect(try nl.rules(protocol: Self.proto) == [rule])
+        #expect(try nl.localRoutes(table: 100, protocol: Self.proto) == [local])
+        let duplicate = #expect(throws: SystemError.self) { try nl.addRule(rule, protocol: Self.proto) }
+        #expect(duplicate?.code == EEXIST, "\(String(describing: duplicate))")
+
+        try nl.deleteRule(rule, protocol: Self.proto)
+        try nl.deleteLocalRoute(local, protocol: Self.proto)
+        #expect(try nl.rules(protocol: Self.proto).isEmpty && nl.localRoutes(table: 100, protocol: Self.proto).isEmpty)
+        #expect(try ip(rig, ["-6", "rule", "show"]).contains("fwmark 0x6c lookup 100"), "the other owner's rule stays")
+        #expect(try ip(rig, ["-6", "route", "show", "table", "100"]).contains("local 2001:db8:9::/48 dev lo"), "the other owner's route stays")
+    }
+
     @Test func addsListsAndDeletesAddressesWithoutDAD() throws {
         let rig = try NetnsRig.standard()
         defer { rig.teardown() }

@@ -192,7 +192,7 @@ public final class RouteNetlink {
         return built
     }
 
-    private func prefix(of addr: OpaquePointer?) -> IPPrefix? {
+    func prefix(of addr: OpaquePointer?) -> IPPrefix? {
         guard let addr else { return nil }
         let length = Int(nl_addr_get_prefixlen(addr))
         switch nl_addr_get_family(addr) {
