@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Mux", dependencies: ["CMux", "Packet"]),
         .target(
             name: "Controller",
-            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "CNetlink", "TOMLKit"]
+            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "TOMLKit"]
         ),
         .executableTarget(
             name: "sixgatectl",
@@ -62,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "sixgated",
             dependencies: [
-                "Controller", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", .product(name: "NIOPosix", package: "swift-nio"),
+                "Controller", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", "Mux", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -98,6 +98,6 @@ let package = Package(
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
         .target(name: "Demo", dependencies: ["NetnsRig"], path: "Tests/Demo"),
         .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "Tests/SixgateDemo"),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller", "Demo", "Mux", "Packet"], exclude: ["Fixtures"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller", "Demo"], exclude: ["Fixtures"]),
     ]
 )

@@ -20,6 +20,9 @@ public struct NameRoutes<Backend: Sendable>: Sendable {
         self.fallback = fallback
     }
 
+    /// Names routed, exact and wildcard.
+    public var count: Int { exact.count + wildcards.count }
+
     /// The backend for `name` (already normalized: `HostName`); the default
     /// for a connection that names none (nil).
     public func backend(for name: String?) -> Backend? {

@@ -15,8 +15,8 @@ public enum Peek: Equatable, Sendable {
 /// Host names as the routes compare them: DNS letters, digits, hyphens and
 /// dots (underscores too, which some services use), 253 characters at most,
 /// lowercased, a trailing dot removed.
-enum HostName {
-    static func normalized<C: Collection>(_ bytes: C) -> String? where C.Element == UInt8 {
+public enum HostName {
+    public static func normalized<C: Collection>(_ bytes: C) -> String? where C.Element == UInt8 {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         for b in bytes {

@@ -11,7 +11,7 @@ struct PartCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "part", abstract: "A part of `sixgated run` in its own process.", shouldDisplay: false)
 
-    @Argument(help: "translator, dns64 or 6bed4.") var name: String
+    @Argument(help: "translator, dns64, 6bed4 or mux.") var name: String
     @OptionGroup var options: DaemonOptions
     /// Read before main, where they are dropped (CProcess): this is for the parser.
     @Option(help: "The capabilities it keeps, a bit each (hexadecimal).") var capabilities = "0"
@@ -59,6 +59,9 @@ extension Part {
             return c.dns64Settings.listen.contains { $0.port < 1024 } ? [.netBindService] : []
         case .sixbedfour:
             return [.netAdmin] + ((c.sixBedFourSettings?.endpoint.port ?? 0) < 1024 ? [.netBindService] : [])
+        case .mux:
+            // Transparent sockets (IPV6_TRANSPARENT) need CAP_NET_ADMIN.
+            return [.netAdmin] + (c.mux.contains { $0.listen.port < 1024 } ? [.netBindService] : [])
         }
     }
 }

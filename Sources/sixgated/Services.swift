@@ -6,6 +6,7 @@ import Dispatch
 import Foundation
 import Glibc
 import Logging
+import Mux
 import NIOPosix
 import Packet
 import ServiceLifecycle
@@ -19,6 +20,7 @@ enum Part: String, CaseIterable, Sendable {
     case translator
     case dns64
     case sixbedfour = "6bed4"
+    case mux
 }
 
 /// A part that cannot start, or stopped serving: the whole daemon restarts
@@ -145,6 +147,7 @@ struct PartService: Service {
         case .translator: translator()
         case .dns64: dns64()
         case .sixbedfour: try sixBedFour()
+        case .mux: mux()
         }
         do {
             try await cancelWhenGracefulShutdown(once)
@@ -325,3 +328,41 @@ final class QueryRate: Sendable {
     }
 }
 
+extension PartService {
+    /// The multiplexer: its listeners bound (failing the part, saying which,
+    /// when one cannot be), then its threads serve until a graceful shutdown.
+    func mux() -> @Sendable () async throws -> Void {
+        let settings = config.muxSettings, logger = logger, registry = registry
+        return {
+            let proxy: MuxProxy
+            do {
+                proxy = try MuxProxy(settings: settings)
+            } catch {
+                throw PartFailure(part: .mux, reason: "\(error)")
+            }
+            proxy.start()
+            defer { proxy.stop() }
+            let listeners = settings.listeners.map { "\($0.listen) (\($0.kind.rawValue), \($0.routes.count) route(s))" }.joined(separator: ", ")
+            logger.info("mux ready on \(listeners), backends see clients under \(settings.prefix)")
+            registry.serving(.mux, detail: ["listens on \(listeners)", "backends see clients under \(settings.prefix), \(settings.threads) thread(s)"]) {
+                var counters = ["connections_open": proxy.connections]
+                for (listener, c) in zip(settings.listeners, proxy.counters) {
+                    let l = "\(listener.listen)"
+                    for (key, value) in [("no_match", c.noMatch), ("peek_timeouts", c.peekTimeouts), ("invalid", c.invalid),
+                                         ("over_limit", c.overLimit), ("idle_closed", c.idleClosed)] {
+                        counters["\(l) \(key)"] = value
+                    }
+                    for (route, r) in c.routes {
+                        for (key, value) in [("connections", r.connections), ("bytes_up", r.bytesUp), ("bytes_down", r.bytesDown),
+                                             ("backend_failures", r.backendFailures)] {
+                            counters["\(l) \(route) \(key)"] = value
+                        }
+                    }
+                }
+                return counters
+            }
+            try? await gracefulShutdown()
+            logger.info("mux stopping; \(proxy.connections) connection(s) open")
+        }
+    }
+}

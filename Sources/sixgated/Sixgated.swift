@@ -18,7 +18,7 @@ struct Sixgated: AsyncParsableCommand {
         commandName: "sixgated",
         abstract: "The sixgate daemon: NAT64 translator, DNS64 and 6bed4 router from one config.",
         version: SixgateVersion.string,
-        subcommands: [Run.self, Translate.self, DNS64Command.self, SixBedFourCommand.self, PartCommand.self]
+        subcommands: [Run.self, Translate.self, DNS64Command.self, SixBedFourCommand.self, MuxCommand.self, PartCommand.self]
     )
 }
 
@@ -43,6 +43,7 @@ struct DaemonOptions: ParsableArguments {
             case .translator: c.nat64.enabled
             case .dns64: c.dns64.enabled
             case .sixbedfour: c.sixbedfour.enabled
+            case .mux: !c.mux.isEmpty
             }
         }
         let chosen = parts ?? enabled
@@ -64,6 +65,7 @@ extension Part {
         case .translator: "nat64.enabled"
         case .dns64: "dns64.enabled"
         case .sixbedfour: "sixbedfour.enabled"
+        case .mux: "[[mux]]"
         }
     }
 }
@@ -128,6 +130,22 @@ struct SixBedFourCommand: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws { try await options.serve([.sixbedfour], command: "6bed4") }
+}
+
+struct MuxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mux",
+        abstract: "Run only the multiplexer of the config ([[mux]]).",
+        discussion: """
+            It accepts connections on each [[mux]] listen address, reads the name each is for (TLS server_name, HTTP Host), \
+            and connects to its backend from the client's address under the prefix, through a transparent socket; \
+            `sixgatectl apply` makes the addresses local and the rule and route that bring the backends' answers back to it.
+            """
+    )
+
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws { try await options.serve([.mux], command: "mux") }
 }
 
 /// A server's descriptors: DNS64's TCP connections (up to its limit, and

@@ -32,6 +32,26 @@ struct CheckMessagesTests {
         #expect(p.first?.problem == "\"\(String(repeating: "x", count: 40))…\" (5000 characters) is not a valid address", "\(p)")
     }
 
+    /// A [[mux]] is refused with the key to change: an address the
+    /// translator uses, a tcp entry without its backend, a name twice, a
+    /// backend that is not IPv6, a malformed wildcard.
+    @Test func badMultiplexersAreNamed() {
+        let nat = "[nat64]\npool4 = \"192.0.2.128/25\"\n"
+        let pooled = problems(Self.base + nat + "[[mux]]\nlisten = \"192.0.2.130:443\"\nkind = \"tls-sni\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"[2001:db8:2::1]:443\"\n")
+        #expect(pooled.map(\.key) == ["mux[0].listen"] && pooled.first?.problem == "192.0.2.130 is in the dynamic pool 192.0.2.128/25", "\(pooled)")
+        let tcp = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20:5222\"\nkind = \"tcp\"\n")
+        #expect(tcp.map(\.problem) == ["a tcp [[mux]] needs its backend as default"] && tcp.first?.fix == "Add default = \"[2001:db8:2::30]:5222\"", "\(tcp)")
+        let twice = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20:443\"\nkind = \"tls-sni\"\n"
+                             + "[[mux.route]]\nname = \"A.example\"\nbackend = \"[2001:db8:2::1]:443\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"[2001:db8:2::2]:443\"\n")
+        #expect(twice.map(\.key) == ["mux[0].route[1].name"] && twice.first?.line == 15, "\(twice.map { "\($0.line ?? -1) \($0.key) \($0.problem)" })")
+        let v4 = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20:443\"\nkind = \"tls-sni\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"192.0.2.9:443\"\n")
+        #expect(v4.map(\.key) == ["mux[0].route[0].backend"] && v4.first?.fix == "Write it like \"[2001:db8:2::10]:443\"", "\(v4.map { "\($0.key) \($0.problem)" })")
+        let wild = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20:443\"\nkind = \"tls-sni\"\n[[mux.route]]\nname = \"*.*.example\"\nbackend = \"[2001:db8:2::1]:443\"\n")
+        #expect(wild.map(\.key) == ["mux[0].route[0].name"], "\(wild)")
+        let noPort = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20\"\nkind = \"http-host\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"[2001:db8:2::1]:80\"\n")
+        #expect(noPort.map(\.key) == ["mux[0].listen"], "\(noPort)")
+    }
+
     @Test func anUnterminatedStringIsNamed() {
         let p = problems(Self.base.replacingOccurrences(of: "uplink4 = \"eth0\"", with: "uplink4 = \"eth0"))
         #expect(p.count == 1 && p.first?.line == 3, "\(p)")

@@ -1,17 +1,13 @@
-import Controller
 import Foundation
 import Glibc
-import Mux
 import NetnsRig
-import Packet
 import Testing
 
-/// The multiplexer's datapath, run in gw: c4 (IPv4 only) reaches three HTTPS
-/// sites and two HTTP sites in s6 (IPv6 only) on one IPv4 address, chosen by
-/// the TLS server_name, the HTTP Host and the port; each backend sees the
-/// client as prefix::c4. The kernel state that brings the backends' answers
-/// back to the multiplexer's transparent sockets (a local route, the socket
-/// match in nftables, a policy rule) is made here by hand.
+/// The multiplexer of `sixgated run`, from a config `sixgatectl apply` made
+/// the kernel state for: c4 (IPv4 only) reaches three HTTPS sites and two
+/// HTTP sites in s6 (IPv6 only) on one IPv4 address, chosen by the TLS
+/// server_name, the HTTP Host and the port; each backend sees the client as
+/// prefix::c4, as through an explicit mapping.
 @Suite(.serialized) struct MuxIntegrationTests {
     static let mux = "203.0.113.20"
     static let c4in6 = "2001:db8:64::c633:6402"
@@ -49,8 +45,6 @@ import Testing
         return p
     }
 
-    func endpoint(_ text: String) -> IPEndpoint { IPEndpoint(address: IPAddress(text.split(separator: "]").first.map { String($0.dropFirst()) } ?? "")!, port: UInt16(text.split(separator: ":").last!)!) }
-
     @Test func oneIPv4AddressManyIPv6Sites() throws {
         let rig = try NetnsRig(links: [
             .init(host: "c4", gatewayInterface: "c4", hostAddresses: ["198.51.100.2/24"], gatewayAddresses: ["198.51.100.1/24"]),
@@ -58,12 +52,6 @@ import Testing
         ])
         defer { rig.teardown() }
         for (_, address) in Self.sites { try rig.checked("s6", ["ip", "addr", "add", address + "/64", "dev", "eth0", "nodad"]) }
-        try rig.checked("gw", ["ip", "addr", "add", Self.mux + "/32", "dev", "lo"])
-        try rig.checked("gw", ["nft", "add table inet muxtest; add chain inet muxtest pre { type filter hook prerouting priority mangle; };"
-                               + " add rule inet muxtest pre meta l4proto tcp socket transparent 1 meta mark set 0x6b"])
-        try rig.checked("gw", ["ip", "-6", "rule", "add", "fwmark", "0x6b", "lookup", "100"])
-        try rig.checked("gw", ["ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100"])
-
         var servers: [NetnsRig.Process] = []
         for (name, address) in Self.sites { servers.append(try backend(rig, address, 443, name: name, tls: true)) }
         let (dir, sha) = try rig.blob(size: 100 << 20)
@@ -72,23 +60,55 @@ import Testing
         servers.append(try backend(rig, "2001:db8:2::12", 8000, name: "xmpp", tls: false))
         defer { servers.forEach(rig.stop) }
 
-        func routes(_ pairs: [(String, String)]) -> NameRoutes<MuxBackend> {
-            NameRoutes(pairs.map { ($0.0, MuxBackend(route: $0.0, endpoint: endpoint($0.1))) })
+        let config = rig.scratch + "/sixgate.toml"
+        let routes443 = Self.sites.map { "[[mux.route]]\nname = \"\($0.0)\"\nbackend = \"[\($0.1)]:443\"\n" }.joined()
+        try """
+            prefix = "2001:db8:64::/96"
+            [gateway]
+            uplink4 = "c4"
+            inside6 = "s6"
+            clients = ["2001:db8:2::/64"]
+            [nat64]
+            enabled = false
+            [dns64]
+            enabled = false
+            [controller]
+            state_dir = "\(rig.scratch)/state"
+            bpf_dir = "\(rig.scratch)/bpf"
+            control_socket = "\(rig.scratch)/control.sock"
+            [multiplexer]
+            peek_timeout = "2s"
+            threads = 2
+            [[mux]]
+            listen = "\(Self.mux):443"
+            kind = "tls-sni"
+            \(routes443)
+            [[mux]]
+            listen = "\(Self.mux):80"
+            kind = "http-host"
+            [[mux.route]]
+            name = "www.example.com"
+            backend = "[2001:db8:2::10]:80"
+            [[mux.route]]
+            name = "*.example.com"
+            backend = "[2001:db8:2::11]:80"
+            [[mux]]
+            listen = "\(Self.mux):5222"
+            kind = "tcp"
+            default = "[2001:db8:2::12]:8000"
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
+        try #require(applied.succeeded, "\(applied)")
+        #expect(applied.stdout.contains("local 203.0.113.20/32 dev lo table local") && applied.stdout.contains("fwmark 0x5347 lookup 5347"), "\(applied)")
+        let daemon = try rig.start("gw", [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
+        defer { rig.stop(daemon) }
+        try waitFor("sixgated: ready: mux", in: daemon)
+        func counters() throws -> [String: Int] {
+            let status = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
+            let parts = (try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])?["parts"] as? [[String: Any]]
+            return parts?.first { $0["name"] as? String == "mux" }?["counters"] as? [String: Int] ?? [:]
         }
-        let settings = MuxSettings(listeners: [
-            MuxListener(listen: IPEndpoint(address: IPAddress(Self.mux)!, port: 443), kind: .tlsSNI,
-                        routes: routes(Self.sites.map { ($0.0, "[\($0.1)]:443") })),
-            MuxListener(listen: IPEndpoint(address: IPAddress(Self.mux)!, port: 80), kind: .httpHost,
-                        routes: routes([("www.example.com", "[2001:db8:2::10]:80"), ("*.example.com", "[2001:db8:2::11]:80")])),
-            MuxListener(listen: IPEndpoint(address: IPAddress(Self.mux)!, port: 5222), kind: .tcp,
-                        routes: NameRoutes([], fallback: MuxBackend(route: "default", endpoint: endpoint("[2001:db8:2::12]:8000")))),
-        ], prefix: try NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")), peekTimeout: .seconds(2), threads: 2)
-        let proxy = try NetworkNamespace.run(in: rig.ns("gw")) { () throws(MuxError) -> MuxProxy in
-            let p = try MuxProxy(settings: settings)
-            p.start()
-            return p
-        }
-        defer { proxy.stop() }
 
         // Three HTTPS sites on one address and port, each from its own backend,
         // which sees the client as prefix::c4; TLS end to end (curl checks each certificate).
@@ -140,16 +160,25 @@ import Testing
         try waitFor("open", in: abuser, seconds: 20)
         let served = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "--cacert", rig.scratch + "/www.example.com.crt", "--resolve", "www.example.com:443:\(Self.mux)",
                                         "https://www.example.com/"])
-        #expect(served.succeeded && proxy.connections >= 1000, "\(served) with \(proxy.connections) open")
+        let during = try counters()
+        #expect(served.succeeded && (during["connections_open"] ?? 0) >= 1000, "\(served) with \(during)")
         _ = Spawn.wait(abuser.pid, timeout: .seconds(20))
-        let counted = proxy.counters
-        #expect(counted[0].invalid >= 1 && counted[1].invalid >= 1, "junk and the oversized head: \(counted)")
-        #expect(counted[0].peekTimeouts >= 1000, "the slow and the idle ones: \(counted)")
-        #expect(counted[0].noMatch == 1 && counted[0].routes["www.example.com"]?.connections == 3, "\(counted)")
+        let counted = try counters()
+        let tls = "\(Self.mux):443", plain = "\(Self.mux):80"
+        #expect((counted["\(tls) invalid"] ?? 0) >= 1 && (counted["\(plain) invalid"] ?? 0) >= 1, "junk and the oversized head: \(counted)")
+        #expect((counted["\(tls) peek_timeouts"] ?? 0) >= 1000, "the slow and the idle ones: \(counted)")
+        #expect(counted["\(tls) no_match"] == 1 && counted["\(tls) www.example.com connections"] == 3, "\(counted)")
 
         // 100 MB through the multiplexer, whole.
         let fetched = try rig.run("c4", ["sh", "-c", "curl -sS --max-time 60 -H 'Host: www.example.com' http://\(Self.mux)/blob | sha256sum"], timeout: .seconds(90))
         #expect(fetched.stdout.hasPrefix(sha), "\(fetched)")
-        #expect((proxy.counters[1].routes["www.example.com"]?.bytesDown ?? 0) > 100 << 20)
+        #expect((try counters()["\(Self.mux):80 www.example.com bytes_down"] ?? 0) > 100 << 20)
+
+        // remove takes the rule and the local routes with the rest.
+        rig.stop(daemon)
+        let removed = try runProduct("sixgatectl", ["remove", config, "--netns", rig.ns("gw")])
+        #expect(removed.succeeded, "\(removed)")
+        #expect(!(try rig.checked("gw", ["ip", "-6", "rule"]).stdout.contains("0x5347")))
+        #expect(!(try rig.checked("gw", ["ip", "route", "show", "table", "local"]).stdout.contains("203.0.113.20")))
     }
 }

@@ -17,6 +17,8 @@ public struct Config: Sendable, Equatable {
     public internal(set) var dns64: DNS64
     public internal(set) var sixbedfour: SixBedFour
     public internal(set) var controller: Controller
+    public internal(set) var mux: [MuxEntry] = []
+    public internal(set) var multiplexer = Multiplexer()
 
     public struct Gateway: Sendable, Equatable {
         /// The IPv4 uplink: masquerade target, and where 6bed4 peers arrive.

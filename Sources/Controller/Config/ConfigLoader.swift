@@ -82,7 +82,7 @@ public enum ConfigLoader {
         return Config(source: r.source, prefix: prefix,
                       gateway: decodeGateway(root, r), nat64: decodeNAT64(root, r),
                       dns64: decodeDNS64(root, r), sixbedfour: decodeSixBedFour(root, r),
-                      controller: decodeController(root, r))
+                      controller: decodeController(root, r), mux: decodeMux(root, r), multiplexer: decodeMultiplexer(root, r))
     }
 
     static func decodeGateway(_ root: TOMLTable, _ r: Reader) -> Config.Gateway {
@@ -128,26 +128,13 @@ public enum ConfigLoader {
         n.udpZeroChecksum = r.choice(t, "udp_zero_checksum", path) ?? n.udpZeroChecksum
         n.rfc6791Pool = r.value(t, "rfc6791_pool", path, example: "192.0.2.254/32", parseIPv4Prefix)
         n.icmpErrorsPerSecond = r.int(t, "icmp_errors_per_second", path, in: 0...100_000) ?? n.icmpErrorsPerSecond
-        if let v = t["eam"] {
-            let eamPath = path.appending("eam")
-            if let array = v.array {
-                for (i, element) in array.enumerated() {
-                    let p = eamPath.appending(i)
-                    guard let e = element.table else {
-                        r.report(p, "is a \(element.type), not a table", fix: "Write each mapping as [[nat64.eam]] with ipv4 and ipv6")
-                        continue
-                    }
-                    r.checkKeys(e, p)
-                    for key in ["ipv4", "ipv6"] where e[key] == nil {
-                        r.report(p.appending(key), "is required", fix: "Give both sides of the mapping")
-                    }
-                    let v4 = r.value(e, "ipv4", p, example: "198.51.100.10/32", parseIPv4Prefix)
-                    let v6 = r.value(e, "ipv6", p, example: "2001:db8:2::10/128", parseIPv6Prefix)
-                    if let v4, let v6 { n.eam.append(Config.EAMEntry(ipv4: v4, ipv6: v6)) }
-                }
-            } else {
-                r.report(eamPath, "is a \(v.type), not an array of tables", fix: "Write each mapping as [[nat64.eam]] with ipv4 and ipv6")
+        for (p, e) in r.tables(t, "eam", path, fix: "Write each mapping as [[nat64.eam]] with ipv4 and ipv6") {
+            for key in ["ipv4", "ipv6"] where e[key] == nil {
+                r.report(p.appending(key), "is required", fix: "Give both sides of the mapping")
             }
+            let v4 = r.value(e, "ipv4", p, example: "198.51.100.10/32", parseIPv4Prefix)
+            let v6 = r.value(e, "ipv6", p, example: "2001:db8:2::10/128", parseIPv6Prefix)
+            if let v4, let v6 { n.eam.append(Config.EAMEntry(ipv4: v4, ipv6: v6)) }
         }
         return n
     }

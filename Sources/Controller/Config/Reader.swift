@@ -25,6 +25,11 @@ final class Reader {
     /// value skip it rather than blame the default that stood in for it.
     func reported(_ path: ConfigPath) -> Bool { diagnostics.contains { $0.key == path.description } }
 
+    /// Whether a problem was reported at `path` or below it.
+    func reported(under path: ConfigPath) -> Bool {
+        diagnostics.contains { $0.key == path.description || $0.key.hasPrefix(path.description + ".") || $0.key.hasPrefix(path.description + "[") }
+    }
+
     /// A sub-table, or nil when absent (defaults apply) or of the wrong type.
     func table(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> TOMLTable? {
         guard let v = t[key] else { return nil }
@@ -33,6 +38,25 @@ final class Reader {
             return nil
         }
         return sub
+    }
+
+    /// The elements of an array of tables (`[[key]]`), each with its path and
+    /// its keys checked; what is not one is reported with `fix`.
+    func tables(_ t: TOMLTable, _ key: String, _ path: ConfigPath, fix: String) -> [(ConfigPath, TOMLTable)] {
+        guard let v = t[key] else { return [] }
+        let p = path.appending(key)
+        guard let array = v.array else {
+            report(p, "is a \(v.type), not an array of tables", fix: fix)
+            return []
+        }
+        return array.enumerated().compactMap { i, element in
+            guard let table = element.table else {
+                report(p.appending(i), "is a \(element.type), not a table", fix: fix)
+                return nil
+            }
+            checkKeys(table, p.appending(i))
+            return (p.appending(i), table)
+        }
     }
 
     /// Reports keys the schema does not know, with the nearest known key, or the

@@ -80,6 +80,24 @@ public enum Schema {
             Key(name: "pref64_lifetime", type: "duration", defaultValue: "30m", doc: "Lifetime of the PREF64 option (RFC 8781), at most 65528s."),
             Key(name: "rs_per_second", type: "integer", defaultValue: "2", doc: "Router solicitations answered per second and source."),
         ]),
+        Table(name: "mux", isArray: true, doc: "One public IPv4 address and port shared by IPv6-only servers, one [[mux]] each. The gateway accepts the connection, reads the name it is for from its first bytes (the TLS ClientHello's server_name, the HTTP/1 Host) and connects to that name's backend from the client's translated address (`prefix` + its IPv4 address), so a backend sees the client as through an explicit mapping, with no change of its own; it then moves the bytes both ways. TLS is never terminated: the gateway holds no keys.", keys: [
+            Key(name: "listen", type: "IPv4 endpoint", defaultValue: "required", doc: "The public address and port, e.g. `203.0.113.20:443`. `apply` makes the address local (on `lo`); it may be neither a mapping's nor in the pool."),
+            Key(name: "kind", type: "tls-sni|http-host|tcp", defaultValue: "required", doc: "What names the backend: the TLS server_name, the HTTP Host, or nothing (`tcp`: every connection to `default`)."),
+            Key(name: "default", type: "IPv6 endpoint or \"reject\"", defaultValue: "reject", doc: "The backend of a name no route takes, and of a connection that names none; `reject` resets them."),
+        ]),
+        Table(name: "mux.route", isArray: true, doc: "A name the [[mux]] above serves, one [[mux.route]] each.", keys: [
+            Key(name: "name", type: "host name", defaultValue: "required", doc: "`www.example.com`, or `*.example.com` for every name below it (one label or more; not the name itself). An exact name wins over a wildcard, a longer wildcard over a shorter."),
+            Key(name: "backend", type: "IPv6 endpoint", defaultValue: "required", doc: "Where its connections go, e.g. `[2001:db8:2::10]:443`."),
+        ]),
+        Table(name: "multiplexer", isArray: false, doc: "Limits of every [[mux]], and how its backends' answers come back to it.", keys: [
+            Key(name: "max_connections", type: "integer", defaultValue: "10000", doc: "Connections open at once; past it new ones are reset and counted (`over_limit`)."),
+            Key(name: "peek_timeout", type: "duration", defaultValue: "5s", doc: "A connection that has not named its backend by then is reset and counted (`peek_timeouts`): a client sending its ClientHello a byte at a time holds nothing for long."),
+            Key(name: "max_peek", type: "integer", defaultValue: "16384", doc: "The most bytes read before the name must be known (1024 to 65536); more is reset and counted (`invalid`)."),
+            Key(name: "idle_timeout", type: "duration", defaultValue: "5m", doc: "A connection with no byte either way for this long is reset."),
+            Key(name: "threads", type: "integer", defaultValue: "0", doc: "Threads, each accepting on its own sockets; 0 is one per CPU."),
+            Key(name: "mark", type: "integer", defaultValue: "0x5347", doc: "The packet mark nftables gives the backends' answers to the multiplexer's connections, so that a routing rule delivers them to it rather than to the translator."),
+            Key(name: "table", type: "integer", defaultValue: "5347", doc: "The routing table that mark looks up: it holds one `local` route. Not 253 to 255."),
+        ]),
         Table(name: "controller", isArray: false, doc: "sixgatectl and sixgated.", keys: [
             Key(name: "route_protocol", type: "integer", defaultValue: "164", doc: "Routing protocol number that marks the routes sixgate owns (5 to 254)."),
             Key(name: "manage_forwarding", type: "bool", defaultValue: "true", doc: "Set the forwarding sysctls of the gateway's interfaces."),

@@ -16,15 +16,26 @@ struct SourceLocator {
             let line = n + 1
             let t = all[n].drop { $0 == " " || $0 == "\t" }
             n += 1
+            // A table inside an array of tables ([[mux.route]] after [[mux]])
+            // belongs to the array's latest element: mux[0].route[1].
+            func resolve(_ name: String) -> String {
+                let parts = name.split(separator: ".")
+                var out = ""
+                for (i, part) in parts.enumerated() {
+                    out = out.isEmpty ? String(part) : out + "." + part
+                    if i < parts.count - 1, let c = arrayCounts[out], c > 0 { out += "[\(c - 1)]" }
+                }
+                return out
+            }
             if t.hasPrefix("[[") {
-                let name = Self.normalize(t.dropFirst(2).prefix { $0 != "]" })
+                let name = resolve(Self.normalize(t.dropFirst(2).prefix { $0 != "]" }))
                 let index = arrayCounts[name, default: 0]
                 arrayCounts[name] = index + 1
                 table = "\(name)[\(index)]"
                 record(name, line)
                 record(table, line)
             } else if t.hasPrefix("[") {
-                table = Self.normalize(t.dropFirst().prefix { $0 != "]" })
+                table = resolve(Self.normalize(t.dropFirst().prefix { $0 != "]" }))
                 record(table, line)
             } else if let eq = Self.assignment(t) {
                 let key = Self.normalize(t[..<eq])

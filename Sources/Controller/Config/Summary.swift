@@ -53,6 +53,12 @@ extension Config {
             row("6bed4", "off")
         }
 
+        for (i, m) in mux.enumerated() {
+            row(i == 0 ? "mux" : "", "\(m.listen) by \(m.kind.rawValue): " + (m.routes.map { "\($0.name) -> \($0.backend)" } + [m.fallback.map { "others -> \($0)" } ?? "others reset"]).joined(separator: ", "))
+        }
+        if !mux.isEmpty {
+            more("backends see clients under \(prefix); at most \(multiplexer.maxConnections) connections, named within \(multiplexer.peekTimeout)")
+        }
         row("controller", "nft table inet sixgate; routes marked proto \(controller.routeProtocol); state in \(controller.stateDir)")
         more("control socket \(controller.controlSocket); metrics \(controller.metrics?.description ?? "off"); log level \(controller.logLevel.rawValue)")
         return lines.joined(separator: "\n")

@@ -19,6 +19,7 @@ struct Validation {
         checkIPv6Overlaps()
         checkDevices()
         checkMisc()
+        checkMux()
     }
 
     /// RFC 6052 §3.1 and RFC 7757 §3.2: mappings behind the well-known prefix must

@@ -291,7 +291,8 @@ public struct ReloadAnswer: Codable, Sendable, Equatable {
 
     /// "translator unchanged, dns64 changed, 6bed4 unchanged".
     public var summary: String {
-        ["translator", "dns64", "6bed4"].map { "\($0) \(parts[$0] ?? "unchanged")" }.joined(separator: ", ")
+        // The multiplexer only where a config has one.
+        (["translator", "dns64", "6bed4"] + (parts["mux"].map { _ in ["mux"] } ?? [])).map { "\($0) \(parts[$0] ?? "unchanged")" }.joined(separator: ", ")
     }
 
     /// What going from `old` to `new` means for each part: a part changes
@@ -312,6 +313,8 @@ public struct ReloadAnswer: Codable, Sendable, Equatable {
             "dns64": verdict(old.dns64.enabled, new.dns64.enabled,
                              prefix && old.dns64 == new.dns64 && old.gateway.clients == new.gateway.clients && old.sixbedfour == new.sixbedfour),
             "6bed4": verdict(old.sixbedfour.enabled, new.sixbedfour.enabled, prefix && old.sixbedfour == new.sixbedfour),
-        ]
+        ].merging(old.mux.isEmpty && new.mux.isEmpty ? [:] : [
+            "mux": verdict(!old.mux.isEmpty, !new.mux.isEmpty, prefix && old.mux == new.mux && old.multiplexer == new.multiplexer),
+        ]) { a, _ in a }
     }
 }

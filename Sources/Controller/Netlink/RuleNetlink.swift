@@ -20,6 +20,9 @@ public struct OwnedRule: Sendable, Hashable, Codable, CustomStringConvertible {
         self.priority = priority
     }
 
+    /// Before the main table's rule (32766), after the local table's (0).
+    public static let muxPriority: UInt32 = 1000
+
     public var description: String { "\(ipv6 ? "-6" : "-4") rule priority \(priority) fwmark 0x\(String(mark, radix: 16)) lookup \(table)" }
 }
 
@@ -34,7 +37,10 @@ public struct OwnedLocalRoute: Sendable, Hashable, Codable, CustomStringConverti
         self.table = table
     }
 
-    public var description: String { "local \(destination) dev lo table \(table)" }
+    /// The kernel's table of local addresses.
+    public static let localTable: UInt32 = 255
+
+    public var description: String { "local \(destination) dev lo table \(table == Self.localTable ? "local" : "\(table)")" }
 }
 
 extension RouteNetlink {
@@ -91,8 +97,8 @@ extension RouteNetlink {
 
     // MARK: - Local routes
 
-    /// The `local` routes of `table` carrying `protocol`.
-    public func localRoutes(table: UInt32, protocol proto: UInt8) throws -> [OwnedLocalRoute] {
+    /// The `local` routes carrying `protocol`, of every table (nil) or of `table`.
+    public func localRoutes(table: UInt32? = nil, protocol proto: UInt8) throws -> [OwnedLocalRoute] {
         var cache: OpaquePointer?
         let rc = rtnl_route_alloc_cache(socket, AF_UNSPEC, 0, &cache)
         guard rc >= 0, let cache else { throw netlinkError("list routes", rc) }
@@ -101,9 +107,10 @@ extension RouteNetlink {
         var object = nl_cache_get_first(cache)
         while let route = object {
             object = nl_cache_get_next(route)
-            guard rtnl_route_get_table(route) == table, rtnl_route_get_protocol(route) == proto, rtnl_route_get_type(route) == UInt8(RTN_LOCAL),
+            let t = rtnl_route_get_table(route)
+            guard table.map({ $0 == t }) ?? true, rtnl_route_get_protocol(route) == proto, rtnl_route_get_type(route) == UInt8(RTN_LOCAL),
                   let destination = prefix(of: rtnl_route_get_dst(route)) else { continue }
-            result.append(OwnedLocalRoute(destination: destination, table: table))
+            result.append(OwnedLocalRoute(destination: destination, table: t))
         }
         return result
     }

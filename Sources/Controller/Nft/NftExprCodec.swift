@@ -61,6 +61,21 @@ enum NftExprCodec {
             return x
         case .masq:
             return alloc("masq")
+        case .socket(let key, let dreg):
+            let x = alloc("socket")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_SOCKET_KEY), key)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_SOCKET_DREG), dreg)
+            return x
+        case .immediate(let dreg, let data):
+            let x = alloc("immediate")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_IMM_DREG), dreg)
+            data.withUnsafeBytes { _ = nftnl_expr_set(x, attr(NFTNL_EXPR_IMM_DATA), $0.baseAddress, UInt32($0.count)) }
+            return x
+        case .metaSet(let key, let sreg):
+            let x = alloc("meta")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_KEY), key)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_SREG), sreg)
+            return x
         case .foreign(let what):
             // Foreign expressions come only from dumps; desired rules never hold one.
             preconditionFailure("cannot write the foreign expression \(what)")
@@ -95,6 +110,12 @@ enum NftExprCodec {
             return .objref(type: u32(attr(NFTNL_EXPR_OBJREF_IMM_TYPE)), name: String(cString: nftnl_expr_get_str(x, attr(NFTNL_EXPR_OBJREF_IMM_NAME))))
         case "immediate" where has(attr(NFTNL_EXPR_IMM_VERDICT)) && !has(attr(NFTNL_EXPR_IMM_CHAIN)):
             return .verdict(Int32(bitPattern: u32(attr(NFTNL_EXPR_IMM_VERDICT))))
+        case "meta" where has(attr(NFTNL_EXPR_META_SREG)):
+            return .metaSet(key: u32(attr(NFTNL_EXPR_META_KEY)), sreg: u32(attr(NFTNL_EXPR_META_SREG)))
+        case "socket" where has(attr(NFTNL_EXPR_SOCKET_DREG)) && (!has(attr(NFTNL_EXPR_SOCKET_LEVEL)) || u32(attr(NFTNL_EXPR_SOCKET_LEVEL)) == 0):
+            return .socket(key: u32(attr(NFTNL_EXPR_SOCKET_KEY)), dreg: u32(attr(NFTNL_EXPR_SOCKET_DREG)))
+        case "immediate" where has(attr(NFTNL_EXPR_IMM_DATA)) && has(attr(NFTNL_EXPR_IMM_DREG)) && u32(attr(NFTNL_EXPR_IMM_DREG)) != 0:
+            return .immediate(dreg: u32(attr(NFTNL_EXPR_IMM_DREG)), data: data(attr(NFTNL_EXPR_IMM_DATA)))
         case "masq" where !has(attr(NFTNL_EXPR_MASQ_FLAGS)) || u32(attr(NFTNL_EXPR_MASQ_FLAGS)) == 0:
             return has(attr(NFTNL_EXPR_MASQ_REG_PROTO_MIN)) ? .foreign("masq with ports") : .masq
         default:

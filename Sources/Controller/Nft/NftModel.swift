@@ -137,6 +137,12 @@ public enum NftExpr: Sendable, Hashable {
     case objref(type: UInt32, name: String)
     case verdict(Int32)
     case masq
+    /// A socket's property (NFT_SOCKET_*) into a register.
+    case socket(key: UInt32, dreg: UInt32)
+    /// Data into a register.
+    case immediate(dreg: UInt32, data: [UInt8])
+    /// A register into packet metadata (NFT_META_*), such as the mark.
+    case metaSet(key: UInt32, sreg: UInt32)
     /// An expression sixgate never writes, seen in a dump: always drift.
     case foreign(String)
 }

@@ -14,6 +14,9 @@ public struct RuleSpec: Sendable {
         case daddrIn(set: String, NftKeyType)
         case dport(Transport, UInt16)
         case ctStateEstablishedOrRelated
+        case l4proto(Transport)
+        /// The packet belongs to a transparent socket of this host.
+        case socketTransparent
     }
 
     public enum Transport: String, Sendable {
@@ -23,6 +26,8 @@ public struct RuleSpec: Sendable {
 
     public enum Action: Sendable {
         case accept, drop, masquerade
+        /// Sets the packet's mark and goes on.
+        case setMark(UInt32)
     }
 
     public var matches: [Match]
@@ -69,6 +74,11 @@ public struct RuleSpec: Sendable {
             }
             out.append(.cmp(op: equal ? Self.eq : Self.neq, sreg: Self.reg1, data: Array(bytes[0..<n])))
         }
+        func needTransport(_ t: Transport) {
+            if l4proto == t.number { return }
+            l4proto = t.number
+            out += [.meta(key: NFT_META_L4PROTO.rawValue, dreg: Self.reg1), .cmp(op: Self.eq, sreg: Self.reg1, data: [t.number])]
+        }
         func lookup(_ set: String, _ family: NftKeyType, source: Bool) {
             needNetwork(family)
             let offset: UInt32 = family == .ipv4 ? (source ? 12 : 16) : (source ? 8 : 24)
@@ -86,11 +96,12 @@ public struct RuleSpec: Sendable {
             case .daddr(let p, let equal): address(p, source: false, equal: equal)
             case .saddrIn(let set, let family): lookup(set, family, source: true)
             case .daddrIn(let set, let family): lookup(set, family, source: false)
+            case .l4proto(let t):
+                needTransport(t)
+            case .socketTransparent:
+                out += [.socket(key: NFT_SOCKET_TRANSPARENT.rawValue, dreg: Self.reg1), .cmp(op: Self.eq, sreg: Self.reg1, data: [1])]
             case .dport(let t, let port):
-                if l4proto != t.number {
-                    l4proto = t.number
-                    out += [.meta(key: NFT_META_L4PROTO.rawValue, dreg: Self.reg1), .cmp(op: Self.eq, sreg: Self.reg1, data: [t.number])]
-                }
+                needTransport(t)
                 out += [.payload(base: NFT_PAYLOAD_TRANSPORT_HEADER.rawValue, offset: 2, length: 2, dreg: Self.reg1),
                         .cmp(op: Self.eq, sreg: Self.reg1, data: [UInt8(port >> 8), UInt8(port & 0xFF)])]
             case .ctStateEstablishedOrRelated:
@@ -106,9 +117,13 @@ public struct RuleSpec: Sendable {
         case .accept: out.append(.verdict(NftVerdict.accept.code))
         case .drop: out.append(.verdict(NftVerdict.drop.code))
         case .masquerade: out.append(.masq)
+        case .setMark(let mark): out += [.immediate(dreg: Self.reg1, data: Self.word(mark)), .metaSet(key: NFT_META_MARK.rawValue, sreg: Self.reg1)]
         }
         return out
     }
+
+    /// A 32-bit register value, which the kernel keeps in host order.
+    static func word(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v) { Array($0) } }
 
     // MARK: - Text
 
@@ -126,6 +141,8 @@ public struct RuleSpec: Sendable {
             case .daddrIn(let s, let f): words.append("\(f == .ipv4 ? "ip" : "ip6") daddr @\(s)")
             case .dport(let t, let port): words.append("\(t.rawValue) dport \(port)")
             case .ctStateEstablishedOrRelated: words.append("ct state established,related")
+            case .l4proto(let t): words.append("meta l4proto \(t.rawValue)")
+            case .socketTransparent: words.append("socket transparent 1")
             }
         }
         if let counter { words.append("counter name \"\(counter)\"") }
@@ -133,6 +150,7 @@ public struct RuleSpec: Sendable {
         case .accept: words.append("accept")
         case .drop: words.append("drop")
         case .masquerade: words.append("masquerade")
+        case .setMark(let mark): words.append("meta mark set 0x" + String(mark, radix: 16).leftPadded(8))
         }
         words.append("comment \"\(comment)\"")
         return words.joined(separator: " ")

@@ -83,6 +83,9 @@ extension NftExpr: CustomStringConvertible {
         case .objref(_, let name): return "[counter name \(name)]"
         case .verdict(let v): return v == 1 ? "[accept]" : v == 0 ? "[drop]" : "[verdict \(v)]"
         case .masq: return "[masq]"
+        case .socket(let key, let dreg): return "[socket load \(key == 0 ? "transparent" : "key \(key)") => reg \(dreg)]"
+        case .immediate(let dreg, let data): return "[immediate reg \(dreg) \(hex(data))]"
+        case .metaSet(let key, let sreg): return "[meta set \(Self.metaName(key)) with reg \(sreg)]"
         case .foreign(let what): return "[\(what)]"
         }
     }
@@ -93,6 +96,7 @@ extension NftExpr: CustomStringConvertible {
         case 7: "oifname"
         case 15: "nfproto"
         case 16: "l4proto"
+        case 3: "mark"
         default: "key \(key)"
         }
     }

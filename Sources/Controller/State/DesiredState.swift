@@ -72,6 +72,10 @@ public struct DesiredState: Sendable, Equatable {
     public var links: [DesiredLink]
     public var addresses: [InterfaceAddress]
     public var routes: [OwnedRoute]
+    /// The multiplexer's: its public addresses (in the kernel's local table)
+    /// and the table its backends' answers look up.
+    public var localRoutes: [OwnedLocalRoute]
+    public var rules: [OwnedRule]
     public var sysctls: [SysctlSetting]
     public var routeProtocol: UInt8
     /// The kernel datapath's program, unless `nat64.datapath` is `tun`.
@@ -129,6 +133,19 @@ public struct DesiredState: Sendable, Equatable {
                 throw .foreignLink(key: key, name: l.name, kind: existing.kind ?? "physical")
             }
         }
+        var localRoutes: [OwnedLocalRoute] = [], rules: [OwnedRule] = []
+        if !config.mux.isEmpty {
+            // A local route, not an address: the kernel answers ARP for it and
+            // delivers it, and it is sixgate's by its protocol number.
+            for a in Set(config.mux.compactMap(\.address)).sorted(by: { $0.rawValue < $1.rawValue }) {
+                localRoutes.append(OwnedLocalRoute(destination: .v4(IPv4Prefix(address: a, length: 32)), table: OwnedLocalRoute.localTable))
+            }
+            let m = config.multiplexer
+            localRoutes.append(OwnedLocalRoute(destination: .v6(IPv6Prefix(address: IPv6Address(high: 0, low: 0), length: 0)), table: m.table))
+            rules.append(OwnedRule(ipv6: true, mark: m.mark, table: m.table, priority: OwnedRule.muxPriority))
+        }
+        self.localRoutes = localRoutes
+        self.rules = rules
         self.table = DesiredTable.table(for: config, retiring: retiring, retiringPools: retiringPools)
         self.links = links.map(\.link)
         self.addresses = addresses

@@ -118,8 +118,20 @@ public enum DesiredTable {
                                                   comment: "stateful NAT64: pool addresses leave as the uplink's address")))
         }
 
+        if !config.mux.isEmpty {
+            for m in config.mux {
+                guard let a = m.address else { continue }
+                specs.append(("input", RuleSpec([.dport(.tcp, m.listen.port), .daddr(.v4(IPv4Prefix(address: a, length: 32)))], counter: "mux_connections", .accept,
+                                                comment: "[[mux]] \(m.listen): connections to the multiplexer")))
+            }
+            specs.append(("mux", RuleSpec([.l4proto(.tcp), .daddr(.v6(config.prefix.prefix)), .socketTransparent], counter: "mux_answers",
+                                          .setMark(config.multiplexer.mark),
+                                          comment: "backends' answers to the multiplexer: the mark's routing table delivers them to its sockets, not to the translator")))
+        }
+
         var chains = [
             NftChain(name: "prerouting", kind: .filter, hook: .prerouting, priority: -300, policy: .accept, comment: "anti-spoofing"),
+            NftChain(name: "mux", kind: .filter, hook: .prerouting, priority: -150, policy: .accept, comment: "the multiplexer's transparent sockets"),
             NftChain(name: "input", kind: .filter, hook: .input, priority: 0, policy: .accept, comment: "services on the gateway"),
             NftChain(name: "forward", kind: .filter, hook: .forward, priority: 0, policy: .accept, comment: "translated and 6bed4 traffic"),
             NftChain(name: "postrouting", kind: .nat, hook: .postrouting, priority: 100, policy: .accept, comment: "masquerade of the dynamic pool"),

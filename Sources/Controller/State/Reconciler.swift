@@ -19,6 +19,9 @@ public struct Plan: Sendable {
     let routesToDelete: [(UInt8, [OwnedRoute])]
     let addressesToAdd: [InterfaceAddress]
     let addressesToDelete: [InterfaceAddress]
+    /// The multiplexer's local routes and rule (`DesiredState.localRoutes`, `rules`).
+    let localRoutes: (add: [OwnedLocalRoute], delete: [(UInt8, OwnedLocalRoute)])
+    let rules: (add: [OwnedRule], delete: [(UInt8, OwnedRule)])
     let linksToDelete: [String]
     /// The kernel datapath's program, pins and filters.
     public let kernel: KernelProgramPlan
@@ -153,6 +156,21 @@ public final class Reconciler {
             routesToDelete.append((old, stale))
             for r in stale { drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)")) }
         }
+        // The multiplexer's: what carries our number and is not wanted goes,
+        // and all that carries a previous number.
+        var liveLocal: [(UInt8, OwnedLocalRoute)] = [], liveRules: [(UInt8, OwnedRule)] = []
+        for p in protocols.sorted() {
+            liveLocal += try rtnl.localRoutes(protocol: p).map { (p, $0) }
+            liveRules += try rtnl.rules(protocol: p).map { (p, $0) }
+        }
+        let localRoutes = (add: desired.localRoutes.filter { r in !liveLocal.contains { $0.0 == proto && $0.1 == r } },
+                           delete: liveLocal.filter { $0.0 != proto || !desired.localRoutes.contains($0.1) })
+        let rules = (add: desired.rules.filter { r in !liveRules.contains { $0.0 == proto && $0.1 == r } },
+                     delete: liveRules.filter { $0.0 != proto || !desired.rules.contains($0.1) })
+        for r in localRoutes.add { drift.append(Drift("route", .missing, r.description, "ip route add \(r) proto \(proto)")) }
+        for (p, r) in localRoutes.delete { drift.append(Drift("route", .extra, r.description, "ip route del \(r) proto \(p)")) }
+        for r in rules.add { drift.append(Drift("rule", .missing, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule add priority \(r.priority) fwmark \(r.mark) lookup \(r.table) proto \(proto)")) }
+        for (p, r) in rules.delete { drift.append(Drift("rule", .extra, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule del priority \(r.priority) proto \(p)")) }
         try refuseConflicts(routesToAdd: routesToAdd, addressesToAdd: addressesToAdd, allRoutes: allRoutes, protocols: protocols, environment: environment)
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += NftListing.readable(nft.drift, table: desired.table.name, namespace: namespace)
@@ -160,7 +178,8 @@ public final class Reconciler {
         drift += kernel.drift
         return Plan(desired: desired, prefixes: prefixes, stateDir: stateDir, drift: drift, nft: nft, environment: environment, sysctlValues: values,
                     routesToAdd: routesToAdd, routesToDelete: routesToDelete, addressesToAdd: addressesToAdd,
-                    addressesToDelete: addressesToDelete, linksToDelete: linksToDelete, kernel: kernel, protocols: protocols)
+                    addressesToDelete: addressesToDelete, localRoutes: localRoutes, rules: rules, linksToDelete: linksToDelete, kernel: kernel,
+                    protocols: protocols)
     }
 
     /// A route that is not sixgate's to a destination and metric sixgate
@@ -218,6 +237,8 @@ public final class Reconciler {
                 for (proto, routes) in plan.routesToDelete {
                     try RouteBatch.run(.delete, routes, protocol: proto, links: links, namespace: self.namespace)
                 }
+                for (p, r) in plan.rules.delete { try self.rtnl.deleteRule(r, protocol: p) }
+                for (p, r) in plan.localRoutes.delete { try self.rtnl.deleteLocalRoute(r, protocol: p) }
             }),
             ("nftables", {
                 guard !plan.nft.isEmpty else { return }
@@ -228,6 +249,8 @@ public final class Reconciler {
             ("the kernel datapath", { try plan.kernel.apply(links: try self.rtnl.links(), inNamespace: self.inNamespace) }),
             ("new routes", {
                 try RouteBatch.run(.add, plan.routesToAdd, protocol: desired.routeProtocol, links: try self.rtnl.links(), namespace: self.namespace)
+                for r in plan.localRoutes.add { try self.rtnl.addLocalRoute(r, protocol: desired.routeProtocol) }
+                for r in plan.rules.add { try self.rtnl.addRule(r, protocol: desired.routeProtocol) }
             }),
             ("links that go", { for name in plan.linksToDelete { try self.rtnl.deleteLink(name: name) } }),
             // Last, so that a failed apply leaves the history as it was: the
@@ -282,6 +305,14 @@ public final class Reconciler {
             let ours = routes.filter { $0.proto == proto && $0.unicast }.map(\.route)
             try RouteBatch.run(.delete, ours, protocol: proto, links: links, namespace: namespace)
             removed += ours.map { Drift("route", .extra, $0.description) }
+            for r in try rtnl.rules(protocol: proto) {
+                try rtnl.deleteRule(r, protocol: proto)
+                removed.append(Drift("rule", .extra, r.description))
+            }
+            for r in try rtnl.localRoutes(protocol: proto) {
+                try rtnl.deleteLocalRoute(r, protocol: proto)
+                removed.append(Drift("route", .extra, r.description))
+            }
         }
         for l in links where DesiredState.isOwned(l) {
             try rtnl.deleteLink(name: l.name)
