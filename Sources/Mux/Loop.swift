@@ -141,6 +141,10 @@ final class Loop: @unchecked Sendable {
         case .relaying:
             if c.sent < c.peeked.count { flush(c) }
             if c.stage == .relaying, c.sent == c.peeked.count { relay(c) }
+            // A hang-up or error is reported whatever the interest: one side
+            // is gone both ways (a reset; an orderly end both ways finished
+            // the relay already), so what could move has moved.
+            if slots[c.slot] === c, events & (UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0 { finish(c) }
         }
     }
 

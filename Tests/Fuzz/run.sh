@@ -7,7 +7,7 @@
 # Usage: run.sh HARNESS SECONDS RUNS CHUNK
 set -euo pipefail
 target=$1 seconds=$2 runs=$3 chunk=$4
-binary=.build/fuzz/release/sixgate-fuzz
+binary=${FUZZ_BINARY:-.build/fuzz/release/sixgate-fuzz}
 corpus=.build/fuzz/corpus/$target
 mkdir -p "$corpus"
 executed=0 start=$SECONDS
