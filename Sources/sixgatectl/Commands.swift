@@ -8,7 +8,7 @@ struct SixgateCtl: ParsableCommand {
         commandName: "sixgatectl",
         abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
         version: SixgateVersion.string,
-        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Reload.self, Verify.self, InjectFault.self, Render.self, Reference.self]
+        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Reload.self, Verify.self, InjectFault.self, Render.self, Publish.self, Reference.self]
     )
 
     /// No command is a usage error (EX_USAGE), with the help to fix it.
@@ -44,6 +44,26 @@ struct Render: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         print(DesiredTable.table(for: c).nftText, terminator: "")
+    }
+}
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print, as zone-file lines, the DNS records the outside world needs to reach what the config serves.",
+        discussion: """
+            An A record for each named mapping ([[nat64.eam]] name) and each name a [[mux]] serves (and an SRV record for a \
+            tcp [[mux]] with a service), and the AAAA of the 6bed4 service (sixbedfour.publish). Needs no root and reads \
+            nothing from the system.
+            """
+    )
+
+    @Argument(help: "The config file.") var config: String
+    @Option(help: "Only the records in this zone, relative to its origin.") var zone: String?
+    @Option(help: "The records' TTL in seconds.") var ttl = 300
+
+    func run() throws {
+        let c = try loadOrExit(config)
+        print(Controller.Publish.zoneText(c, zone: zone, ttl: ttl), terminator: "")
     }
 }
 

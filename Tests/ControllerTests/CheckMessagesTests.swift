@@ -48,6 +48,10 @@ struct CheckMessagesTests {
         #expect(v4.map(\.key) == ["mux[0].route[0].backend"] && v4.first?.fix == "Write it like \"[2001:db8:2::10]:443\"", "\(v4.map { "\($0.key) \($0.problem)" })")
         let wild = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20:443\"\nkind = \"tls-sni\"\n[[mux.route]]\nname = \"*.*.example\"\nbackend = \"[2001:db8:2::1]:443\"\n")
         #expect(wild.map(\.key) == ["mux[0].route[0].name"], "\(wild)")
+        let named = problems(Self.base + "[[nat64.eam]]\nipv4 = \"203.0.113.32/28\"\nipv6 = \"2001:db8:2::20/124\"\nname = \"www.example.com\"\n")
+        #expect(named.map(\.problem) == ["names www.example.com but 203.0.113.32/28 is not one address"], "\(named)")
+        let srv = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20:5222\"\nkind = \"tcp\"\ndefault = \"[2001:db8:2::1]:5222\"\nservice = \"xmpp\"\n")
+        #expect(srv.map(\.key) == ["mux[0].service", "mux[0].service"] && srv.first?.fix == "Write it like \"_xmpp-client._tcp\"", "\(srv)")
         let noPort = problems(Self.base + "[[mux]]\nlisten = \"203.0.113.20\"\nkind = \"http-host\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"[2001:db8:2::1]:80\"\n")
         #expect(noPort.map(\.key) == ["mux[0].listen"], "\(noPort)")
     }

@@ -181,4 +181,29 @@ import Testing
         #expect(!(try rig.checked("gw", ["ip", "-6", "rule"]).stdout.contains("0x5347")))
         #expect(!(try rig.checked("gw", ["ip", "route", "show", "table", "local"]).stdout.contains("203.0.113.20")))
     }
+
+    /// `publish` of examples/full.toml loads into NSD (nsd-checkzone) as
+    /// the example.com zone, whose server then answers with the records.
+    @Test func publishedRecordsLoadIntoNSD() throws {
+        let rig = try NetnsRig.standard()
+        defer { rig.teardown() }
+        let published = try runProduct("sixgatectl", ["publish", repoRoot + "/examples/full.toml", "--zone", "example.com"])
+        try #require(published.succeeded, "\(published)")
+        #expect(!published.stdout.contains("mail.example.org"), "only the zone's records: \(published.stdout)")
+        let zone = "$TTL 300\n@ IN SOA ns.example.com. hostmaster.example.com. 1 3600 600 86400 300\n@ IN NS ns.example.com.\nns IN AAAA 2001:db8:2::2\n"
+            + published.stdout
+        let file = rig.scratch + "/example.com.zone"
+        try zone.write(toFile: file, atomically: true, encoding: .utf8)
+        let checked = try rig.run("s6", ["nsd-checkzone", "example.com", file])
+        #expect(checked.succeeded, "\(checked)\n\(zone)")
+        let nsd = try rig.nsd("s6", "2001:db8:2::2", zones: [("example.com", zone)])
+        defer { rig.stop(nsd) }
+        func dig(_ name: String, _ type: String) throws -> String {
+            try rig.run("c6", ["dig", "+short", "+time=2", "+tries=2", "@2001:db8:2::2", name, type]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try dig("www.example.com", "A") == "198.51.100.20")
+        #expect(try dig("shop.example.com", "A") == "198.51.100.20", "the wildcard route")
+        #expect(try dig("_xmpp-client._tcp.example.com", "SRV") == "0 0 5222 xmpp.example.com.")
+        #expect(try dig("6bed4.example.com", "AAAA") == "2001:db8:6b:bed::")
+    }
 }

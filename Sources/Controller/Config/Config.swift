@@ -32,6 +32,8 @@ public struct Config: Sendable, Equatable {
     public struct EAMEntry: Sendable, Equatable {
         public internal(set) var ipv4: IPv4Prefix
         public internal(set) var ipv6: IPv6Prefix
+        /// The DNS name `publish` gives the IPv4 side (a /32 only).
+        public internal(set) var name: String?
     }
 
     public struct NAT64: Sendable, Equatable {
@@ -99,6 +101,8 @@ public struct Config: Sendable, Equatable {
         public internal(set) var routes: [IPv6Prefix] = []
         public internal(set) var pref64Lifetime = Duration.seconds(1800)
         public internal(set) var rsPerSecond = 2
+        /// The DNS name `publish` gives the router's address, P:: (spec §3.3).
+        public internal(set) var publish: String?
     }
 
     public struct Controller: Sendable, Equatable {

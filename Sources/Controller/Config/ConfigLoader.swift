@@ -134,7 +134,11 @@ public enum ConfigLoader {
             }
             let v4 = r.value(e, "ipv4", p, example: "198.51.100.10/32", parseIPv4Prefix)
             let v6 = r.value(e, "ipv6", p, example: "2001:db8:2::10/128", parseIPv6Prefix)
-            if let v4, let v6 { n.eam.append(Config.EAMEntry(ipv4: v4, ipv6: v6)) }
+            let name = r.hostName(e, "name", p)
+            if let name, let v4, v4.length != 32 {
+                r.report(p.appending("name"), "names \(name) but \(v4) is not one address", fix: "Give names to /32 mappings only")
+            }
+            if let v4, let v6 { n.eam.append(Config.EAMEntry(ipv4: v4, ipv6: v6, name: name)) }
         }
         return n
     }
@@ -183,6 +187,7 @@ public enum ConfigLoader {
         s.routes = r.values(t, "routes", path, example: "2001:db8:2::/48", parseIPv6Prefix) ?? s.routes
         s.pref64Lifetime = r.duration(t, "pref64_lifetime", path, max: .seconds(65528)) ?? s.pref64Lifetime
         s.rsPerSecond = r.int(t, "rs_per_second", path, in: 1...1000) ?? s.rsPerSecond
+        s.publish = r.hostName(t, "publish", path)
         if s.enabled {
             for key in ["address4", "prefix"] where t[key] == nil {
                 r.report(path.appending(key), "is required while 6bed4 is enabled", fix: key == "prefix" ? "Give the 6bed4 prefix, e.g. prefix = \"2001:db8:6b::/48\"" : "Give the router's public IPv4 address, e.g. address4 = \"192.0.2.1\"")

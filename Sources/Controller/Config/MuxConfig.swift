@@ -18,6 +18,10 @@ extension Config {
         public internal(set) var routes: [Route] = []
         /// Where a name no route takes goes; nil: it is reset.
         public internal(set) var fallback: IPEndpoint?
+        /// A `tcp` entry's DNS name, and the SRV service (`_xmpp-client._tcp`)
+        /// `publish` announces it under.
+        public internal(set) var name: String?
+        public internal(set) var service: String?
 
         /// The IPv4 address clients connect to.
         public var address: IPv4Address? { if case .v4(let a) = listen.address { a } else { nil } }
@@ -91,8 +95,17 @@ extension ConfigLoader {
                 guard let name, let target else { return nil }
                 return .init(name: name, backend: target)
             }
+            let name = r.hostName(t, "name", p)
+            let service = r.string(t, "service", p)
+            if let service {
+                let labels = service.split(separator: ".", omittingEmptySubsequences: false)
+                if labels.count != 2 || !labels.allSatisfy({ $0.count > 1 && $0.hasPrefix("_") && HostName.normalized($0.dropFirst().utf8) != nil })
+                    || !["_tcp"].contains(labels.last.map(String.init) ?? "") {
+                    r.report(p.appending("service"), "\(service.quotedForMessage) is not an SRV service", fix: "Write it like \"_xmpp-client._tcp\"")
+                }
+            }
             guard let listen, let kind else { return nil }
-            return Config.MuxEntry(listen: listen, kind: kind, routes: routes, fallback: fallback)
+            return Config.MuxEntry(listen: listen, kind: kind, routes: routes, fallback: fallback, name: name, service: service)
         }
     }
 
@@ -135,6 +148,13 @@ extension Validation {
                 if let pool = config.nat64.pool4, pool.contains(a) {
                     reader.report(p.appending("listen"), "\(a) is in the dynamic pool \(pool)", fix: "Use an address outside nat64.pool4")
                 }
+            }
+            if m.kind != .tcp, m.name != nil || m.service != nil {
+                reader.report(p.appending(m.name != nil ? "name" : "service"), "only a tcp [[mux]] has a name of its own: the others publish their routes' names",
+                              fix: "Remove it, or give the names as [[mux.route]]s")
+            }
+            if m.service != nil, m.name == nil {
+                reader.report(p.appending("service"), "an SRV service needs the name it points to", fix: "Add name = \"xmpp.example.com\"")
             }
             if m.kind == .tcp {
                 if !m.routes.isEmpty {

@@ -1,4 +1,5 @@
 import Foundation
+import Mux
 import Packet
 import TOMLKit
 
@@ -183,6 +184,16 @@ final class Reader {
         }
         report(path.appending(key), "\(s.quotedForMessage) is not a duration", fix: "Write a number and a unit, e.g. \"90s\", \"30m\", \"2h\" or \"1500ms\"")
         return nil
+    }
+
+    /// A DNS host name, lowercased and without a trailing dot.
+    func hostName(_ t: TOMLTable, _ key: String, _ path: ConfigPath) -> String? {
+        guard let s = string(t, key, path) else { return nil }
+        guard let name = HostName.normalized(s.utf8), name.contains(".") else {
+            report(path.appending(key), "\(s.quotedForMessage) is not a host name", fix: "Write a full name like \"www.example.com\"")
+            return nil
+        }
+        return name
     }
 
     /// Linux interface names: 1 to 15 bytes, no "/", ":" or white space.

@@ -51,6 +51,7 @@ public enum Schema {
         Table(name: "nat64.eam", isArray: true, doc: "Explicit address mappings (RFC 7757), one [[nat64.eam]] per mapping; longest prefix wins.", keys: [
             Key(name: "ipv4", type: "IPv4 prefix", defaultValue: "required", doc: "The IPv4 side, e.g. a public address of an IPv6-only server."),
             Key(name: "ipv6", type: "IPv6 prefix", defaultValue: "required", doc: "The IPv6 side; it must hold as many addresses as `ipv4`."),
+            Key(name: "name", type: "host name", defaultValue: "none", doc: "The server's DNS name: `sixgatectl publish` gives it an A record of the IPv4 side (a /32 only)."),
         ]),
         Table(name: "dns64", isArray: false, doc: "The DNS64 server (RFC 6147).", keys: [
             Key(name: "enabled", type: "bool", defaultValue: "true", doc: "Run the DNS64 server."),
@@ -79,11 +80,14 @@ public enum Schema {
             Key(name: "routes", type: "IPv6 prefixes", defaultValue: "[]", doc: "Extra prefixes announced as routes in router advertisements (at most 10)."),
             Key(name: "pref64_lifetime", type: "duration", defaultValue: "30m", doc: "Lifetime of the PREF64 option (RFC 8781), at most 65528s."),
             Key(name: "rs_per_second", type: "integer", defaultValue: "2", doc: "Router solicitations answered per second and source."),
+            Key(name: "publish", type: "host name", defaultValue: "none", doc: "The DNS name of the 6bed4 service: `sixgatectl publish` gives it an AAAA record of the router's address (the /64's `::`)."),
         ]),
         Table(name: "mux", isArray: true, doc: "One public IPv4 address and port shared by IPv6-only servers, one [[mux]] each. The gateway accepts the connection, reads the name it is for from its first bytes (the TLS ClientHello's server_name, the HTTP/1 Host) and connects to that name's backend from the client's translated address (`prefix` + its IPv4 address), so a backend sees the client as through an explicit mapping, with no change of its own; it then moves the bytes both ways. TLS is never terminated: the gateway holds no keys.", keys: [
             Key(name: "listen", type: "IPv4 endpoint", defaultValue: "required", doc: "The public address and port, e.g. `203.0.113.20:443`. `apply` makes the address local (on `lo`); it may be neither a mapping's nor in the pool."),
             Key(name: "kind", type: "tls-sni|http-host|tcp", defaultValue: "required", doc: "What names the backend: the TLS server_name, the HTTP Host, or nothing (`tcp`: every connection to `default`)."),
             Key(name: "default", type: "IPv6 endpoint or \"reject\"", defaultValue: "reject", doc: "The backend of a name no route takes, and of a connection that names none; `reject` resets them."),
+            Key(name: "name", type: "host name", defaultValue: "none", doc: "A `tcp` entry's DNS name, which `publish` gives an A record of `listen`'s address (the others publish their routes' names)."),
+            Key(name: "service", type: "SRV service", defaultValue: "none", doc: "With `name`: the service `publish` announces it under, e.g. `_xmpp-client._tcp` (an SRV record to `name` and `listen`'s port)."),
         ]),
         Table(name: "mux.route", isArray: true, doc: "A name the [[mux]] above serves, one [[mux.route]] each.", keys: [
             Key(name: "name", type: "host name", defaultValue: "required", doc: "`www.example.com`, or `*.example.com` for every name below it (one label or more; not the name itself). An exact name wins over a wildcard, a longer wildcard over a shorter."),
