@@ -70,7 +70,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "SixBedFourPeer",
-            dependencies: ["SixBedFour", "Packet", "Controller", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SixBedFour", "Packet", "Controller", "DNS64", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/6bed4peer"
         ),
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CNetlink
 import Controller
+import DNS64
 import Foundation
 import Glibc
 import Packet
@@ -22,7 +23,9 @@ struct SixBedFourPeer: ParsableCommand {
         version: SixgateVersion.string
     )
 
-    @Option(name: .shortAndLong, help: "The router's IPv4 address.") var server: String
+    @Option(name: .shortAndLong, help: "The router: its IPv4 address, or a DNS name (its AAAA where that embeds the router's endpoint, else its A).")
+    var server: String
+    @Option(help: "Resolve --server with this DNS server ([address]:port) rather than the system's.") var resolver: String?
     @Option(name: .shortAndLong, help: "The router's UDP port.") var port: UInt16 = SixBedFourPrefix.defaultPort
     @Option(help: "The TUN device to create.") var device = "6bed4"
     @Flag(name: .shortAndLong, help: "Also route ::/0 through the router (metric 1042, below native IPv6).") var defaultRoute = false
@@ -30,7 +33,8 @@ struct SixBedFourPeer: ParsableCommand {
     @Option(help: "IPv4 TTL of keepalives: enough to refresh the NATs nearby.") var keepaliveTTL = 3
 
     func validate() throws {
-        guard IPv4Address(server) != nil else { throw ValidationError("--server \(server) is not an IPv4 address") }
+        guard IPv4Address(server) != nil || DNSName(server) != nil else { throw ValidationError("--server \(server) is neither an IPv4 address nor a DNS name") }
+        if let resolver, (try? IPEndpoint.parse(resolver, defaultPort: 53)) == nil { throw ValidationError("--resolver \(resolver) is not an address") }
         guard keepalive >= 1 else { throw ValidationError("--keepalive must be at least 1 second") }
         guard (1...255).contains(keepaliveTTL) else { throw ValidationError("--keepalive-ttl must be 1 to 255") }
     }
@@ -38,7 +42,9 @@ struct SixBedFourPeer: ParsableCommand {
     func run() throws {
         let host = try Host(device: device, defaultRoute: defaultRoute)
         let socket = try UDPSocket.bind(nil)
-        let engine = PeerEngine(server: UDPEndpoint(address: IPv4Address(server)!, port: port), keepalivePeriod: keepalive)
+        let (router, how) = try ServerName.resolve(server, port: port, resolver: resolver.flatMap { try? IPEndpoint.parse($0, defaultPort: 53) })
+        if !how.isEmpty { log("6bed4peer: router \(router), from \(how)") }
+        let engine = PeerEngine(server: router, keepalivePeriod: keepalive)
         let ttl = keepaliveTTL
         let out = SendBatch(socket: socket)
         engine.send = { e, p, n in out.add(p, length: n, to: e) }

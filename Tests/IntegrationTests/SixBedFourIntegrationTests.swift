@@ -45,6 +45,7 @@ struct SixBedFourNet {
                 enabled = true
                 address4 = "192.0.2.1"
                 prefix = "\(prefix)::/64"
+                publish = "6bed4.example.test"
                 [controller]
                 state_dir = "\(rig.scratch)/state"
                 bpf_dir = "\(rig.scratch)/bpf"
@@ -116,6 +117,24 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
 }
 
 @Suite(.serialized) struct SixBedFourIntegrationTests {
+    /// A peer finds the router by name: `sixgatectl publish` of the router's
+    /// config, served by NSD, gives 6bed4.example.test; the router's AAAA
+    /// (P::) embeds no endpoint, so the peer takes the name's A record.
+    @Test func aPeerFindsThePublishedRouterByName() throws {
+        let net = try SixBedFourNet.start()
+        defer { net.rig.teardown() }
+        let published = try runProduct("sixgatectl", ["publish", net.rig.scratch + "/sixgate.toml", "--zone", "example.test"])
+        #expect(published.stdout.contains("6bed4\t300\tIN\tAAAA\t\(SixBedFourNet.prefix)::") && published.stdout.contains("6bed4\t300\tIN\tA\t192.0.2.1"), "\(published)")
+        let zone = "$TTL 300\n@ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300\n@ IN NS ns.example.test.\nns IN A 192.0.2.11\n"
+            + published.stdout
+        let nsd = try net.rig.nsd("p1", "192.0.2.11", zones: [("example.test", zone)])
+        defer { net.rig.stop(nsd) }
+        let peer = try net.rig.start("p1", [binDir + "/6bed4peer", "--server", "6bed4.example.test", "--resolver", "192.0.2.11", "--device", "6bed4n"], name: "peer-by-name")
+        defer { net.rig.stop(peer) }
+        try waitFor("address ", in: peer)
+        #expect(peer.errors.contains("router 192.0.2.1:25790, from 6bed4.example.test A 192.0.2.1 (its AAAA \(SixBedFourNet.prefix):: embeds no endpoint)"), "\(peer.errors)")
+    }
+
     @Test func peersGetTheirObservedEndpointsAndReachEverything() throws {
         let net = try SixBedFourNet.start()
         defer { net.rig.teardown() }

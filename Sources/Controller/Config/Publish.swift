@@ -39,8 +39,11 @@ public enum Publish {
                 }
             }
         }
+        // The router's address P:: (it answers pings; spec §3.3) embeds no
+        // IPv4 endpoint, so the name's A record gives a peer the router's.
         if c.sixbedfour.enabled, let name = c.sixbedfour.publish, let p = c.sixbedfour.routerPrefix {
             out.append(Record(name: name, type: "AAAA", data: p.address.description))
+            if let a = c.sixbedfour.address4 { out.append(Record(name: name, type: "A", data: a.description)) }
         }
         // One A record per name and address: two routes of one name on two ports publish it once.
         return out.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }

@@ -80,7 +80,7 @@ public enum Schema {
             Key(name: "routes", type: "IPv6 prefixes", defaultValue: "[]", doc: "Extra prefixes announced as routes in router advertisements (at most 10)."),
             Key(name: "pref64_lifetime", type: "duration", defaultValue: "30m", doc: "Lifetime of the PREF64 option (RFC 8781), at most 65528s."),
             Key(name: "rs_per_second", type: "integer", defaultValue: "2", doc: "Router solicitations answered per second and source."),
-            Key(name: "publish", type: "host name", defaultValue: "none", doc: "The DNS name of the 6bed4 service: `sixgatectl publish` gives it an AAAA record of the router's address (the /64's `::`)."),
+            Key(name: "publish", type: "host name", defaultValue: "none", doc: "The DNS name of the 6bed4 service: `sixgatectl publish` gives it an AAAA record of the router's address (the /64's `::`) and an A record of `address4`, from which `6bed4peer --server NAME` finds the router."),
         ]),
         Table(name: "mux", isArray: true, doc: "One public IPv4 address and port shared by IPv6-only servers, one [[mux]] each. The gateway accepts the connection, reads the name it is for from its first bytes (the TLS ClientHello's server_name, the HTTP/1 Host) and connects to that name's backend from the client's translated address (`prefix` + its IPv4 address), so a backend sees the client as through an explicit mapping, with no change of its own; it then moves the bytes both ways. TLS is never terminated: the gateway holds no keys.", keys: [
             Key(name: "listen", type: "IPv4 endpoint", defaultValue: "required", doc: "The public address and port, e.g. `203.0.113.20:443`. `apply` makes the address local (on `lo`); it may be neither a mapping's nor in the pool."),
