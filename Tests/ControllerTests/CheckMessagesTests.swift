@@ -56,6 +56,13 @@ struct CheckMessagesTests {
         #expect(noPort.map(\.key) == ["mux[0].listen"], "\(noPort)")
     }
 
+    /// A duration whose milliseconds overflow is too long, not a crash
+    /// (found by `make fuzz`).
+    @Test func anEnormousDurationIsRefused() {
+        let p = problems(Self.base.replacingOccurrences(of: "enabled = false", with: "enabled = false\ntimeout = \"1844674407370955161s\""))
+        #expect(p.map(\.problem) == ["\"1844674407370955161s\" is longer than allowed"], "\(p)")
+    }
+
     @Test func anUnterminatedStringIsNamed() {
         let p = problems(Self.base.replacingOccurrences(of: "uplink4 = \"eth0\"", with: "uplink4 = \"eth0"))
         #expect(p.count == 1 && p.first?.line == 3, "\(p)")

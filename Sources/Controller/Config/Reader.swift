@@ -176,8 +176,9 @@ final class Reader {
         let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for (suffix, ms) in units.sorted(by: { $0.0.count > $1.0.count }) where s.hasSuffix(suffix) {
             if let n = Int64(s.dropLast(suffix.count)), n >= 0 {
-                let d = Duration.milliseconds(n * ms)
-                if d <= max { return d }
+                // A number too large for milliseconds is too long too (and must not trap).
+                let (total, overflow) = n.multipliedReportingOverflow(by: ms)
+                if !overflow, Duration.milliseconds(total) <= max { return Duration.milliseconds(total) }
                 report(path.appending(key), "\(s.quotedForMessage) is longer than allowed", fix: "Use at most \(max)")
                 return nil
             }
