@@ -24,6 +24,8 @@ public struct DNS64Settings: Sendable {
     public var maxTTL: UInt32
     /// The upstreams' AD bit is trusted (see `Synthesis.trustUpstreamAD`).
     public var trustUpstreamAD: Bool
+    /// Names the gateway publishes, answered here.
+    public var localNames = LocalNames()
 
     public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
                 timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1,
@@ -221,6 +223,12 @@ public final class DNS64Server: Sendable {
         if q.type == RRType.aaaa, q.name == SpecialNames.ipv4only {
             count { $0.local += 1 }
             return SpecialNames.ipv4onlyAnswer(query: query, prefix: settings.prefix, ttl: min(3600, settings.maxTTL))
+        }
+        if let records = settings.localNames.records(q) {
+            count { $0.local += 1 }
+            var m = Message.response(to: query)
+            m.answers = records
+            return m
         }
         if q.type == RRType.ptr, settings.answerPTR, let v4name = SpecialNames.inAddrName(forPTR: q.name, prefix: settings.prefix) {
             // RFC 6147 §5.3.1: the PTR of the embedded IPv4 address, answered under the name asked.

@@ -66,6 +66,10 @@ final class NotifySocket {
         let detail = (parts?.first?["detail"] as? [String])?.first ?? "none: \(status) \(daemon.errors)"
         #expect(detail.hasPrefix("datapath tun (userspace), 2 queue(s) on sg-nat64: nat64.datapath = auto, and the kernel datapath cannot run: no tc-BPF program is pinned in "),
                 "\(detail)")
+        // A name the gateway publishes is answered here as the world sees it
+        // (A) and, for AAAA, with the server's own IPv6 address.
+        let published = try rig.run("c6", ["dig", "+short", "+time=2", "@2001:db8:1::1", "s6.example.org", "AAAA", "s6.example.org", "A"]).stdout
+        #expect(published.split(separator: "\n") == ["2001:db8:2::2", "203.0.113.10"], "\(published)")
         let ping = try rig.run("c6", ["ping", "-c", "2", "-W", "2", TranslatorGateway.s4in6])
         #expect(ping.succeeded, "the TUN datapath translates: \(ping)")
         rig.stop(daemon)
@@ -102,6 +106,7 @@ final class NotifySocket {
             prefix = "2001:db8:6bed:4::/64"
 
             """).replacingOccurrences(of: "[controller]\n", with: "[controller]\ncontrol_socket = \"\(rig.scratch)/control.sock\"\nmetrics = \"[2001:db8:1::1]:9164\"\n")
+            .replacingOccurrences(of: "ipv6 = \"2001:db8:2::2/128\"\n", with: "ipv6 = \"2001:db8:2::2/128\"\nname = \"s6.example.org\"\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
         try #require(applied.succeeded, "\(applied)")
@@ -123,6 +128,10 @@ final class NotifySocket {
 
         let answer = try rig.run("c6", ["dig", "+short", "+time=2", "+tries=2", "@2001:db8:1::1", "s4.example.org", "AAAA"]).stdout
         #expect(answer.trimmingCharacters(in: .whitespacesAndNewlines) == TranslatorGateway.s4in6, "\(answer)\n\(daemon.errors)")
+        // A name the gateway publishes is answered here as the world sees it
+        // (A) and, for AAAA, with the server's own IPv6 address.
+        let published = try rig.run("c6", ["dig", "+short", "+time=2", "@2001:db8:1::1", "s6.example.org", "AAAA", "s6.example.org", "A"]).stdout
+        #expect(published.split(separator: "\n") == ["2001:db8:2::2", "203.0.113.10"], "\(published)")
         let ping = try rig.run("c6", ["ping", "-c", "2", "-W", "2", TranslatorGateway.s4in6])
         #expect(ping.succeeded, "\(ping)\n\(daemon.errors)")
 
@@ -140,8 +149,8 @@ final class NotifySocket {
         #expect((parts.first?["detail"] as? [String])?.first == "datapath kernel (tc-BPF on sg-nat64), its slow path tun (userspace), 2 queue(s) on sg-nat64: "
                 + "nat64.datapath = auto, and the tc-BPF program is attached", "\(parts)")
         let dns64 = try #require(parts[1]["counters"] as? [String: Int])
-        #expect(dns64["queries"] == 1 && dns64["synthesized"] == 1, "\(dns64)")
-        #expect(dns64.filter { $0.key.hasPrefix("udp_socket_") }.values.reduce(0, +) == 1, "each UDP socket's count reaches status: \(dns64)")
+        #expect(dns64["queries"] == 3 && dns64["synthesized"] == 1 && dns64["local"] == 2, "\(dns64)")
+        #expect(dns64.filter { $0.key.hasPrefix("udp_socket_") }.values.reduce(0, +) == 3, "each UDP socket's count reaches status: \(dns64)")
         let mode = try FileManager.default.attributesOfItem(atPath: rig.scratch + "/control.sock")[.posixPermissions] as? Int
         #expect(mode == 0o600, "the control socket is root's only")
         let text = try runProduct("sixgatectl", ["status", config])

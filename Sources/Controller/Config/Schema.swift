@@ -51,7 +51,7 @@ public enum Schema {
         Table(name: "nat64.eam", isArray: true, doc: "Explicit address mappings (RFC 7757), one [[nat64.eam]] per mapping; longest prefix wins.", keys: [
             Key(name: "ipv4", type: "IPv4 prefix", defaultValue: "required", doc: "The IPv4 side, e.g. a public address of an IPv6-only server."),
             Key(name: "ipv6", type: "IPv6 prefix", defaultValue: "required", doc: "The IPv6 side; it must hold as many addresses as `ipv4`."),
-            Key(name: "name", type: "host name", defaultValue: "none", doc: "The server's DNS name: `sixgatectl publish` gives it an A record of the IPv4 side (a /32 only)."),
+            Key(name: "name", type: "host name", defaultValue: "none", doc: "The server's DNS name: `sixgatectl publish` gives it an A record of the IPv4 side (a /32 only), and DNS64 answers it to its own clients with that A and, for AAAA, the IPv6 side."),
         ]),
         Table(name: "dns64", isArray: false, doc: "The DNS64 server (RFC 6147).", keys: [
             Key(name: "enabled", type: "bool", defaultValue: "true", doc: "Run the DNS64 server."),

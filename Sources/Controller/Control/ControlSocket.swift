@@ -311,7 +311,8 @@ public struct ReloadAnswer: Codable, Sendable, Equatable {
         return [
             "translator": verdict(old.nat64.enabled, new.nat64.enabled, prefix && old.nat64 == new.nat64 && old.controller.stateDir == new.controller.stateDir),
             "dns64": verdict(old.dns64.enabled, new.dns64.enabled,
-                             prefix && old.dns64 == new.dns64 && old.gateway.clients == new.gateway.clients && old.sixbedfour == new.sixbedfour),
+                             prefix && old.dns64 == new.dns64 && old.gateway.clients == new.gateway.clients && old.sixbedfour == new.sixbedfour
+                                 && old.localNames == new.localNames),
             "6bed4": verdict(old.sixbedfour.enabled, new.sixbedfour.enabled, prefix && old.sixbedfour == new.sixbedfour),
         ].merging(old.mux.isEmpty && new.mux.isEmpty ? [:] : [
             "mux": verdict(!old.mux.isEmpty, !new.mux.isEmpty, prefix && old.mux == new.mux && old.multiplexer == new.multiplexer),

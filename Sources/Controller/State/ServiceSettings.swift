@@ -61,11 +61,34 @@ extension Config {
     /// What the DNS64 server is handed: the one prefix, and the access list in
     /// force (never "any" unless the config says so).
     public var dns64Settings: DNS64Settings {
-        DNS64Settings(prefix: prefix, exclude: dns64.exclude, allow: dns64Allow, listen: dns64.listen, upstreams: dns64.upstreams,
-                      timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
-                      ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20,
-                      threads: dns64.threads > 0 ? dns64.threads : onlineCPUs, udpSteering: dns64.udpSteering,
-                      maxTTL: UInt32(dns64.maxTTL.components.seconds), trustUpstreamAD: dns64.trustUpstreamAD)
+        var s = DNS64Settings(prefix: prefix, exclude: dns64.exclude, allow: dns64Allow, listen: dns64.listen, upstreams: dns64.upstreams,
+                              timeout: dns64.timeout, attempts: dns64.attempts, tcpIdleTimeout: dns64.tcpIdleTimeout,
+                              ednsUDPSize: dns64.ednsUDPSize, answerPTR: dns64.answerPTR, cacheBytes: dns64.cacheSizeMB << 20,
+                              threads: dns64.threads > 0 ? dns64.threads : onlineCPUs, udpSteering: dns64.udpSteering,
+                              maxTTL: UInt32(dns64.maxTTL.components.seconds), trustUpstreamAD: dns64.trustUpstreamAD)
+        s.localNames = localNames
+        return s
+    }
+
+    /// What `publish` gives the world, with the IPv6 address that serves
+    /// each name for the gateway's own clients.
+    public var localNames: LocalNames {
+        var names = LocalNames()
+        for e in nat64.eam where nat64.enabled {
+            if let n = e.name { names.add(n, v4: [e.ipv4.address], v6: [e.ipv6.address]) }
+        }
+        for m in mux {
+            guard let a = m.address else { continue }
+            for r in m.routes {
+                guard case .v6(let backend) = r.backend.address else { continue }
+                names.add(r.name, v4: [a], v6: [backend])
+            }
+            if let n = m.name, case .v6(let backend)? = m.fallback?.address { names.add(n, v4: [a], v6: [backend]) }
+        }
+        if sixbedfour.enabled, let n = sixbedfour.publish, let p = sixbedfour.routerPrefix {
+            names.add(n, v4: [sixbedfour.address4].compactMap { $0 }, v6: [p.address])
+        }
+        return names
     }
 }
 
