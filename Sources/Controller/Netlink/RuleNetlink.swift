@@ -97,8 +97,8 @@ extension RouteNetlink {
 
     // MARK: - Local routes
 
-    /// The `local` routes carrying `protocol`, of every table (nil) or of `table`.
-    public func localRoutes(table: UInt32? = nil, protocol proto: UInt8) throws -> [OwnedLocalRoute] {
+    /// The `local` routes carrying `protocol` (nil: any), of every table (nil) or of `table`.
+    public func localRoutes(table: UInt32? = nil, protocol proto: UInt8?) throws -> [OwnedLocalRoute] {
         var cache: OpaquePointer?
         let rc = rtnl_route_alloc_cache(socket, AF_UNSPEC, 0, &cache)
         guard rc >= 0, let cache else { throw netlinkError("list routes", rc) }
@@ -108,7 +108,7 @@ extension RouteNetlink {
         while let route = object {
             object = nl_cache_get_next(route)
             let t = rtnl_route_get_table(route)
-            guard table.map({ $0 == t }) ?? true, rtnl_route_get_protocol(route) == proto, rtnl_route_get_type(route) == UInt8(RTN_LOCAL),
+            guard table.map({ $0 == t }) ?? true, proto.map({ $0 == rtnl_route_get_protocol(route) }) ?? true, rtnl_route_get_type(route) == UInt8(RTN_LOCAL),
                   let destination = prefix(of: rtnl_route_get_dst(route)) else { continue }
             result.append(OwnedLocalRoute(destination: destination, table: t))
         }

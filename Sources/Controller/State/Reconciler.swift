@@ -163,7 +163,9 @@ public final class Reconciler {
             liveLocal += try rtnl.localRoutes(protocol: p).map { (p, $0) }
             liveRules += try rtnl.rules(protocol: p).map { (p, $0) }
         }
-        let localRoutes = (add: desired.localRoutes.filter { r in !liveLocal.contains { $0.0 == proto && $0.1 == r } },
+        // An address the host already has (its own, with the kernel's route) needs none of ours.
+        let anyLocal = Set(try rtnl.localRoutes(protocol: nil))
+        let localRoutes = (add: desired.localRoutes.filter { r in !liveLocal.contains { $0.0 == proto && $0.1 == r } && !anyLocal.contains(r) },
                            delete: liveLocal.filter { $0.0 != proto || !desired.localRoutes.contains($0.1) })
         let rules = (add: desired.rules.filter { r in !liveRules.contains { $0.0 == proto && $0.1 == r } },
                      delete: liveRules.filter { $0.0 != proto || !desired.rules.contains($0.1) })
