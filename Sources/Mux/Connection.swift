@@ -48,26 +48,43 @@ final class Connection {
         self.lastActivity = now
     }
 
-    /// Opens the pipes of the relay; false when the system has none to give.
-    func openPipes() -> Bool {
+    /// Takes the pipes of the relay from `pool`; false when the system has
+    /// none to give.
+    func openPipes(from pool: inout [(Int32, Int32)]) -> Bool {
         for direction in [\Connection.up, \Connection.down] {
-            var fds: [Int32] = [0, 0]
-            guard sixgate_mux_pipe(&fds) == 0 else { return false }
-            self[keyPath: direction].pipeRead = fds[0]
-            self[keyPath: direction].pipeWrite = fds[1]
-            _ = sixgate_mux_pipe_size(fds[1], 1 << 18)
+            guard let (r, w) = pool.popLast() ?? Self.newPipe() else { return false }
+            self[keyPath: direction].pipeRead = r
+            self[keyPath: direction].pipeWrite = w
         }
         return true
     }
 
-    /// Closes everything; `reset` sends the client a RST rather than a FIN.
-    func close(reset: Bool = false) {
+    static func newPipe() -> (Int32, Int32)? {
+        var fds: [Int32] = [0, 0]
+        guard sixgate_mux_pipe(&fds) == 0 else { return nil }
+        _ = sixgate_mux_pipe_size(fds[1], 1 << 18)
+        return (fds[0], fds[1])
+    }
+
+    /// Closes the sockets (`reset`: the client gets a RST rather than a
+    /// FIN); pipes left empty go back to `pool`, up to `keep` in it, for the
+    /// next connection: most connections are short, and a pipe costs four
+    /// system calls to make and to close.
+    func close(reset: Bool = false, pool: inout [(Int32, Int32)], keep: Int) {
         if reset {
             Self.reset(client)
         } else {
             Glibc.close(client)
         }
-        for fd in [backend, up.pipeRead, up.pipeWrite, down.pipeRead, down.pipeWrite] where fd >= 0 { Glibc.close(fd) }
+        if backend >= 0 { Glibc.close(backend) }
+        for d in [up, down] where d.pipeRead >= 0 {
+            if d.queued == 0, pool.count < keep {
+                pool.append((d.pipeRead, d.pipeWrite))
+            } else {
+                Glibc.close(d.pipeRead)
+                Glibc.close(d.pipeWrite)
+            }
+        }
     }
 
     /// Closes `fd` with a RST.

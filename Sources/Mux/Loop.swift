@@ -14,6 +14,9 @@ final class Loop: @unchecked Sendable {
     private var slots: [Connection?] = []
     private var free: [Int] = []
     private var scratch = [UInt8](repeating: 0, count: 4096)
+    /// Empty pipes of finished relays, for the next ones.
+    private var pipes: [(Int32, Int32)] = []
+    private static let pipesKept = 256
     /// Open connections over every loop, against `maxConnections`.
     private let open: OpenCount
     let counters: Mutex<[MuxListenerCounters]>
@@ -85,7 +88,7 @@ final class Loop: @unchecked Sendable {
             }
         }
         for c in slots.compactMap({ $0 }) { finish(c) }
-        for fd in listeners + [epoll, wake] { close(fd) }
+        for fd in listeners + [epoll, wake] + pipes.flatMap({ [$0.0, $0.1] }) { close(fd) }
     }
 
     static func now() -> Int64 {
@@ -201,7 +204,7 @@ final class Loop: @unchecked Sendable {
         var error: Int32 = 0
         var length = socklen_t(4)
         guard getsockopt(c.backend, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error == 0 else { return backendFailed(c) }
-        guard c.openPipes() else { return backendFailed(c) }
+        guard c.openPipes(from: &pipes) else { return backendFailed(c) }
         c.stage = .relaying
         c.lastActivity = Self.now()
         flush(c)
@@ -304,7 +307,7 @@ final class Loop: @unchecked Sendable {
 
     private func finish(_ c: Connection, reset: Bool = false) {
         // Closing a descriptor removes it from the epoll set.
-        c.close(reset: reset)
+        c.close(reset: reset, pool: &pipes, keep: Self.pipesKept)
         slots[c.slot] = nil
         free.append(c.slot)
         open.value.wrappingSubtract(1, ordering: .relaxed)
