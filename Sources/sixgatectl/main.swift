@@ -297,6 +297,7 @@ struct Verify: ParsableCommand {
             try NetworkNamespace.run(in: options.netns) {
                 checks.append(verifier.dns64())
                 checks.append(verifier.sixBedFour())
+                checks += verifier.mux()
             }
             checks += verifier.audit(Result { try options.reconciler().plan(config).drift })
         }

@@ -174,6 +174,17 @@ import Testing
         #expect(fetched.stdout.hasPrefix(sha), "\(fetched)")
         #expect((try counters()["\(Self.mux):80 www.example.com bytes_down"] ?? 0) > 100 << 20)
 
+        // verify tries every route from the gateway: each answers.
+        let verify = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])
+        let checks = (try JSONSerialization.jsonObject(with: Data(verify.stdout.utf8)) as? [String: Any])?["checks"] as? [[String: Any]] ?? []
+        let muxChecks = checks.filter { ($0["name"] as? String ?? "").hasPrefix("mux \(Self.mux)") }
+        #expect(verify.succeeded && muxChecks.count == 6 && muxChecks.allSatisfy { $0["ok"] as? Bool == true }, "\(verify)")
+        rig.stop(servers[1])
+        let broken = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])
+        let failed = ((try JSONSerialization.jsonObject(with: Data(broken.stdout.utf8)) as? [String: Any])?["checks"] as? [[String: Any]] ?? [])
+            .filter { $0["ok"] as? Bool == false }.compactMap { $0["name"] as? String }
+        #expect(broken.status == 2 && failed == ["mux \(Self.mux):443 mail.example.com"], "a stopped backend is found: \(broken)")
+
         // remove takes the rule and the local routes with the rest.
         rig.stop(daemon)
         let removed = try runProduct("sixgatectl", ["remove", config, "--netns", rig.ns("gw")])
