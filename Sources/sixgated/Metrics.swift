@@ -15,7 +15,7 @@ struct MetricsService: Service {
     let endpoint: IPEndpoint
     let registry: Registry
 
-    static let gauges: Set<String> = ["qps", "cache_hit_percent", "pool_mappings", "pool_addresses", "peers", "renumbering_flows"]
+    static let gauges: Set<String> = ["qps", "cache_hit_percent", "pool_mappings", "pool_addresses", "peers", "renumbering_flows", "connections_open"]
 
     func run() async throws {
         let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -83,21 +83,26 @@ final class Exposition: Sendable {
                 if k.gauges[up] == nil { k.gauges[up] = prometheus.makeGauge(name: "sixgate_part_up", labels: [("part", name)]) }
                 k.gauges[up]?.set(Int64(part.state == "serving" ? 1 : 0))
                 for (counter, value) in part.counters {
-                    let metric = "sixgate_\(name)_" + counter.map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") { $0.append($1) }
-                    if MetricsService.gauges.contains(counter) {
-                        if k.gauges[metric] == nil { k.gauges[metric] = prometheus.makeGauge(name: metric) }
-                        k.gauges[metric]?.set(Int64(value))
+                    // The multiplexer's are "LISTEN [ROUTE] NAME": the address and route become labels.
+                    let words = counter.split(separator: " ").map(String.init)
+                    let labels = zip(["listen", "route"], words.dropLast()).map { ($0, $1) }
+                    let base = words.last ?? counter
+                    let metric = "sixgate_\(name)_" + (labels.count == 2 ? "route_" : "") + base.map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") { $0.append($1) }
+                    let key = metric + labels.map { "{\($0.0)=\($0.1)}" }.joined()
+                    if MetricsService.gauges.contains(base) {
+                        if k.gauges[key] == nil { k.gauges[key] = prometheus.makeGauge(name: metric, labels: labels) }
+                        k.gauges[key]?.set(Int64(value))
                     } else {
                         let total = metric + "_total"
-                        var (c, last) = k.counters[total] ?? (prometheus.makeCounter(name: total), 0)
+                        var (c, last) = k.counters[key] ?? (prometheus.makeCounter(name: total, labels: labels), 0)
                         if value < last {
                             // The part restarted and its counters with it: a new counter, as Prometheus expects a reset.
                             prometheus.unregisterCounter(c)
-                            c = prometheus.makeCounter(name: total)
+                            c = prometheus.makeCounter(name: total, labels: labels)
                             last = 0
                         }
                         c.increment(by: Int64(value - last))
-                        k.counters[total] = (c, value)
+                        k.counters[key] = (c, value)
                     }
                 }
             }

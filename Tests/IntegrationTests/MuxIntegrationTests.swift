@@ -76,6 +76,7 @@ import Testing
             state_dir = "\(rig.scratch)/state"
             bpf_dir = "\(rig.scratch)/bpf"
             control_socket = "\(rig.scratch)/control.sock"
+            metrics = "[2001:db8:2::1]:9164"
             [multiplexer]
             peek_timeout = "2s"
             threads = 2
@@ -168,6 +169,10 @@ import Testing
         #expect((counted["\(tls) invalid"] ?? 0) >= 1 && (counted["\(plain) invalid"] ?? 0) >= 1, "junk and the oversized head: \(counted)")
         #expect((counted["\(tls) peek_timeouts"] ?? 0) >= 1000, "the slow and the idle ones: \(counted)")
         #expect(counted["\(tls) no_match"] == 1 && counted["\(tls) www.example.com connections"] == 3, "\(counted)")
+        // The same for Prometheus, the address and route as labels.
+        let scrape = try rig.run("s6", ["curl", "-sS", "--max-time", "5", "http://[2001:db8:2::1]:9164/metrics"]).stdout
+        #expect(scrape.contains("sixgate_mux_route_connections_total{listen=\"\(tls)\",route=\"www.example.com\"} 3")
+                && scrape.contains("sixgate_mux_no_match_total{listen=\"\(tls)\"} 1"), "\(scrape)")
 
         // 100 MB through the multiplexer, whole.
         let fetched = try rig.run("c4", ["sh", "-c", "curl -sS --max-time 60 -H 'Host: www.example.com' http://\(Self.mux)/blob | sha256sum"], timeout: .seconds(90))
