@@ -31,7 +31,7 @@ public enum HostName {
             }
         }
         if out.last == UInt8(ascii: ".") { out.removeLast() }
-        guard !out.isEmpty, out.count <= 253, out.first != UInt8(ascii: "."),
+        guard !out.isEmpty, out.count <= 253, out.first != UInt8(ascii: "."), out.last != UInt8(ascii: "."),
               !out.indices.dropLast().contains(where: { out[$0] == UInt8(ascii: ".") && out[$0 + 1] == UInt8(ascii: ".") })
         else { return nil }
         return String(decoding: out, as: UTF8.self)
