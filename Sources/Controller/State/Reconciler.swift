@@ -90,6 +90,7 @@ public final class Reconciler {
                                                              problem: error.problem(in: namespace), fix: error.fix(in: namespace))])
         }
         let pins = try KernelProgramPlan.directory(bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir, namespace: namespace)
+        if !config.mux.isEmpty { try refuseMuxBackends(config, desired: desired, allRoutes: try rtnl.mainRoutes()) }
         return try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, bpfDir: config.controller.bpfDir, pins: pins,
                         environment: environment)
     }
@@ -205,6 +206,28 @@ public final class Reconciler {
             for other in environment.addresses where other.address == a.address && other.device != a.device {
                 conflicts.append("address \(other.address) is on \(other.device), and sixgate puts it on \(a.device): remove it there "
                     + "(ip addr del \(other.address)/\(other.length) dev \(other.device)) or change the config")
+            }
+        }
+        if !conflicts.isEmpty { throw PlanConflict(conflicts: conflicts) }
+    }
+
+    /// A [[mux]] backend must be reached on the IPv6 side: through a route of
+    /// the main table (or the desired ones) that leaves neither by the IPv4
+    /// uplink nor into one of sixgate's own devices, where the connection
+    /// would loop through the translator or the 6bed4 router.
+    private func refuseMuxBackends(_ config: Config, desired: DesiredState, allRoutes: [RouteNetlink.LiveRoute]) throws {
+        let routes = allRoutes.filter(\.unicast).map(\.route) + desired.routes
+        let wrong = Set([config.gateway.uplink4] + desired.links.map(\.name))
+        var conflicts: [String] = []
+        for (i, m) in config.mux.enumerated() {
+            let backends = m.routes.map { ("mux[\(i)] \($0.name)", $0.backend) } + (m.fallback.map { [("mux[\(i)] default", $0)] } ?? [])
+            for (what, backend) in backends {
+                guard case .v6(let a) = backend.address else { continue }
+                let length = { (p: IPPrefix) -> Int in if case .v6(let v) = p { v.length } else { -1 } }
+                let best = routes.filter { $0.destination.contains(.v6(a)) }.max { length($0.destination) < length($1.destination) }
+                if let best, !wrong.contains(best.device) { continue }
+                let via = best.map { "goes to \($0.device) (route \($0.destination))" } ?? "has no route"
+                conflicts.append("the backend \(backend) of \(what) \(via), not to the IPv6 side: route it there (e.g. through \(config.gateway.inside6)) or correct the backend")
             }
         }
         if !conflicts.isEmpty { throw PlanConflict(conflicts: conflicts) }
