@@ -118,7 +118,7 @@ struct Apply: ParsableCommand {
             // The daemon reads the state the apply saved: the handover is part of it.
             let daemon = try handOver(config)
             withExtendedLifetime(lock) {}
-            let warnings = [ProtocolName.install(config.controller.routeProtocol), plan.kernel.note].compactMap { $0 }
+            let warnings = [ProtocolName.install(config.controller.routeProtocol), plan.kernel.note].compactMap { $0 } + plan.warnings
             let sentNft = plan.drift.contains { $0.area == "nft" }
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
             if options.json {

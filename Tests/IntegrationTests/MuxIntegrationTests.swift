@@ -99,12 +99,13 @@ import Testing
             default = "[2001:db8:2::12]:8000"
 
             """.write(toFile: config, atomically: true, encoding: .utf8)
-        // A backend the gateway would not reach on its IPv6 side is refused before anything changes.
+        // A backend the gateway reaches only through the IPv4 uplink is refused before anything changes.
+        try rig.checked("gw", ["ip", "-6", "addr", "add", "2001:db8:98::1/64", "dev", "c4", "nodad"])
         let stray = rig.scratch + "/stray.toml"
-        try (try String(contentsOfFile: config, encoding: .utf8)).replacingOccurrences(of: "[2001:db8:2::10]:443", with: "[2001:db8:99::10]:443")
+        try (try String(contentsOfFile: config, encoding: .utf8)).replacingOccurrences(of: "[2001:db8:2::10]:443", with: "[2001:db8:98::10]:443")
             .write(toFile: stray, atomically: true, encoding: .utf8)
         let refused = try runProduct("sixgatectl", ["apply", stray, "--netns", rig.ns("gw")])
-        #expect(refused.status == 1 && refused.stderr.contains("the backend [2001:db8:99::10]:443 of mux[0] www.example.com has no route, not to the IPv6 side"),
+        #expect(refused.status == 1 && refused.stderr.contains("the backend [2001:db8:98::10]:443 of mux[0] www.example.com goes to c4 (route 2001:db8:98::/64), not to the IPv6 side"),
                 "\(refused)")
         #expect(!(try rig.checked("gw", ["ip", "-6", "rule"]).stdout.contains("0x5347")), "nothing was applied")
         let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])

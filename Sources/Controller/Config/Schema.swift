@@ -91,7 +91,7 @@ public enum Schema {
         ]),
         Table(name: "mux.route", isArray: true, doc: "A name the [[mux]] above serves, one [[mux.route]] each.", keys: [
             Key(name: "name", type: "host name", defaultValue: "required", doc: "`www.example.com`, or `*.example.com` for every name below it (one label or more; not the name itself). An exact name wins over a wildcard, a longer wildcard over a shorter."),
-            Key(name: "backend", type: "IPv6 endpoint", defaultValue: "required", doc: "Where its connections go, e.g. `[2001:db8:2::10]:443`. `apply` refuses a backend whose route leaves by the IPv4 uplink or into one of sixgate's devices, or that has none."),
+            Key(name: "backend", type: "IPv6 endpoint", defaultValue: "required", doc: "Where its connections go, e.g. `[2001:db8:2::10]:443`. `apply` refuses a backend whose route leaves by the IPv4 uplink or into one of sixgate's devices, and warns of one that has none yet."),
         ]),
         Table(name: "multiplexer", isArray: false, doc: "Limits of every [[mux]], and how its backends' answers come back to it.", keys: [
             Key(name: "max_connections", type: "integer", defaultValue: "10000", doc: "Connections open at once; past it new ones are reset and counted (`over_limit`)."),

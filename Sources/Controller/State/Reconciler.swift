@@ -29,6 +29,9 @@ public struct Plan: Sendable {
     /// and those an earlier (maybe interrupted) apply used.
     let protocols: Set<UInt8>
 
+    /// What apply goes ahead with but the operator should know.
+    public internal(set) var warnings: [String] = []
+
     public var isEmpty: Bool { drift.isEmpty }
 }
 
@@ -90,9 +93,11 @@ public final class Reconciler {
                                                              problem: error.problem(in: namespace), fix: error.fix(in: namespace))])
         }
         let pins = try KernelProgramPlan.directory(bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir, namespace: namespace)
-        if !config.mux.isEmpty { try refuseMuxBackends(config, desired: desired, allRoutes: try rtnl.mainRoutes()) }
-        return try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, bpfDir: config.controller.bpfDir, pins: pins,
-                        environment: environment)
+        let unrouted = config.mux.isEmpty ? [] : try muxBackendsOffTheIPv6Side(config, desired: desired, allRoutes: try rtnl.mainRoutes())
+        var plan = try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, bpfDir: config.controller.bpfDir, pins: pins,
+                            environment: environment)
+        plan.warnings = unrouted
+        return plan
     }
 
     /// Runs `body` in the managed namespace: tc's netlink calls need it.
@@ -165,8 +170,8 @@ public final class Reconciler {
             liveRules += try rtnl.rules(protocol: p).map { (p, $0) }
         }
         // An address the host already has (its own, with the kernel's route) needs none of ours.
-        let anyLocal = Set(try rtnl.localRoutes(protocol: nil))
-        let localRoutes = (add: desired.localRoutes.filter { r in !liveLocal.contains { $0.0 == proto && $0.1 == r } && !anyLocal.contains(r) },
+        let othersLocal = Set(try rtnl.localRoutes(protocol: nil)).subtracting(liveLocal.map(\.1))
+        let localRoutes = (add: desired.localRoutes.filter { r in !liveLocal.contains { $0.0 == proto && $0.1 == r } && !othersLocal.contains(r) },
                            delete: liveLocal.filter { $0.0 != proto || !desired.localRoutes.contains($0.1) })
         let rules = (add: desired.rules.filter { r in !liveRules.contains { $0.0 == proto && $0.1 == r } },
                      delete: liveRules.filter { $0.0 != proto || !desired.rules.contains($0.1) })
@@ -211,26 +216,33 @@ public final class Reconciler {
         if !conflicts.isEmpty { throw PlanConflict(conflicts: conflicts) }
     }
 
-    /// A [[mux]] backend must be reached on the IPv6 side: through a route of
-    /// the main table (or the desired ones) that leaves neither by the IPv4
-    /// uplink nor into one of sixgate's own devices, where the connection
-    /// would loop through the translator or the 6bed4 router.
-    private func refuseMuxBackends(_ config: Config, desired: DesiredState, allRoutes: [RouteNetlink.LiveRoute]) throws {
+    /// A [[mux]] backend must be reached on the IPv6 side: one whose route
+    /// (in the main table, or among the desired ones) leaves by the IPv4
+    /// uplink or into one of sixgate's own devices, where the connection
+    /// would loop through the translator or the 6bed4 router, is refused.
+    /// One without a route yet (at boot a routing daemon may add it later)
+    /// is returned, for a warning.
+    private func muxBackendsOffTheIPv6Side(_ config: Config, desired: DesiredState, allRoutes: [RouteNetlink.LiveRoute]) throws -> [String] {
         let routes = allRoutes.filter(\.unicast).map(\.route) + desired.routes
         let wrong = Set([config.gateway.uplink4] + desired.links.map(\.name))
-        var conflicts: [String] = []
+        var conflicts: [String] = [], unrouted: [String] = []
         for (i, m) in config.mux.enumerated() {
             let backends = m.routes.map { ("mux[\(i)] \($0.name)", $0.backend) } + (m.fallback.map { [("mux[\(i)] default", $0)] } ?? [])
             for (what, backend) in backends {
                 guard case .v6(let a) = backend.address else { continue }
                 let length = { (p: IPPrefix) -> Int in if case .v6(let v) = p { v.length } else { -1 } }
                 let best = routes.filter { $0.destination.contains(.v6(a)) }.max { length($0.destination) < length($1.destination) }
-                if let best, !wrong.contains(best.device) { continue }
-                let via = best.map { "goes to \($0.device) (route \($0.destination))" } ?? "has no route"
-                conflicts.append("the backend \(backend) of \(what) \(via), not to the IPv6 side: route it there (e.g. through \(config.gateway.inside6)) or correct the backend")
+                guard let best else {
+                    unrouted.append("the backend \(backend) of \(what) has no route yet: the multiplexer cannot reach it until it has one (through \(config.gateway.inside6), say)")
+                    continue
+                }
+                if !wrong.contains(best.device) { continue }
+                conflicts.append("the backend \(backend) of \(what) goes to \(best.device) (route \(best.destination)), not to the IPv6 side: "
+                    + "route it there (e.g. through \(config.gateway.inside6)) or correct the backend")
             }
         }
         if !conflicts.isEmpty { throw PlanConflict(conflicts: conflicts) }
+        return unrouted
     }
 
     /// Makes the live system equal the plan's desired state, in steps whose
