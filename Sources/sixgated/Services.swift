@@ -158,9 +158,9 @@ struct PartService: Service {
 
     func translator() -> @Sendable () async throws -> Void {
         let c = config, logger = logger, registry = registry
-        // The pool outlives a restarted datapath: its mappings stay. So does,
-        // during a renumbering, which prefix each flow uses, also across the
-        // daemon's own restarts (a reload, the end of the renumbering).
+        // The pool's mappings come from its state file, saved every second,
+        // so a restarted part process keeps them; so, during a renumbering,
+        // does which prefix each flow uses (saved every 30 s).
         let pool = c.makePool(now: UInt64(time(nil)), retiring: registry.retiringPools)
         var settings = c.translatorSettings
         settings.retiring = registry.retiring
@@ -227,7 +227,6 @@ struct PartService: Service {
     func dns64() -> @Sendable () async throws -> Void {
         let settings = config.dns64Settings
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
-        // The upstream threads outlive a restarted server.
         let loops = UpstreamLoops(threads: settings.threads)
         let logger = logger, registry = registry
         let listen = settings.listen.map(\.description).joined(separator: ", ")
