@@ -1,5 +1,6 @@
 import CMux
 import Glibc
+import Packet
 
 /// One client's connection through the multiplexer, owned by one loop
 /// thread: first the peek at its first bytes, then the connect to the
@@ -23,7 +24,8 @@ final class Connection {
     let slot: Int
     let listener: Int
     let client: Int32
-    let clientAddress: IPv4Parts
+    /// The client's IPv4 address: the backend sees it under the prefix.
+    let clientAddress: IPv4Address
     var backend: Int32 = -1
     var stage = Stage.peeking
     var peeked: [UInt8] = []
@@ -39,7 +41,7 @@ final class Connection {
     var clientInterest: UInt32 = 0
     var backendInterest: UInt32 = 0
 
-    init(slot: Int, listener: Int, client: Int32, clientAddress: IPv4Parts, deadline: Int64, now: Int64) {
+    init(slot: Int, listener: Int, client: Int32, clientAddress: IPv4Address, deadline: Int64, now: Int64) {
         self.slot = slot
         self.listener = listener
         self.client = client
@@ -93,10 +95,4 @@ final class Connection {
         _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         Glibc.close(fd)
     }
-}
-
-/// An IPv4 address and port as accept(2) gives them, in host order.
-struct IPv4Parts {
-    let address: UInt32
-    let port: UInt16
 }

@@ -122,7 +122,7 @@ final class Loop: @unchecked Sendable {
             let slot = free.popLast() ?? { slots.append(nil); return slots.count - 1 }()
             let now = Self.now()
             let c = Connection(slot: slot, listener: listener, client: fd,
-                               clientAddress: IPv4Parts(address: address, port: port),
+                               clientAddress: IPv4Address(rawValue: address),
                                deadline: now + Self.milliseconds(settings.peekTimeout), now: now)
             slots[slot] = c
             let peeks = settings.listeners[listener].kind != .tcp
@@ -186,7 +186,7 @@ final class Loop: @unchecked Sendable {
         c.backend = fd
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        let source = IPEndpoint(address: .v6(settings.prefix.embed(IPv4Address(rawValue: c.clientAddress.address))), port: 0)
+        let source = IPEndpoint(address: .v6(settings.prefix.embed(c.clientAddress)), port: 0)
         var from = sockaddr_storage(), to = sockaddr_storage()
         let fromLength = source.write(into: &from), toLength = backend.endpoint.write(into: &to)
         guard sixgate_mux_transparent6(fd) == 0,

@@ -65,21 +65,16 @@ extension RouteNetlink {
         return result
     }
 
-    /// Adds the rule; fails with EEXIST when the same rule is already there.
-    public func addRule(_ r: OwnedRule, protocol proto: UInt8) throws {
-        let operation = "add \(r) proto \(proto)"
-        let rule = try makeRule(r, protocol: proto, operation: operation)
-        defer { rtnl_rule_put(rule) }
-        let rc = rtnl_rule_add(socket, rule, NLM_F_CREATE | NLM_F_EXCL)
-        if rc < 0 { throw netlinkError(operation, rc) }
-    }
+    /// Adds the rule (EEXIST when the same rule is there), or deletes
+    /// exactly it, its protocol included.
+    public func addRule(_ r: OwnedRule, protocol proto: UInt8) throws { try change(rule: r, proto, add: true) }
+    public func deleteRule(_ r: OwnedRule, protocol proto: UInt8) throws { try change(rule: r, proto, add: false) }
 
-    /// Deletes exactly this rule, its protocol included.
-    public func deleteRule(_ r: OwnedRule, protocol proto: UInt8) throws {
-        let operation = "delete \(r) proto \(proto)"
+    private func change(rule r: OwnedRule, _ proto: UInt8, add: Bool) throws {
+        let operation = "\(add ? "add" : "delete") \(r) proto \(proto)"
         let rule = try makeRule(r, protocol: proto, operation: operation)
         defer { rtnl_rule_put(rule) }
-        let rc = rtnl_rule_delete(socket, rule, 0)
+        let rc = add ? rtnl_rule_add(socket, rule, NLM_F_CREATE | NLM_F_EXCL) : rtnl_rule_delete(socket, rule, 0)
         if rc < 0 { throw netlinkError(operation, rc) }
     }
 
@@ -115,19 +110,14 @@ extension RouteNetlink {
         return result
     }
 
-    public func addLocalRoute(_ r: OwnedLocalRoute, protocol proto: UInt8) throws {
-        let operation = "add route \(r) proto \(proto)"
-        let route = try makeLocalRoute(r, protocol: proto, operation: operation)
-        defer { rtnl_route_put(route) }
-        let rc = rtnl_route_add(socket, route, NLM_F_CREATE | NLM_F_EXCL)
-        if rc < 0 { throw netlinkError(operation, rc) }
-    }
+    public func addLocalRoute(_ r: OwnedLocalRoute, protocol proto: UInt8) throws { try change(local: r, proto, add: true) }
+    public func deleteLocalRoute(_ r: OwnedLocalRoute, protocol proto: UInt8) throws { try change(local: r, proto, add: false) }
 
-    public func deleteLocalRoute(_ r: OwnedLocalRoute, protocol proto: UInt8) throws {
-        let operation = "delete route \(r) proto \(proto)"
+    private func change(local r: OwnedLocalRoute, _ proto: UInt8, add: Bool) throws {
+        let operation = "\(add ? "add" : "delete") route \(r) proto \(proto)"
         let route = try makeLocalRoute(r, protocol: proto, operation: operation)
         defer { rtnl_route_put(route) }
-        let rc = rtnl_route_delete(socket, route, 0)
+        let rc = add ? rtnl_route_add(socket, route, NLM_F_CREATE | NLM_F_EXCL) : rtnl_route_delete(socket, route, 0)
         if rc < 0 { throw netlinkError(operation, rc) }
     }
 
