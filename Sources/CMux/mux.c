@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <string.h>
 #include <unistd.h>
 
 int sixgate_mux_epoll_ctl(int ep, int op, int fd, unsigned events, unsigned long long token) {
@@ -38,13 +39,16 @@ int sixgate_mux_pipe_size(int fd, int size) {
     return got > 0 ? got : fcntl(fd, F_GETPIPE_SZ);
 }
 
-int sixgate_mux_accept(int fd, uint32_t *address, uint16_t *port) {
-    struct sockaddr_in a;
+int sixgate_mux_accept(int fd, uint8_t address[16], int *v4) {
+    struct sockaddr_storage a;
     socklen_t length = sizeof a;
     int got = accept4(fd, (struct sockaddr *)&a, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (got >= 0) {
-        *address = ntohl(a.sin_addr.s_addr);
-        *port = ntohs(a.sin_port);
+        *v4 = a.ss_family == AF_INET;
+        if (*v4)
+            memcpy(address, &((struct sockaddr_in *)&a)->sin_addr, 4);
+        else
+            memcpy(address, &((struct sockaddr_in6 *)&a)->sin6_addr, 16);
     }
     return got;
 }

@@ -22,10 +22,11 @@ final class Connection {
     }
 
     let slot: Int
+    let generation: UInt32
     let listener: Int
     let client: Int32
-    /// The client's IPv4 address: the backend sees it under the prefix.
-    let clientAddress: IPv4Address
+    /// The client's address under the prefix, which the backend sees.
+    let source: IPv6Address
     var backend: Int32 = -1
     var stage = Stage.peeking
     var peeked: [UInt8] = []
@@ -41,13 +42,20 @@ final class Connection {
     var clientInterest: UInt32 = 0
     var backendInterest: UInt32 = 0
 
-    init(slot: Int, listener: Int, client: Int32, clientAddress: IPv4Address, deadline: Int64, now: Int64) {
+    init(slot: Int, generation: UInt32, listener: Int, client: Int32, source: IPv6Address, deadline: Int64, now: Int64) {
         self.slot = slot
+        self.generation = generation
         self.listener = listener
         self.client = client
-        self.clientAddress = clientAddress
+        self.source = source
         self.deadline = deadline
         self.lastActivity = now
+    }
+
+    /// The epoll token of one of its sockets: generation, slot, side. Slots
+    /// stay below 2^31 (connections are bounded far lower).
+    func token(backendSide: Bool) -> UInt64 {
+        UInt64(generation) << 32 | UInt64(slot) << 1 | (backendSide ? 1 : 0)
     }
 
     /// Takes the pipes of the relay from `pool`; false when the system has

@@ -13,6 +13,10 @@ final class Loop: @unchecked Sendable {
     private var listeners: [Int32] = []
     private var slots: [Connection?] = []
     private var free: [Int] = []
+    /// Each slot's count of connections so far: an event still queued for a
+    /// finished connection (the same batch can finish one and accept the
+    /// next into its slot) must not reach the next.
+    private var generations: [UInt32] = []
     private var scratch = [UInt8](repeating: 0, count: 4096)
     /// Empty pipes of finished relays, for the next ones.
     private var pipes: [(Int32, Int32)] = []
@@ -34,16 +38,16 @@ final class Loop: @unchecked Sendable {
         guard epoll >= 0, wake >= 0 else { throw MuxError(what: "epoll", code: errno) }
         _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, wake, UInt32(EPOLLIN.rawValue), Self.wakeToken)
         for (i, l) in settings.listeners.enumerated() {
-            let fd = try Self.listen(l.listen)
+            let fd = try Self.listen(l.bind)
             listeners.append(fd)
             _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, UInt32(EPOLLIN.rawValue), Self.listenerToken | UInt64(i))
         }
     }
 
-    /// A listening IPv4 socket; IP_FREEBIND lets it bind before the
-    /// address is up.
+    /// A listening socket; IP_FREEBIND (for both families) lets it bind
+    /// before the address is up.
     static func listen(_ endpoint: IPEndpoint) throws(MuxError) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw MuxError(what: "socket for \(endpoint)", code: errno) }
         var on: Int32 = 1
         for option in [SO_REUSEADDR, SO_REUSEPORT] { _ = setsockopt(fd, SOL_SOCKET, option, &on, 4) }
@@ -77,7 +81,7 @@ final class Loop: @unchecked Sendable {
                 if token == Self.wakeToken { break running }
                 if token & Self.listenerToken != 0 {
                     accept(listener: Int(token & 0xFFFF))
-                } else if let c = slots[Int(token >> 1)] {
+                } else if let c = slots[Int(token & 0xFFFF_FFFF) >> 1], c.generation == UInt32(token >> 32) {
                     handle(c, backendSide: token & 1 == 1, events: events[i])
                 }
             }
@@ -108,9 +112,13 @@ final class Loop: @unchecked Sendable {
 
     private func accept(listener: Int) {
         while true {
-            var address: UInt32 = 0, port: UInt16 = 0
-            let fd = sixgate_mux_accept(listeners[listener], &address, &port)
+            var address = (UInt64(0), UInt64(0)), v4: Int32 = 0
+            let fd = withUnsafeMutableBytes(of: &address) { sixgate_mux_accept(listeners[listener], $0.baseAddress?.assumingMemoryBound(to: UInt8.self), &v4) }
             guard fd >= 0 else { return }
+            // A translated connection comes from prefix + client already.
+            let peer = withUnsafeBytes(of: address) { b in
+                v4 != 0 ? settings.prefix.embed(IPv4Address(bytes: b.prefix(4))) : IPv6Address(networkBytes: b)
+            }
             guard open.value.wrappingAdd(1, ordering: .relaxed).newValue <= settings.maxConnections else {
                 open.value.wrappingSubtract(1, ordering: .relaxed)
                 count(listener) { $0.overLimit += 1 }
@@ -119,15 +127,17 @@ final class Loop: @unchecked Sendable {
             }
             var one: Int32 = 1
             _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-            let slot = free.popLast() ?? { slots.append(nil); return slots.count - 1 }()
+            let slot = free.popLast() ?? { slots.append(nil); generations.append(0); return slots.count - 1 }()
+            // 30 bits: the token's top two are the listeners' and the wake's.
+            generations[slot] = (generations[slot] &+ 1) & 0x3FFF_FFFF
             let now = Self.now()
-            let c = Connection(slot: slot, listener: listener, client: fd,
-                               clientAddress: IPv4Address(rawValue: address),
+            let c = Connection(slot: slot, generation: generations[slot], listener: listener, client: fd,
+                               source: peer,
                                deadline: now + Self.milliseconds(settings.peekTimeout), now: now)
             slots[slot] = c
             let peeks = settings.listeners[listener].kind != .tcp
             c.clientInterest = peeks ? UInt32(EPOLLIN.rawValue) : 0
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, c.clientInterest, UInt64(slot) << 1)
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, c.clientInterest, c.token(backendSide: false))
             if !peeks { choose(c, settings.listeners[listener].routes.backend(for: nil)) }
         }
     }
@@ -186,7 +196,7 @@ final class Loop: @unchecked Sendable {
         c.backend = fd
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        let source = IPEndpoint(address: .v6(settings.prefix.embed(c.clientAddress)), port: 0)
+        let source = IPEndpoint(address: .v6(c.source), port: 0)
         var from = sockaddr_storage(), to = sockaddr_storage()
         let fromLength = source.write(into: &from), toLength = backend.endpoint.write(into: &to)
         guard sixgate_mux_transparent6(fd) == 0,
@@ -196,7 +206,7 @@ final class Loop: @unchecked Sendable {
         guard rc == 0 || errno == EINPROGRESS else { return backendFailed(c) }
         c.stage = .connecting
         c.deadline = Self.now() + Self.milliseconds(settings.peekTimeout)
-        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, 0, UInt64(c.slot) << 1 | 1)
+        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, 0, c.token(backendSide: true))
         interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue))
     }
 
@@ -277,11 +287,11 @@ final class Loop: @unchecked Sendable {
 
     private func interest(_ c: Connection, client: UInt32, backend: UInt32) {
         if client != c.clientInterest {
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.client, client, UInt64(c.slot) << 1)
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.client, client, c.token(backendSide: false))
             c.clientInterest = client
         }
         if c.backend >= 0, backend != c.backendInterest {
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.backend, backend, UInt64(c.slot) << 1 | 1)
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.backend, backend, c.token(backendSide: true))
             c.backendInterest = backend
         }
     }

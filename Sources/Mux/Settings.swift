@@ -25,13 +25,18 @@ public struct MuxBackend: Sendable, Equatable {
 
 /// One public IPv4 address and port shared by IPv6-only backends.
 public struct MuxListener: Sendable {
+    /// The public address and port: what status and the metrics name.
     public var listen: IPEndpoint
+    /// Where the socket listens: `listen`, or the IPv6 address the
+    /// translator maps it to, whose connections come from prefix + client.
+    public var bind: IPEndpoint
     public var kind: MuxKind
     /// By name; the fallback is the default backend (none: reject).
     public var routes: NameRoutes<MuxBackend>
 
-    public init(listen: IPEndpoint, kind: MuxKind, routes: NameRoutes<MuxBackend>) {
+    public init(listen: IPEndpoint, bind: IPEndpoint? = nil, kind: MuxKind, routes: NameRoutes<MuxBackend>) {
         self.listen = listen
+        self.bind = bind ?? listen
         self.kind = kind
         self.routes = routes
     }

@@ -61,7 +61,7 @@ extension Part {
             return [.netAdmin] + ((c.sixBedFourSettings?.endpoint.port ?? 0) < 1024 ? [.netBindService] : [])
         case .mux:
             // Transparent sockets (IPV6_TRANSPARENT) need CAP_NET_ADMIN.
-            return [.netAdmin] + (c.mux.contains { $0.listen.port < 1024 } ? [.netBindService] : [])
+            return [.netAdmin] + (c.mux.contains { !c.routedInKernel($0) && $0.listen.port < 1024 } ? [.netBindService] : [])
         }
     }
 }

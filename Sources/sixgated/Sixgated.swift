@@ -43,7 +43,8 @@ struct DaemonOptions: ParsableArguments {
             case .translator: c.nat64.enabled
             case .dns64: c.dns64.enabled
             case .sixbedfour: c.sixbedfour.enabled
-            case .mux: !c.mux.isEmpty
+            // tcp entries on translated addresses need no process: the kernel routes them.
+            case .mux: c.mux.contains { !c.routedInKernel($0) }
             }
         }
         let chosen = parts ?? enabled

@@ -1,5 +1,6 @@
 import Controller
 import Foundation
+import Packet
 import Testing
 
 /// What `check` tells an operator about a bad file: where, what, and what
@@ -30,6 +31,21 @@ struct CheckMessagesTests {
         let p = problems(Self.base.replacingOccurrences(of: "\"2001:db8:64::/96\"", with: "\"\(long)\""))
         #expect(p.count == 1)
         #expect(p.first?.problem == "\"\(String(repeating: "x", count: 40))…\" (5000 characters) is not a valid address", "\(p)")
+    }
+
+    /// A [[mux]] address inside a mapping of several addresses is refused;
+    /// a mapping of that one address is deliberate: the multiplexer listens
+    /// on its IPv6 side and a tcp entry needs no process.
+    @Test func aMappedMultiplexerAddressMustBeMappedAlone() throws {
+        let mux = "[[mux]]\nlisten = \"203.0.113.20:443\"\nkind = \"tls-sni\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"[2001:db8:2::1]:443\"\n"
+            + "[[mux]]\nlisten = \"203.0.113.20:5222\"\nkind = \"tcp\"\ndefault = \"[2001:db8:2::2]:5222\"\n"
+        let block = problems(Self.base + "[[nat64.eam]]\nipv4 = \"203.0.113.16/28\"\nipv6 = \"2001:db8:2::10/124\"\n" + mux)
+        #expect(block.map(\.key) == ["mux[0].listen", "mux[1].listen"]
+                && block.first?.problem == "203.0.113.20 is in the mapping 203.0.113.16/28 <-> 2001:db8:2::10/124, which is not of this one address", "\(block)")
+        let alone = try ConfigLoader.parse(Self.base + "[[nat64.eam]]\nipv4 = \"203.0.113.20\"\nipv6 = \"2001:db8:ff::20\"\n" + mux, source: "t.toml")
+        #expect(alone.translatedAddress(of: alone.mux[0]) == IPv6Address("2001:db8:ff::20"))
+        #expect(!alone.routedInKernel(alone.mux[0]) && alone.routedInKernel(alone.mux[1]))
+        #expect(alone.muxSettings.listeners.map(\.bind.description) == ["[2001:db8:ff::20]:443"], "the tcp entry is the kernel's")
     }
 
     /// A [[mux]] is refused with the key to change: an address the

@@ -38,7 +38,7 @@ let base = """
         #expect(c.prefix.description == "2001:db8:64::/96")
         #expect(c.gateway.clients.map(\.description) == ["2001:db8:1::/64", "2001:db8:3::/64"])
         #expect(c.nat64.pool4?.description == "192.0.2.128/25")
-        #expect(c.nat64.eam.count == 2)
+        #expect(c.nat64.eam.count == 3)
         #expect(c.nat64.eam[1].ipv6.description == "2001:db8:2::20/124")
         #expect(c.nat64.poolIdleTimeout == .seconds(7200))
         #expect(c.dns64.upstreams.map(\.description) == ["[2001:db8:53::53]:53", "[2001:db8:53::54]:53"])

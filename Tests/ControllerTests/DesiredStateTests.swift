@@ -16,7 +16,7 @@ import Testing
         #expect(d.links[0].multiQueue && d.links[0].mtu == 1500 && d.links[1].mtu == 1280)
         #expect(d.routes.map(\.description) == [
             "2001:db8:64::/96 dev sg-nat64 metric 1024", "192.0.2.128/25 dev sg-nat64 metric 0",
-            "203.0.113.10/32 dev sg-nat64 metric 0", "203.0.113.32/28 dev sg-nat64 metric 0",
+            "198.51.100.20/32 dev sg-nat64 metric 0", "203.0.113.10/32 dev sg-nat64 metric 0", "203.0.113.32/28 dev sg-nat64 metric 0",
             "2001:db8:6b:bed::/64 dev sg-6bed4 metric 1024",
         ])
         #expect(d.sysctls.map(\.key) == ["net.ipv6.conf.all.forwarding", "net.ipv4.conf.eth0.forwarding", "net.ipv4.conf.sg-nat64.forwarding"])

@@ -1,3 +1,4 @@
+import Demo
 import Foundation
 import Glibc
 import NetnsRig
@@ -205,6 +206,57 @@ import Testing
         #expect(removed.succeeded, "\(removed)")
         #expect(!(try rig.checked("gw", ["ip", "-6", "rule"]).stdout.contains("0x5347")))
         #expect(!(try rig.checked("gw", ["ip", "route", "show", "table", "local"]).stdout.contains("203.0.113.20")))
+    }
+
+    /// A [[mux]] address mapped alone: the translator (tc-BPF where it
+    /// loads) turns c4's connections into IPv6 from prefix::c4 to the
+    /// mapping's IPv6 side, which the gateway owns. The multiplexer listens
+    /// there for the http-host entry; the tcp entry is a DNAT in the kernel,
+    /// with no socket of sixgate's on its port. Both backends see prefix::c4.
+    @Test func aMappedAddressSendsItsTcpEntryThroughTheKernel() throws {
+        let demo = try DemoGateway(bin: binDir) {
+            $0.replacingOccurrences(of: "[dns64]\n", with: """
+                [[nat64.eam]]
+                ipv4 = "203.0.113.20"
+                ipv6 = "2001:db8:ff::20"
+                [[mux]]
+                listen = "203.0.113.20:80"
+                kind = "http-host"
+                [[mux.route]]
+                name = "www.example.com"
+                backend = "[2001:db8:2::10]:8000"
+                [[mux]]
+                listen = "203.0.113.20:5222"
+                kind = "tcp"
+                default = "[2001:db8:2::10]:8001"
+                [dns64]
+
+                """)
+        }
+        let rig = demo.rig
+        defer { rig.teardown() }
+        let daemon = try #require(demo.daemon)
+        try waitFor("mux", in: daemon)
+        let servers = [try backend(rig, "2001:db8:2::10", 8000, name: "web", tls: false), try backend(rig, "2001:db8:2::10", 8001, name: "xmpp", tls: false)]
+        defer { servers.forEach(rig.stop) }
+
+        let web = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "-H", "Host: www.example.com", "http://203.0.113.20/"])
+        #expect(web.stdout == "web \(DemoGateway.c4in6)\n", "through the translator to the multiplexer: \(web)")
+        let xmpp = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "http://203.0.113.20:5222/"])
+        #expect(xmpp.stdout == "xmpp \(DemoGateway.c4in6)\n", "through the kernel: \(xmpp)")
+        let counter = try rig.checked("gw", ["nft", "list", "counter", "inet", "sixgate", "mux_kernel_connections"]).stdout
+        #expect(counter.contains("packets 1 "), "one connection, one DNAT: \(counter)")
+        let sockets = try rig.checked("gw", ["ss", "-Htln"]).stdout
+        #expect(sockets.contains("[2001:db8:ff::20]:80") && !sockets.contains(":5222"), "no process in the tcp entry's path: \(sockets)")
+        let mux = try demo.counters("mux")
+        #expect(mux["203.0.113.20:80 www.example.com connections"] == 1 && !mux.keys.contains { $0.hasPrefix("203.0.113.20:5222") }, "\(mux)")
+        // The gateway answers a ping to the shared address: it owns the IPv6 side.
+        #expect(try rig.run("c4", ["ping", "-n", "-c", "1", "-W", "2", "203.0.113.20"]).succeeded)
+
+        let verify = try runProduct("sixgatectl", ["verify", demo.config, "--netns", rig.ns("gw"), "--json"])
+        let checks = ((try JSONSerialization.jsonObject(with: Data(verify.stdout.utf8)) as? [String: Any])?["checks"] as? [[String: Any]] ?? [])
+            .filter { ($0["name"] as? String ?? "").hasPrefix("mux 203.0.113.20") }
+        #expect(checks.count == 2 && checks.allSatisfy { $0["ok"] as? Bool == true }, "\(verify)")
     }
 
     /// `publish` of examples/full.toml loads into NSD (nsd-checkzone) as

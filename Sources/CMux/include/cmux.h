@@ -23,9 +23,9 @@ long sixgate_mux_splice(int in, int out, size_t len);
    (IPV6_TRANSPARENT, needs CAP_NET_ADMIN). 0 or -1 with errno. */
 int sixgate_mux_transparent6(int fd);
 
-/* accept4(2), non-blocking and close-on-exec, of an IPv4 connection: its
-   address and port in host order. */
-int sixgate_mux_accept(int fd, uint32_t *address, uint16_t *port);
+/* accept4(2), non-blocking and close-on-exec: the peer's address as 16
+   bytes, an IPv4 address in the first four with *v4 set. */
+int sixgate_mux_accept(int fd, uint8_t address[16], int *v4);
 
 /* pipe2(2), non-blocking and close-on-exec. */
 int sixgate_mux_pipe(int fds[2]);

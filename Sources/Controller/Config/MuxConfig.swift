@@ -41,10 +41,25 @@ extension Config {
         public internal(set) var table: UInt32 = 5347
     }
 
-    /// The multiplexer's settings, for sixgated.
+    /// The IPv6 address the translator maps `m`'s IPv4 address to, when a
+    /// mapping of that one address exists: the gateway then owns that IPv6
+    /// address, the multiplexer listens on it for translated connections,
+    /// and a `tcp` entry is a DNAT in the kernel with no proxy in the path.
+    /// Nil: the multiplexer listens on the IPv4 address itself.
+    public func translatedAddress(of m: MuxEntry) -> IPv6Address? {
+        guard nat64.enabled, let a = m.address,
+              let eam = nat64.eam.first(where: { $0.ipv4.length == 32 && $0.ipv4.address == a && $0.ipv6.length == 128 }) else { return nil }
+        return eam.ipv6.address
+    }
+
+    /// `[[mux]]` entries that the kernel routes alone: `tcp` on a translated address.
+    public func routedInKernel(_ m: MuxEntry) -> Bool { m.kind == .tcp && translatedAddress(of: m) != nil }
+
+    /// The multiplexer's settings, for sixgated: every entry the kernel does
+    /// not route alone.
     public var muxSettings: MuxSettings {
-        MuxSettings(listeners: mux.map { m in
-            MuxListener(listen: m.listen, kind: m.kind,
+        MuxSettings(listeners: mux.filter { !routedInKernel($0) }.map { m in
+            MuxListener(listen: m.listen, bind: translatedAddress(of: m).map { IPEndpoint(address: .v6($0), port: m.listen.port) } ?? m.listen, kind: m.kind,
                         routes: NameRoutes(m.routes.map { ($0.name, MuxBackend(route: $0.name, endpoint: $0.backend)) },
                                            fallback: m.fallback.map { MuxBackend(route: "default", endpoint: $0) }))
         }, prefix: prefix, maxConnections: multiplexer.maxConnections, peekTimeout: multiplexer.peekTimeout, maxPeek: multiplexer.maxPeek,
@@ -141,9 +156,13 @@ extension Validation {
             }
             seen[m.listen] = seen[m.listen] ?? i
             if let a = m.address {
-                if let eam = config.nat64.eam.first(where: { $0.ipv4.contains(a) }) {
-                    reader.report(p.appending("listen"), "\(a) is also the IPv4 side of the mapping \(eam.ipv4) <-> \(eam.ipv6)",
-                                  fix: "Use an address of its own for the multiplexer, or remove the mapping")
+                // A mapping of this one address is deliberate: the gateway takes
+                // its IPv6 side (translatedAddress). Any other overlap would send
+                // the multiplexer's connections to a server.
+                if let eam = config.nat64.eam.first(where: { $0.ipv4.contains(a) }), config.translatedAddress(of: m) == nil {
+                    reader.report(p.appending("listen"), config.nat64.enabled ? "\(a) is in the mapping \(eam.ipv4) <-> \(eam.ipv6), which is not of this one address"
+                                                                              : "\(a) is the IPv4 side of the mapping \(eam.ipv4) <-> \(eam.ipv6), but nat64 is not enabled",
+                                  fix: "Map the address alone to an IPv6 address the gateway may take (ipv4 = \"\(a)\", ipv6 = \"2001:db8:2:ff::20\"), or use an address outside the mappings")
                 }
                 if let pool = config.nat64.pool4, pool.contains(a) {
                     reader.report(p.appending("listen"), "\(a) is in the dynamic pool \(pool)", fix: "Use an address outside nat64.pool4")

@@ -54,7 +54,10 @@ extension Config {
         }
 
         for (i, m) in mux.enumerated() {
-            row(i == 0 ? "mux" : "", "\(m.listen) by \(m.kind.rawValue): " + (m.routes.map { "\($0.name) -> \($0.backend)" } + [m.fallback.map { "others -> \($0)" } ?? "others reset"]).joined(separator: ", "))
+            let how = routedInKernel(m) ? "in the kernel" : translatedAddress(of: m).map { "by \(m.kind.rawValue) on \($0)" } ?? "by \(m.kind.rawValue)"
+            let targets = m.kind == .tcp ? ["to \(m.fallback.map(\.description) ?? "nothing")"]
+                : m.routes.map { "\($0.name) -> \($0.backend)" } + [m.fallback.map { "others -> \($0)" } ?? "others reset"]
+            row(i == 0 ? "mux" : "", "\(m.listen) \(how): " + targets.joined(separator: ", "))
         }
         if !mux.isEmpty {
             more("backends see clients under \(prefix); at most \(multiplexer.maxConnections) connections, named within \(multiplexer.peekTimeout)")

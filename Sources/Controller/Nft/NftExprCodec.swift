@@ -11,6 +11,11 @@ enum NftExprCodec {
         return x
     }
 
+    private static let dnat: UInt32 = 1            // NFT_NAT_DNAT
+    private static let nfprotoIPv6: UInt32 = 10
+    private static let protoSpecified: UInt32 = 2  // NF_NAT_RANGE_PROTO_SPECIFIED, as nft sets it for "to [a]:port"
+    private static let mapIPs: UInt32 = 1          // NF_NAT_RANGE_MAP_IPS, which the kernel adds for an address
+
     static func encode(_ e: NftExpr) -> OpaquePointer {
         switch e {
         case .meta(let key, let dreg):
@@ -76,6 +81,14 @@ enum NftExprCodec {
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_KEY), key)
             nftnl_expr_set_u32(x, attr(NFTNL_EXPR_META_SREG), sreg)
             return x
+        case .dnat6(let address, let port):
+            let x = alloc("nat")
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_NAT_TYPE), Self.dnat)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_NAT_FAMILY), Self.nfprotoIPv6)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_NAT_REG_ADDR_MIN), address)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_NAT_REG_PROTO_MIN), port)
+            nftnl_expr_set_u32(x, attr(NFTNL_EXPR_NAT_FLAGS), Self.protoSpecified)
+            return x
         case .foreign(let what):
             // Foreign expressions come only from dumps; desired rules never hold one.
             preconditionFailure("cannot write the foreign expression \(what)")
@@ -118,6 +131,12 @@ enum NftExprCodec {
             return .immediate(dreg: u32(attr(NFTNL_EXPR_IMM_DREG)), data: data(attr(NFTNL_EXPR_IMM_DATA)))
         case "masq" where !has(attr(NFTNL_EXPR_MASQ_FLAGS)) || u32(attr(NFTNL_EXPR_MASQ_FLAGS)) == 0:
             return has(attr(NFTNL_EXPR_MASQ_REG_PROTO_MIN)) ? .foreign("masq with ports") : .masq
+        case "nat" where u32(attr(NFTNL_EXPR_NAT_TYPE)) == Self.dnat && u32(attr(NFTNL_EXPR_NAT_FAMILY)) == Self.nfprotoIPv6
+                && u32(attr(NFTNL_EXPR_NAT_FLAGS)) & ~Self.mapIPs == Self.protoSpecified && has(attr(NFTNL_EXPR_NAT_REG_ADDR_MIN)) && has(attr(NFTNL_EXPR_NAT_REG_PROTO_MIN))
+                // The kernel reports the maximum of a single address and port as the same register.
+                && (!has(attr(NFTNL_EXPR_NAT_REG_ADDR_MAX)) || u32(attr(NFTNL_EXPR_NAT_REG_ADDR_MAX)) == u32(attr(NFTNL_EXPR_NAT_REG_ADDR_MIN)))
+                && (!has(attr(NFTNL_EXPR_NAT_REG_PROTO_MAX)) || u32(attr(NFTNL_EXPR_NAT_REG_PROTO_MAX)) == u32(attr(NFTNL_EXPR_NAT_REG_PROTO_MIN))):
+            return .dnat6(addressRegister: u32(attr(NFTNL_EXPR_NAT_REG_ADDR_MIN)), portRegister: u32(attr(NFTNL_EXPR_NAT_REG_PROTO_MIN)))
         default:
             return .foreign(name)
         }

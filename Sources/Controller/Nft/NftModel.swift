@@ -143,6 +143,8 @@ public enum NftExpr: Sendable, Hashable {
     case immediate(dreg: UInt32, data: [UInt8])
     /// A register into packet metadata (NFT_META_*), such as the mark.
     case metaSet(key: UInt32, sreg: UInt32)
+    /// IPv6 destination NAT to the address and port in these registers.
+    case dnat6(addressRegister: UInt32, portRegister: UInt32)
     /// An expression sixgate never writes, seen in a dump: always drift.
     case foreign(String)
 }

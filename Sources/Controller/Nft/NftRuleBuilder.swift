@@ -14,6 +14,8 @@ public struct RuleSpec: Sendable {
         case daddrIn(set: String, NftKeyType)
         case dport(Transport, UInt16)
         case ctStateEstablishedOrRelated
+        /// The packet's connection had its destination rewritten (a DNAT).
+        case ctStatusDNAT
         case l4proto(Transport)
         /// The packet belongs to a transparent socket of this host.
         case socketTransparent
@@ -28,6 +30,8 @@ public struct RuleSpec: Sendable {
         case accept, drop, masquerade
         /// Sets the packet's mark and goes on.
         case setMark(UInt32)
+        /// Sends the connection to this IPv6 address and port instead.
+        case dnat(IPv6Address, port: UInt16)
     }
 
     public var matches: [Match]
@@ -110,6 +114,12 @@ public struct RuleSpec: Sendable {
                 out += [.ct(key: NFT_CT_STATE.rawValue, dreg: Self.reg1),
                         .bitwise(sreg: Self.reg1, dreg: Self.reg1, length: 4, mask: mask, xor: [0, 0, 0, 0]),
                         .cmp(op: Self.neq, sreg: Self.reg1, data: [0, 0, 0, 0])]
+            case .ctStatusDNAT:
+                // IPS_DST_NAT, in ct status's host-order bit mask.
+                let mask = withUnsafeBytes(of: UInt32(0x20)) { Array($0) }
+                out += [.ct(key: NFT_CT_STATUS.rawValue, dreg: Self.reg1),
+                        .bitwise(sreg: Self.reg1, dreg: Self.reg1, length: 4, mask: mask, xor: [0, 0, 0, 0]),
+                        .cmp(op: Self.neq, sreg: Self.reg1, data: [0, 0, 0, 0])]
             }
         }
         if let counter { out.append(.objref(type: UInt32(NFT_OBJECT_COUNTER), name: counter)) }
@@ -118,6 +128,9 @@ public struct RuleSpec: Sendable {
         case .drop: out.append(.verdict(NftVerdict.drop.code))
         case .masquerade: out.append(.masq)
         case .setMark(let mark): out += [.immediate(dreg: Self.reg1, data: Self.word(mark)), .metaSet(key: NFT_META_MARK.rawValue, sreg: Self.reg1)]
+        case .dnat(let address, let port):
+            out += [.immediate(dreg: Self.reg1, data: address.bytes), .immediate(dreg: Self.reg1 + 1, data: [UInt8(port >> 8), UInt8(port & 0xFF)]),
+                    .dnat6(addressRegister: Self.reg1, portRegister: Self.reg1 + 1)]
         }
         return out
     }
@@ -141,6 +154,7 @@ public struct RuleSpec: Sendable {
             case .daddrIn(let s, let f): words.append("\(f == .ipv4 ? "ip" : "ip6") daddr @\(s)")
             case .dport(let t, let port): words.append("\(t.rawValue) dport \(port)")
             case .ctStateEstablishedOrRelated: words.append("ct state established,related")
+            case .ctStatusDNAT: words.append("ct status dnat")
             case .l4proto(let t): words.append("meta l4proto \(t.rawValue)")
             case .socketTransparent: words.append("socket transparent 1")
             }
@@ -151,6 +165,7 @@ public struct RuleSpec: Sendable {
         case .drop: words.append("drop")
         case .masquerade: words.append("masquerade")
         case .setMark(let mark): words.append("meta mark set 0x" + String(mark, radix: 16).leftPadded(8))
+        case .dnat(let address, let port): words.append("dnat ip6 to [\(address)]:\(port)")
         }
         words.append("comment \"\(comment)\"")
         return words.joined(separator: " ")

@@ -86,6 +86,7 @@ extension NftExpr: CustomStringConvertible {
         case .socket(let key, let dreg): return "[socket load \(key == 0 ? "transparent" : "key \(key)") => reg \(dreg)]"
         case .immediate(let dreg, let data): return "[immediate reg \(dreg) \(hex(data))]"
         case .metaSet(let key, let sreg): return "[meta set \(Self.metaName(key)) with reg \(sreg)]"
+        case .dnat6(let address, let port): return "[nat dnat ip6 addr_min reg \(address) proto_min reg \(port)]"
         case .foreign(let what): return "[\(what)]"
         }
     }

@@ -137,8 +137,13 @@ public struct DesiredState: Sendable, Equatable {
         if !config.mux.isEmpty {
             // A local route, not an address: the kernel answers ARP for it and
             // delivers it, and it is sixgate's by its protocol number.
-            for a in Set(config.mux.compactMap(\.address)).sorted(by: { $0.rawValue < $1.rawValue }) {
-                localRoutes.append(OwnedLocalRoute(destination: .v4(IPv4Prefix(address: a, length: 32)), table: OwnedLocalRoute.localTable))
+            // A translated address arrives as its IPv6 side, which the gateway takes.
+            let local = config.mux.compactMap { m -> IPPrefix? in
+                guard let a = m.address else { return nil }
+                return config.translatedAddress(of: m).map { .v6(IPv6Prefix(address: $0, length: 128)) } ?? .v4(IPv4Prefix(address: a, length: 32))
+            }
+            for p in IntervalMath.normalize(local) {
+                localRoutes.append(OwnedLocalRoute(destination: p, table: OwnedLocalRoute.localTable))
             }
             let m = config.multiplexer
             localRoutes.append(OwnedLocalRoute(destination: .v6(IPv6Prefix(address: IPv6Address(high: 0, low: 0), length: 0)), table: m.table))

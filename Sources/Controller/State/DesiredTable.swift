@@ -91,6 +91,10 @@ public enum DesiredTable {
                     specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .saddrIn(set: "eam6", .ipv6)], counter: "eam_outbound", .accept,
                                                       comment: "mapped IPv6 servers answer and reach IPv4 with their mapped addresses")))
                 }
+                if config.mux.contains(where: config.routedInKernel) {
+                    specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix), .ctStatusDNAT], counter: "mux_kernel_answers", .accept,
+                                                      comment: "backends answer the clients that a tcp [[mux]] sent them in the kernel")))
+                }
                 specs.append(("forward", RuleSpec([.oifname(dev6), .daddr(prefix)], counter: "nat64_refused", .drop,
                                                   comment: "the NAT64 serves only the gateway's clients: it is not an open translator")))
             }
@@ -121,8 +125,16 @@ public enum DesiredTable {
         if !config.mux.isEmpty {
             for m in config.mux {
                 guard let a = m.address else { continue }
-                specs.append(("input", RuleSpec([.dport(.tcp, m.listen.port), .daddr(.v4(IPv4Prefix(address: a, length: 32)))], counter: "mux_connections", .accept,
-                                                comment: "[[mux]] \(m.listen): connections to the multiplexer")))
+                let translated = config.translatedAddress(of: m)
+                let daddr = translated.map { IPPrefix.v6(IPv6Prefix(address: $0, length: 128)) } ?? .v4(IPv4Prefix(address: a, length: 32))
+                if config.routedInKernel(m), let backend = m.fallback, case .v6(let b) = backend.address {
+                    // After the translator: no proxy in the path.
+                    specs.append(("mux_dnat", RuleSpec([.daddr(daddr), .dport(.tcp, m.listen.port)], counter: "mux_kernel_connections", .dnat(b, port: backend.port),
+                                                       comment: "[[mux]] \(m.listen): in the kernel, to its backend")))
+                } else {
+                    specs.append(("input", RuleSpec([.dport(.tcp, m.listen.port), .daddr(daddr)], counter: "mux_connections", .accept,
+                                                    comment: "[[mux]] \(m.listen): connections to the multiplexer")))
+                }
             }
             specs.append(("mux", RuleSpec([.l4proto(.tcp), .daddr(.v6(config.prefix.prefix)), .socketTransparent], counter: "mux_answers",
                                           .setMark(config.multiplexer.mark),
@@ -132,6 +144,8 @@ public enum DesiredTable {
         var chains = [
             NftChain(name: "prerouting", kind: .filter, hook: .prerouting, priority: -300, policy: .accept, comment: "anti-spoofing"),
             NftChain(name: "mux", kind: .filter, hook: .prerouting, priority: -150, policy: .accept, comment: "the multiplexer's transparent sockets"),
+            NftChain(name: "mux_dnat", kind: .nat, hook: .prerouting, priority: -100, policy: .accept,
+                     comment: "tcp [[mux]] entries on translated addresses, after the translator"),
             NftChain(name: "input", kind: .filter, hook: .input, priority: 0, policy: .accept, comment: "services on the gateway"),
             NftChain(name: "forward", kind: .filter, hook: .forward, priority: 0, policy: .accept, comment: "translated and 6bed4 traffic"),
             NftChain(name: "postrouting", kind: .nat, hook: .postrouting, priority: 100, policy: .accept, comment: "masquerade of the dynamic pool"),
