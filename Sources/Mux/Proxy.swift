@@ -30,6 +30,10 @@ public final class MuxProxy: Sendable {
 
     /// Serves on its threads until `stop`.
     public func start() {
+        // splice(2) into a socket the client has reset raises SIGPIPE, and
+        // has no MSG_NOSIGNAL: unignored, one client closing mid-transfer
+        // would end the process and every connection in it.
+        signal(SIGPIPE, SIG_IGN)
         for (i, loop) in loops.enumerated() {
             let t = Thread { loop.run() }
             t.name = "sixgate.mux.\(i)"

@@ -188,6 +188,24 @@ import Testing
         let fetched = try rig.run("c4", ["sh", "-c", "curl -sS --max-time 60 -H 'Host: www.example.com' http://\(Self.mux)/blob | sha256sum"], timeout: .seconds(90))
         #expect(fetched.stdout.hasPrefix(sha), "\(fetched)")
         #expect((try counters()["\(Self.mux):80 www.example.com bytes_down"] ?? 0) > 100 << 20)
+        // Clients that ask for it and close at once: their FIN, then their
+        // RST when the answer comes, make the relay's next write fail with
+        // EPIPE (and SIGPIPE, for splice); the multiplexer goes on, in the
+        // same process.
+        let resets = """
+            import socket, time
+            for _ in range(5):
+                s = socket.create_connection(('\(Self.mux)', 80), timeout=5)
+                s.send(b'GET /blob HTTP/1.1\\r\\nHost: www.example.com\\r\\n\\r\\n')
+                s.close()
+                time.sleep(0.2)
+            """
+        #expect(try rig.run("c4", ["python3", "-c", resets]).succeeded)
+        usleep(500_000)
+        let afterResets = try counters()
+        #expect(afterResets["restarts"] == 0, "\(afterResets)")
+        let stillServes = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "-H", "Host: webmail.example.com", "http://\(Self.mux)/"])
+        #expect(stillServes.stdout == "mail.example.com \(Self.c4in6)\n", "\(stillServes)")
 
         // verify tries every route from the gateway: each answers.
         let verify = try runProduct("sixgatectl", ["verify", config, "--netns", rig.ns("gw"), "--json"])
