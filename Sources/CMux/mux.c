@@ -31,6 +31,9 @@ long sixgate_mux_splice(int in, int out, size_t len) {
 
 int sixgate_mux_transparent6(int fd) {
     int on = 1;
+    /* The port is chosen at connect, by the whole 4-tuple, rather than at
+       bind among every port the client's address holds already. */
+    (void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
     return setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &on, sizeof on);
 }
 

@@ -38,8 +38,10 @@ final class Connection {
     /// Monotonic milliseconds: when the peek must be done; the last byte moved.
     var deadline: Int64
     var lastActivity: Int64
-    /// The epoll interest each socket has now.
-    var clientInterest: UInt32 = 0
+    /// The epoll interest each socket has now; the client's socket joins
+    /// epoll only after the first try to read it.
+    var clientInterest = Connection.unregistered
+    static let unregistered = UInt32.max
     var backendInterest: UInt32 = 0
 
     init(slot: Int, generation: UInt32, listener: Int, client: Int32, source: IPv6Address, deadline: Int64, now: Int64) {

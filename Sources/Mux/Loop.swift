@@ -135,10 +135,15 @@ final class Loop: @unchecked Sendable {
                                source: peer,
                                deadline: now + Self.milliseconds(settings.peekTimeout), now: now)
             slots[slot] = c
-            let peeks = settings.listeners[listener].kind != .tcp
-            c.clientInterest = peeks ? UInt32(EPOLLIN.rawValue) : 0
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, c.clientInterest, c.token(backendSide: false))
-            if !peeks { choose(c, settings.listeners[listener].routes.backend(for: nil)) }
+            // The client's first bytes usually follow its handshake at once:
+            // reading them before the socket joins epoll saves a round through
+            // it, and the joining then asks for what the peek left to wait for.
+            if settings.listeners[listener].kind != .tcp {
+                peek(c)
+                if slots[slot] === c, c.clientInterest == Connection.unregistered { interest(c, client: UInt32(EPOLLIN.rawValue), backend: c.backendInterest) }
+            } else {
+                choose(c, settings.listeners[listener].routes.backend(for: nil))
+            }
         }
     }
 
@@ -149,15 +154,22 @@ final class Loop: @unchecked Sendable {
         case .connecting where !backendSide:
             // Only a hang-up: the client is not read meanwhile.
             finish(c)
+        case .connecting where events & (UInt32(EPOLLERR.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0:
+            backendFailed(c)
         case .connecting:
             connected(c)
         case .relaying:
             if c.sent < c.peeked.count { flush(c) }
-            if c.stage == .relaying, c.sent == c.peeked.count { relay(c) }
-            // A hang-up or error is reported whatever the interest: one side
-            // is gone both ways (a reset; an orderly end both ways finished
-            // the relay already), so what could move has moved.
-            if slots[c.slot] === c, events & (UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0 { finish(c) }
+            // Only the ways this event concerns: the client readable or the
+            // backend writable moves up, the others down. A hang-up or error
+            // is reported whatever the interest: one side is gone both ways
+            // (a reset; an orderly end both ways finished the relay already),
+            // so both move what they can, and the connection ends.
+            let gone = events & (UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0
+            let readable = events & UInt32(EPOLLIN.rawValue) != 0, writable = events & UInt32(EPOLLOUT.rawValue) != 0
+            let up = gone || (backendSide ? writable : readable), down = gone || (backendSide ? readable : writable)
+            if c.stage == .relaying, c.sent == c.peeked.count { relay(c, up: up, down: down) }
+            if slots[c.slot] === c, gone { finish(c) }
         }
     }
 
@@ -206,19 +218,21 @@ final class Loop: @unchecked Sendable {
         guard rc == 0 || errno == EINPROGRESS else { return backendFailed(c) }
         c.stage = .connecting
         c.deadline = Self.now() + Self.milliseconds(settings.peekTimeout)
-        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, 0, c.token(backendSide: true))
-        interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue))
+        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, UInt32(EPOLLOUT.rawValue), c.token(backendSide: true))
+        c.backendInterest = UInt32(EPOLLOUT.rawValue)
+        interest(c, client: 0, backend: c.backendInterest)
     }
 
+    /// Writable without an error or hang-up: the connect succeeded (a refused
+    /// or unreachable one reports EPOLLERR).
     private func connected(_ c: Connection) {
-        var error: Int32 = 0
-        var length = socklen_t(4)
-        guard getsockopt(c.backend, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error == 0 else { return backendFailed(c) }
         guard c.openPipes(from: &pipes) else { return backendFailed(c) }
         c.stage = .relaying
         c.lastActivity = Self.now()
         flush(c)
-        if c.stage == .relaying, c.sent == c.peeked.count { relay(c) }
+        // Both sides are read when epoll says they can be: reading now would
+        // mostly find nothing yet.
+        if c.stage == .relaying, c.sent == c.peeked.count { relay(c, up: false, down: false) }
     }
 
     /// Sends the backend what the peek read.
@@ -233,9 +247,10 @@ final class Loop: @unchecked Sendable {
         if c.sent < c.peeked.count { interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue)) }
     }
 
-    /// Moves what can move both ways, then waits for what it must.
-    private func relay(_ c: Connection) {
-        guard let up = pump(c, \.up, from: c.client, to: c.backend), let down = pump(c, \.down, from: c.backend, to: c.client) else {
+    /// Moves what can move the ways asked, then waits for what it must.
+    private func relay(_ c: Connection, up pumpUp: Bool, down pumpDown: Bool) {
+        guard let up = pumpUp ? Self.pump(&c.up, from: c.client, to: c.backend) : 0,
+              let down = pumpDown ? Self.pump(&c.down, from: c.backend, to: c.client) : 0 else {
             return finish(c)
         }
         if up + down > 0 {
@@ -253,29 +268,29 @@ final class Loop: @unchecked Sendable {
 
     /// One way: empties the pipe into `to`, refills it from `from`, until
     /// either would wait; the bytes read, or nil when the connection broke.
-    private func pump(_ c: Connection, _ way: ReferenceWritableKeyPath<Connection, Connection.Direction>, from: Int32, to: Int32) -> Int? {
+    private static func pump(_ way: inout Connection.Direction, from: Int32, to: Int32) -> Int? {
         var moved = 0
         while true {
-            if c[keyPath: way].queued > 0 {
-                let n = sixgate_mux_splice(c[keyPath: way].pipeRead, to, c[keyPath: way].queued)
+            if way.queued > 0 {
+                let n = sixgate_mux_splice(way.pipeRead, to, way.queued)
                 if n < 0 { return errno == EAGAIN ? moved : nil }
-                c[keyPath: way].queued -= n
+                way.queued -= n
                 continue
             }
-            if c[keyPath: way].ended {
-                if !c[keyPath: way].shut {
+            if way.ended {
+                if !way.shut {
                     _ = shutdown(to, Int32(SHUT_WR))
-                    c[keyPath: way].shut = true
+                    way.shut = true
                 }
                 return moved
             }
-            let n = sixgate_mux_splice(from, c[keyPath: way].pipeWrite, Self.chunk)
+            let n = sixgate_mux_splice(from, way.pipeWrite, chunk)
             if n < 0 { return errno == EAGAIN ? moved : nil }
             if n == 0 {
-                c[keyPath: way].ended = true
+                way.ended = true
                 continue
             }
-            c[keyPath: way].queued += n
+            way.queued += n
             moved += n
         }
     }
@@ -287,7 +302,8 @@ final class Loop: @unchecked Sendable {
 
     private func interest(_ c: Connection, client: UInt32, backend: UInt32) {
         if client != c.clientInterest {
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.client, client, c.token(backendSide: false))
+            let op = c.clientInterest == Connection.unregistered ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
+            _ = sixgate_mux_epoll_ctl(epoll, op, c.client, client, c.token(backendSide: false))
             c.clientInterest = client
         }
         if c.backend >= 0, backend != c.backendInterest {

@@ -20,7 +20,8 @@ int sixgate_mux_epoll_wait(int ep, unsigned long long *tokens, unsigned *events,
 long sixgate_mux_splice(int in, int out, size_t len);
 
 /* Lets an IPv6 socket bind to an address that is not the host's
-   (IPV6_TRANSPARENT, needs CAP_NET_ADMIN). 0 or -1 with errno. */
+   (IPV6_TRANSPARENT, needs CAP_NET_ADMIN), its port left to connect.
+   0 or -1 with errno. */
 int sixgate_mux_transparent6(int fd);
 
 /* accept4(2), non-blocking and close-on-exec: the peer's address as 16
