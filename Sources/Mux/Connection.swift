@@ -38,11 +38,10 @@ final class Connection {
     /// Monotonic milliseconds: when the peek must be done; the last byte moved.
     var deadline: Int64
     var lastActivity: Int64
-    /// The epoll interest each socket has now; the client's socket joins
-    /// epoll only after the first try to read it.
-    var clientInterest = Connection.unregistered
-    static let unregistered = UInt32.max
-    var backendInterest: UInt32 = 0
+    /// The client may have sent bytes that no read has taken yet: an edge
+    /// came (or the peek's last read filled its buffer) before the backend
+    /// could take them.
+    var clientSaidMore = false
 
     init(slot: Int, generation: UInt32, listener: Int, client: Int32, source: IPv6Address, deadline: Int64, now: Int64) {
         self.slot = slot

@@ -51,6 +51,8 @@ final class Loop: @unchecked Sendable {
         guard fd >= 0 else { throw MuxError(what: "socket for \(endpoint)", code: errno) }
         var on: Int32 = 1
         for option in [SO_REUSEADDR, SO_REUSEPORT] { _ = setsockopt(fd, SOL_SOCKET, option, &on, 4) }
+        // Accepted connections inherit it: no call per connection.
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, 4)
         _ = setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &on, 4)
         var storage = sockaddr_storage()
         let length = endpoint.write(into: &storage)
@@ -125,8 +127,6 @@ final class Loop: @unchecked Sendable {
                 Connection.reset(fd)
                 continue
             }
-            var one: Int32 = 1
-            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
             let slot = free.popLast() ?? { slots.append(nil); generations.append(0); return slots.count - 1 }()
             // 30 bits: the token's top two are the listeners' and the wake's.
             generations[slot] = (generations[slot] &+ 1) & 0x3FFF_FFFF
@@ -135,62 +135,81 @@ final class Loop: @unchecked Sendable {
                                source: peer,
                                deadline: now + Self.milliseconds(settings.peekTimeout), now: now)
             slots[slot] = c
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, Self.edges, c.token(backendSide: false))
             // The client's first bytes usually follow its handshake at once:
-            // reading them before the socket joins epoll saves a round through
-            // it, and the joining then asks for what the peek left to wait for.
-            if settings.listeners[listener].kind != .tcp {
-                peek(c)
-                if slots[slot] === c, c.clientInterest == Connection.unregistered { interest(c, client: UInt32(EPOLLIN.rawValue), backend: c.backendInterest) }
-            } else {
-                choose(c, settings.listeners[listener].routes.backend(for: nil))
-            }
+            // reading them now saves a round through epoll.
+            if settings.listeners[listener].kind != .tcp { peek(c) } else { choose(c, settings.listeners[listener].routes.backend(for: nil)) }
         }
     }
 
+    /// Both sockets of a connection join epoll once, edge-triggered for
+    /// reading and writing: no interest ever changes. In return, every edge
+    /// is acted on until the socket would block (the peek and the pump read
+    /// until EAGAIN or until the other side cannot take more), or remembered.
+    private static let edges = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLOUT.rawValue) | EPOLLET.rawValue
+
     private func handle(_ c: Connection, backendSide: Bool, events: UInt32) {
+        // A hang-up or error: one side is gone both ways (a reset; an orderly
+        // end both ways finishes the relay before). Otherwise the client
+        // readable or the backend writable moves bytes up, the others down.
+        let gone = events & (UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0
+        let readable = events & UInt32(EPOLLIN.rawValue) != 0, writable = events & UInt32(EPOLLOUT.rawValue) != 0
         switch c.stage {
+        case .peeking where backendSide:
+            break
         case .peeking:
-            peek(c)
+            if gone { return finish(c) }
+            if readable { peek(c) }
         case .connecting where !backendSide:
-            // Only a hang-up: the client is not read meanwhile.
-            finish(c)
-        case .connecting where events & (UInt32(EPOLLERR.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0:
-            backendFailed(c)
+            // The client is read once the backend is there; until then only
+            // whether it said more counts, or that it is gone.
+            if gone { return finish(c) }
+            if readable { c.clientSaidMore = true }
         case .connecting:
-            connected(c)
+            if gone { return backendFailed(c) }
+            if writable { connected(c, backendReadable: readable) }
+        case .relaying where c.sent < c.peeked.count:
+            // The backend has not taken all of the peek yet: nothing else moves.
+            if gone { return finish(c) }
+            guard backendSide, writable else { return }
+            flush(c)
+            // Edges of either side meanwhile were not acted on: both ways move.
+            if c.stage == .relaying, c.sent == c.peeked.count { relay(c, up: true, down: true) }
         case .relaying:
-            if c.sent < c.peeked.count { flush(c) }
-            // Only the ways this event concerns: the client readable or the
-            // backend writable moves up, the others down. A hang-up or error
-            // is reported whatever the interest: one side is gone both ways
-            // (a reset; an orderly end both ways finished the relay already),
-            // so both move what they can, and the connection ends.
-            let gone = events & (UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0
-            let readable = events & UInt32(EPOLLIN.rawValue) != 0, writable = events & UInt32(EPOLLOUT.rawValue) != 0
-            let up = gone || (backendSide ? writable : readable), down = gone || (backendSide ? readable : writable)
-            if c.stage == .relaying, c.sent == c.peeked.count { relay(c, up: up, down: down) }
+            // Every event reports a writable socket as writable; it matters
+            // only to a way whose pipe waits for that socket.
+            let up = gone || (backendSide ? writable && c.up.queued > 0 : readable)
+            let down = gone || (backendSide ? readable : writable && c.down.queued > 0)
+            relay(c, up: up, down: down)
             if slots[c.slot] === c, gone { finish(c) }
         }
     }
 
+    /// Reads until the name is known, the client would block, or it sent too much.
     private func peek(_ c: Connection) {
-        let room = min(settings.maxPeek - c.peeked.count, scratch.count)
-        let n = recv(c.client, &scratch, room, 0)
-        if n < 0, errno == EAGAIN || errno == EINTR { return }
-        guard n > 0 else { return finish(c) }
-        c.peeked += scratch[0..<n]
-        let listener = settings.listeners[c.listener]
-        let peek = listener.kind == .tlsSNI ? ClientHello.peek(c.peeked) : HTTPHost.peek(c.peeked)
-        switch peek {
-        case .incomplete where c.peeked.count >= settings.maxPeek, .invalid:
-            count(c.listener) { $0.invalid += 1 }
-            finish(c, reset: true)
-        case .incomplete:
-            return
-        case .name(let name):
-            choose(c, listener.routes.backend(for: name))
-        case .noName:
-            choose(c, listener.routes.backend(for: nil))
+        while true {
+            let room = min(settings.maxPeek - c.peeked.count, scratch.count)
+            let n = recv(c.client, &scratch, room, 0)
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN { return }
+            guard n > 0 else { return finish(c) }
+            c.peeked += scratch[0..<n]
+            let listener = settings.listeners[c.listener]
+            let peek = listener.kind == .tlsSNI ? ClientHello.peek(c.peeked) : HTTPHost.peek(c.peeked)
+            switch peek {
+            case .incomplete where c.peeked.count >= settings.maxPeek, .invalid:
+                count(c.listener) { $0.invalid += 1 }
+                return finish(c, reset: true)
+            case .incomplete:
+                continue
+            case .name(let name):
+                // What the client may have sent beyond this read is read by the relay.
+                c.clientSaidMore = n == room
+                return choose(c, listener.routes.backend(for: name))
+            case .noName:
+                c.clientSaidMore = n == room
+                return choose(c, listener.routes.backend(for: nil))
+            }
         }
     }
 
@@ -218,36 +237,33 @@ final class Loop: @unchecked Sendable {
         guard rc == 0 || errno == EINPROGRESS else { return backendFailed(c) }
         c.stage = .connecting
         c.deadline = Self.now() + Self.milliseconds(settings.peekTimeout)
-        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, UInt32(EPOLLOUT.rawValue), c.token(backendSide: true))
-        c.backendInterest = UInt32(EPOLLOUT.rawValue)
-        interest(c, client: 0, backend: c.backendInterest)
+        _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, Self.edges, c.token(backendSide: true))
     }
 
     /// Writable without an error or hang-up: the connect succeeded (a refused
-    /// or unreachable one reports EPOLLERR).
-    private func connected(_ c: Connection) {
+    /// or unreachable one reports EPOLLERR). A backend that speaks first may
+    /// be readable in the same edge.
+    private func connected(_ c: Connection, backendReadable: Bool) {
         guard c.openPipes(from: &pipes) else { return backendFailed(c) }
         c.stage = .relaying
         c.lastActivity = Self.now()
         flush(c)
-        // Both sides are read when epoll says they can be: reading now would
-        // mostly find nothing yet.
-        if c.stage == .relaying, c.sent == c.peeked.count { relay(c, up: false, down: false) }
+        if c.stage == .relaying, c.sent == c.peeked.count { relay(c, up: c.clientSaidMore, down: backendReadable) }
     }
 
     /// Sends the backend what the peek read.
     private func flush(_ c: Connection) {
         let n = c.peeked[c.sent...].withUnsafeBytes { send(c.backend, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         if n < 0 {
-            if errno == EAGAIN || errno == EINTR { return interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue)) }
+            // The backend's next writable edge sends the rest.
+            if errno == EAGAIN || errno == EINTR { return }
             return finish(c)
         }
         c.sent += n
         count(c.listener) { $0.routes[c.route ?? "", default: MuxRouteCounters()].bytesUp += n }
-        if c.sent < c.peeked.count { interest(c, client: 0, backend: UInt32(EPOLLOUT.rawValue)) }
     }
 
-    /// Moves what can move the ways asked, then waits for what it must.
+    /// Moves what can move the ways asked; the next edges say when more can.
     private func relay(_ c: Connection, up pumpUp: Bool, down pumpDown: Bool) {
         guard let up = pumpUp ? Self.pump(&c.up, from: c.client, to: c.backend) : 0,
               let down = pumpDown ? Self.pump(&c.down, from: c.backend, to: c.client) : 0 else {
@@ -260,10 +276,7 @@ final class Loop: @unchecked Sendable {
                 $0.routes[c.route ?? "", default: MuxRouteCounters()].bytesDown += down
             }
         }
-        if c.up.shut && c.down.shut { return finish(c) }
-        let inn = UInt32(EPOLLIN.rawValue), out = UInt32(EPOLLOUT.rawValue)
-        interest(c, client: (c.up.ended || c.up.queued > 0 ? 0 : inn) | (c.down.queued > 0 ? out : 0),
-                 backend: (c.down.ended || c.down.queued > 0 ? 0 : inn) | (c.up.queued > 0 ? out : 0))
+        if c.up.shut && c.down.shut { finish(c) }
     }
 
     /// One way: empties the pipe into `to`, refills it from `from`, until
@@ -298,18 +311,6 @@ final class Loop: @unchecked Sendable {
     private func backendFailed(_ c: Connection) {
         count(c.listener) { $0.routes[c.route ?? "", default: MuxRouteCounters()].backendFailures += 1 }
         finish(c, reset: true)
-    }
-
-    private func interest(_ c: Connection, client: UInt32, backend: UInt32) {
-        if client != c.clientInterest {
-            let op = c.clientInterest == Connection.unregistered ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
-            _ = sixgate_mux_epoll_ctl(epoll, op, c.client, client, c.token(backendSide: false))
-            c.clientInterest = client
-        }
-        if c.backend >= 0, backend != c.backendInterest {
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_MOD, c.backend, backend, c.token(backendSide: true))
-            c.backendInterest = backend
-        }
     }
 
     /// Closes what peeks too long, connects too long or idles too long.
