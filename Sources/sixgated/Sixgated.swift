@@ -44,7 +44,7 @@ struct DaemonOptions: ParsableArguments {
             case .dns64: c.dns64.enabled
             case .sixbedfour: c.sixbedfour.enabled
             // tcp entries on translated addresses need no process: the kernel routes them.
-            case .mux: c.mux.contains { !c.routedInKernel($0) }
+            case .mux: c.muxRelays
             }
         }
         let chosen = parts ?? enabled

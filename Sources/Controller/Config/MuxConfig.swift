@@ -55,6 +55,10 @@ extension Config {
     /// `[[mux]]` entries that the kernel routes alone: `tcp` on a translated address.
     public func routedInKernel(_ m: MuxEntry) -> Bool { m.kind == .tcp && translatedAddress(of: m) != nil }
 
+    /// Some `[[mux]]` needs the multiplexer's process (and its transparent
+    /// sockets' rule and routing table).
+    public var muxRelays: Bool { mux.contains { !routedInKernel($0) } }
+
     /// The multiplexer's settings, for sixgated: every entry the kernel does
     /// not route alone.
     public var muxSettings: MuxSettings {

@@ -145,9 +145,11 @@ public struct DesiredState: Sendable, Equatable {
             for p in IntervalMath.normalize(local) {
                 localRoutes.append(OwnedLocalRoute(destination: p, table: OwnedLocalRoute.localTable))
             }
-            let m = config.multiplexer
-            localRoutes.append(OwnedLocalRoute(destination: .v6(IPv6Prefix(address: IPv6Address(high: 0, low: 0), length: 0)), table: m.table))
-            rules.append(OwnedRule(ipv6: true, mark: m.mark, table: m.table, priority: OwnedRule.muxPriority))
+            if config.muxRelays {
+                let m = config.multiplexer
+                localRoutes.append(OwnedLocalRoute(destination: .v6(IPv6Prefix(address: IPv6Address(high: 0, low: 0), length: 0)), table: m.table))
+                rules.append(OwnedRule(ipv6: true, mark: m.mark, table: m.table, priority: OwnedRule.muxPriority))
+            }
         }
         self.localRoutes = localRoutes
         self.rules = rules

@@ -136,9 +136,11 @@ public enum DesiredTable {
                                                     comment: "[[mux]] \(m.listen): connections to the multiplexer")))
                 }
             }
-            specs.append(("mux", RuleSpec([.l4proto(.tcp), .daddr(.v6(config.prefix.prefix)), .socketTransparent], counter: "mux_answers",
-                                          .setMark(config.multiplexer.mark),
-                                          comment: "backends' answers to the multiplexer: the mark's routing table delivers them to its sockets, not to the translator")))
+            if config.muxRelays {
+                specs.append(("mux", RuleSpec([.l4proto(.tcp), .daddr(.v6(config.prefix.prefix)), .socketTransparent], counter: "mux_answers",
+                                              .setMark(config.multiplexer.mark),
+                                              comment: "backends' answers to the multiplexer: the mark's routing table delivers them to its sockets, not to the translator")))
+            }
         }
 
         var chains = [

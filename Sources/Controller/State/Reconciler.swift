@@ -93,9 +93,10 @@ public final class Reconciler {
                                                              problem: error.problem(in: namespace), fix: error.fix(in: namespace))])
         }
         let pins = try KernelProgramPlan.directory(bpfDir: config.controller.bpfDir, stateDir: config.controller.stateDir, namespace: namespace)
-        let unrouted = config.mux.isEmpty ? [] : try muxBackendsOffTheIPv6Side(config, desired: desired, allRoutes: try rtnl.mainRoutes())
+        let allRoutes = try rtnl.mainRoutes()
+        let unrouted = config.mux.isEmpty ? [] : try muxBackendsOffTheIPv6Side(config, desired: desired, allRoutes: allRoutes)
         var plan = try plan(desired, prefixes: prefixes, stateDir: config.controller.stateDir, bpfDir: config.controller.bpfDir, pins: pins,
-                            environment: environment)
+                            environment: environment, allRoutes: allRoutes)
         plan.warnings = unrouted
         return plan
     }
@@ -103,7 +104,8 @@ public final class Reconciler {
     /// Runs `body` in the managed namespace: tc's netlink calls need it.
     private func inNamespace(_ body: () throws -> Void) throws { try NetworkNamespace.run(in: namespace, body) }
 
-    func plan(_ desired: DesiredState, prefixes: PrefixHistory, stateDir: String, bpfDir: String, pins: String, environment: Environment) throws -> Plan {
+    func plan(_ desired: DesiredState, prefixes: PrefixHistory, stateDir: String, bpfDir: String, pins: String, environment: Environment,
+              allRoutes: [RouteNetlink.LiveRoute]) throws -> Plan {
         var drift: [Drift] = []
         for want in desired.links {
             guard let live = environment.link(want.name) else {
@@ -146,7 +148,6 @@ public final class Reconciler {
         let liveTable = try nfnl.readTable(desired.table.name)
         let record = AppliedRecord.load(stateDir: stateDir)
         let protocols = Set([proto] + (record?.routeProtocols ?? []) + [DesiredTable.routeProtocol(inComment: liveTable?.comment)].compactMap { $0 })
-        let allRoutes = try rtnl.mainRoutes()
         let liveRoutes = allRoutes.filter { $0.proto == proto && $0.unicast }.map(\.route)
         let live = Set(liveRoutes), wanted = Set(desired.routes)
         let routesToAdd = desired.routes.filter { !live.contains($0) }
