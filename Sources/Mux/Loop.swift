@@ -3,14 +3,15 @@ import Glibc
 import Packet
 import Synchronization
 
-/// One thread of the multiplexer: its own listening sockets (SO_REUSEPORT
-/// spreads new connections over the threads), its own epoll and the
-/// connections it accepted, from the peek to the end of the relay.
+/// One thread of the multiplexer: its own epoll, watching the listening
+/// sockets every thread shares (EPOLLEXCLUSIVE: one idle thread is woken per
+/// new connection, so none waits behind a busy one), and the connections it
+/// accepted, from the peek to the end of the relay.
 final class Loop: @unchecked Sendable {
     private let settings: MuxSettings
     private let epoll: Int32
     private let wake: Int32
-    private var listeners: [Int32] = []
+    private let listeners: Listeners
     private var slots: [Connection?] = []
     private var free: [Int] = []
     /// Each slot's count of connections so far: an event still queued for a
@@ -29,40 +30,18 @@ final class Loop: @unchecked Sendable {
     private static let wakeToken: UInt64 = 1 << 63
     private static let chunk = 1 << 18
 
-    init(settings: MuxSettings, open: OpenCount) throws(MuxError) {
+    init(settings: MuxSettings, listeners: Listeners, open: OpenCount) throws(MuxError) {
         self.settings = settings
+        self.listeners = listeners
         self.open = open
         counters = Mutex([MuxListenerCounters](repeating: MuxListenerCounters(), count: settings.listeners.count))
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         wake = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard epoll >= 0, wake >= 0 else { throw MuxError(what: "epoll", code: errno) }
         _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, wake, UInt32(EPOLLIN.rawValue), Self.wakeToken)
-        for (i, l) in settings.listeners.enumerated() {
-            let fd = try Self.listen(l.bind)
-            listeners.append(fd)
-            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, UInt32(EPOLLIN.rawValue), Self.listenerToken | UInt64(i))
+        for (i, fd) in listeners.fds.enumerated() {
+            _ = sixgate_mux_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, UInt32(EPOLLIN.rawValue) | EPOLLEXCLUSIVE.rawValue, Self.listenerToken | UInt64(i))
         }
-    }
-
-    /// A listening socket; IP_FREEBIND (for both families) lets it bind
-    /// before the address is up.
-    static func listen(_ endpoint: IPEndpoint) throws(MuxError) -> Int32 {
-        let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw MuxError(what: "socket for \(endpoint)", code: errno) }
-        var on: Int32 = 1
-        for option in [SO_REUSEADDR, SO_REUSEPORT] { _ = setsockopt(fd, SOL_SOCKET, option, &on, 4) }
-        // Accepted connections inherit it: no call per connection.
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, 4)
-        _ = setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &on, 4)
-        var storage = sockaddr_storage()
-        let length = endpoint.write(into: &storage)
-        let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0, Glibc.listen(fd, 1024) == 0 else {
-            let code = errno
-            close(fd)
-            throw MuxError(what: "listen on \(endpoint)", code: code)
-        }
-        return fd
     }
 
     func stop() {
@@ -94,7 +73,7 @@ final class Loop: @unchecked Sendable {
             }
         }
         for c in slots.compactMap({ $0 }) { finish(c) }
-        for fd in listeners + [epoll, wake] + pipes.flatMap({ [$0.0, $0.1] }) { close(fd) }
+        for fd in [epoll, wake] + pipes.flatMap({ [$0.0, $0.1] }) { close(fd) }
     }
 
     static func now() -> Int64 {
@@ -115,7 +94,7 @@ final class Loop: @unchecked Sendable {
     private func accept(listener: Int) {
         while true {
             var address = (UInt64(0), UInt64(0)), v4: Int32 = 0
-            let fd = withUnsafeMutableBytes(of: &address) { sixgate_mux_accept(listeners[listener], $0.baseAddress?.assumingMemoryBound(to: UInt8.self), &v4) }
+            let fd = withUnsafeMutableBytes(of: &address) { sixgate_mux_accept(listeners.fds[listener], $0.baseAddress?.assumingMemoryBound(to: UInt8.self), &v4) }
             guard fd >= 0 else { return }
             // A translated connection comes from prefix + client already.
             let peer = withUnsafeBytes(of: address) { b in
@@ -338,6 +317,48 @@ final class Loop: @unchecked Sendable {
         slots[c.slot] = nil
         free.append(c.slot)
         open.value.wrappingSubtract(1, ordering: .relaxed)
+    }
+}
+
+/// The listening sockets, one per `[[mux]]`, that every loop watches;
+/// closed when the last loop lets go of them.
+final class Listeners: Sendable {
+    let fds: [Int32]
+
+    init(_ settings: MuxSettings) throws(MuxError) {
+        var fds: [Int32] = []
+        for l in settings.listeners {
+            do throws(MuxError) {
+                fds.append(try Self.listen(l.bind))
+            } catch {
+                fds.forEach { _ = close($0) }
+                throw error
+            }
+        }
+        self.fds = fds
+    }
+
+    deinit { fds.forEach { _ = close($0) } }
+
+    /// A listening socket; IP_FREEBIND (for both families) lets it bind
+    /// before the address is up.
+    private static func listen(_ endpoint: IPEndpoint) throws(MuxError) -> Int32 {
+        let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw MuxError(what: "socket for \(endpoint)", code: errno) }
+        var on: Int32 = 1
+        for option in [SO_REUSEADDR, SO_REUSEPORT] { _ = setsockopt(fd, SOL_SOCKET, option, &on, 4) }
+        // Accepted connections inherit it: no call per connection.
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, 4)
+        _ = setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &on, 4)
+        var storage = sockaddr_storage()
+        let length = endpoint.write(into: &storage)
+        let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, Glibc.listen(fd, 1024) == 0 else {
+            let code = errno
+            close(fd)
+            throw MuxError(what: "listen on \(endpoint)", code: code)
+        }
+        return fd
     }
 }
 

@@ -16,10 +16,11 @@ public final class MuxProxy: Sendable {
     /// cannot be.
     public init(settings: MuxSettings) throws(MuxError) {
         self.settings = settings
+        let listeners = try Listeners(settings)
         var loops: [Loop] = []
         for _ in 0..<max(1, settings.threads) {
             do throws(MuxError) {
-                loops.append(try Loop(settings: settings, open: open))
+                loops.append(try Loop(settings: settings, listeners: listeners, open: open))
             } catch {
                 loops.forEach { $0.stop() }
                 throw error

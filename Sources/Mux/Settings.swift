@@ -56,7 +56,7 @@ public struct MuxSettings: Sendable {
     public var maxPeek: Int
     /// A connection with no byte either way for this long is closed.
     public var idleTimeout: Duration
-    /// Threads, each with its own listening sockets (SO_REUSEPORT).
+    /// Threads, sharing the listening sockets, each relaying what it accepted.
     public var threads: Int
 
     public init(listeners: [MuxListener], prefix: NAT64Prefix, maxConnections: Int = 10_000, peekTimeout: Duration = .seconds(5),

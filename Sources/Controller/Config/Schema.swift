@@ -98,7 +98,7 @@ public enum Schema {
             Key(name: "peek_timeout", type: "duration", defaultValue: "5s", doc: "A connection that has not named its backend by then is reset and counted (`peek_timeouts`): a client sending its ClientHello a byte at a time holds nothing for long."),
             Key(name: "max_peek", type: "integer", defaultValue: "16384", doc: "The most bytes read before the name must be known (1024 to 65536); more is reset and counted (`invalid`)."),
             Key(name: "idle_timeout", type: "duration", defaultValue: "5m", doc: "A connection with no byte either way for this long is reset."),
-            Key(name: "threads", type: "integer", defaultValue: "0", doc: "Threads, each accepting on its own sockets; 0 is one per CPU."),
+            Key(name: "threads", type: "integer", defaultValue: "0", doc: "Threads, sharing the listening sockets (a new connection wakes one idle thread) and each relaying the connections it accepted; 0 is one per CPU."),
             Key(name: "mark", type: "integer", defaultValue: "0x5347", doc: "The packet mark nftables gives the backends' answers to the multiplexer's connections, so that a routing rule delivers them to it rather than to the translator."),
             Key(name: "table", type: "integer", defaultValue: "5347", doc: "The routing table that mark looks up: it holds one `local` route. Not 253 to 255."),
         ]),
