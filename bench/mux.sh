@@ -25,6 +25,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 THREADS=${THREADS:-2}
 CLIENTS=${CLIENTS:-8}
 ROUNDS=${ROUNDS:-4}
+TRANSFER_ROUNDS=${TRANSFER_ROUNDS:-3}
 for p in sixgatectl sixgated muxload; do swift build -c release --product $p >/dev/null; done
 BIN=$(swift build -c release --show-bin-path)
 
@@ -151,13 +152,22 @@ for round in $(seq "$ROUNDS"); do
 done
 ours=$((ours / ROUNDS)); theirs=$((theirs / ROUNDS))
 echo "connections/s over $ROUNDS rounds  sixgate $ours (failed $ours_failed)  haproxy $theirs (failed $theirs_failed)"
-ours_bw=$(tcp c4 198.51.100.20 5201)
-case $ours_bw in 0*) echo "the relayed transfer failed; the multiplexer's counters:"; "$BIN/sixgatectl" status "$work/sixgate.toml" | grep -i "5201\|mux" ;; esac
-theirs_bw=$(tcp c4 198.51.100.20 15201)
-direct_bw=$(tcp c4 2001:db8:2::2 5201)
-kernel_bw=$(tcp c4 203.0.113.21 5201)
+# The transfers too, in rounds whose order rotates: one stream at a time
+# varies with what the machine did just before more than the paths differ.
+declare -A bw=([relayed]=0 [haproxy]=0 [direct]=0 [kernel]=0)
+declare -A target=([relayed]="198.51.100.20 5201" [haproxy]="198.51.100.20 15201" [direct]="2001:db8:2::2 5201" [kernel]="203.0.113.21 5201")
+paths=(relayed kernel haproxy direct)
+for round in $(seq "$TRANSFER_ROUNDS"); do
+    for k in 0 1 2 3; do
+        path=${paths[$(( (k + round - 1) % 4 ))]}
+        got=$(tcp c4 ${target[$path]})
+        case $got in 0*) echo "the $path transfer failed: $got"; "$BIN/sixgatectl" status "$work/sixgate.toml" | grep -i "mux"; exit 1 ;; esac
+        bw[$path]=$(python3 -c "print(${bw[$path]} + $got / $TRANSFER_ROUNDS)")
+    done
+done
+ours_bw=$(printf %.3f "${bw[relayed]}"); theirs_bw=$(printf %.3f "${bw[haproxy]}"); direct_bw=$(printf %.3f "${bw[direct]}"); kernel_bw=$(printf %.3f "${bw[kernel]}")
 echo "translator: $(grep -m1 'translator ready' "$work/sixgated.log" | sed 's/.*translator ready: //')"
-echo "long transfer Gbit/s  sixgate relayed $ours_bw  in the kernel $kernel_bw  haproxy $theirs_bw  direct $direct_bw"
+echo "long transfer Gbit/s over $TRANSFER_ROUNDS rounds  sixgate relayed $ours_bw  in the kernel $kernel_bw  haproxy $theirs_bw  direct $direct_bw"
 python3 - "$ours" "$theirs" "$ours_bw" "$theirs_bw" "$direct_bw" "$kernel_bw" <<'PY'
 import sys
 ours, theirs, obw, tbw, dbw, kbw = map(float, sys.argv[1:])
