@@ -77,7 +77,7 @@ let package = Package(
         // bench/translator.sh's load generator (not a product: nothing ships it).
         .executableTarget(name: "udpblast", dependencies: ["CNetlink"], path: "bench/udpblast"),
         // bench/mux.sh's connection load generator and backend.
-        .executableTarget(name: "muxload", path: "bench/muxload"),
+        .executableTarget(name: "muxload", dependencies: ["Packet"], path: "bench/muxload"),
 
         // The fuzz harnesses: `make fuzz` builds them with libFuzzer
         // (-sanitize=fuzzer,address -DFUZZING); built plainly, the binary

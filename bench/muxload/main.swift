@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Packet
 
 // A load generator and backend for bench/mux.sh, lighter than the paths
 // under test:
@@ -13,21 +14,11 @@ import Glibc
 // ADDR is an IPv6 or IPv4 literal.
 
 func address(_ text: String, _ port: UInt16) -> (sockaddr_storage, socklen_t, Int32) {
+    let a: IPAddress? = text.contains(":") ? IPv6Address(text).map(IPAddress.v6) : IPv4Address(text).map(IPAddress.v4)
+    guard let a else { print("not an IP address: \(text)"); exit(64) }
     var s = sockaddr_storage()
-    if text.contains(":") {
-        withUnsafeMutablePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-            $0.pointee.sin6_family = sa_family_t(AF_INET6)
-            $0.pointee.sin6_port = port.bigEndian
-            _ = inet_pton(AF_INET6, text, &$0.pointee.sin6_addr)
-        } }
-        return (s, socklen_t(MemoryLayout<sockaddr_in6>.size), AF_INET6)
-    }
-    withUnsafeMutablePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-        $0.pointee.sin_family = sa_family_t(AF_INET)
-        $0.pointee.sin_port = port.bigEndian
-        _ = inet_pton(AF_INET, text, &$0.pointee.sin_addr)
-    } }
-    return (s, socklen_t(MemoryLayout<sockaddr_in>.size), AF_INET)
+    let length = IPEndpoint(address: a, port: port).write(into: &s)
+    return (s, length, a.isV4 ? AF_INET : AF_INET6)
 }
 
 func withSockaddr<T>(_ s: inout sockaddr_storage, _ body: (UnsafePointer<sockaddr>) -> T) -> T {
