@@ -22,6 +22,14 @@ public enum IPPrefix: Hashable, Sendable, CustomStringConvertible {
     case v4(IPv4Prefix)
     case v6(IPv6Prefix)
 
+    /// The prefix of `a` alone: a /32 or a /128.
+    public init(host a: IPAddress) {
+        switch a {
+        case .v4(let v4): self = .v4(IPv4Prefix(address: v4, length: 32))
+        case .v6(let v6): self = .v6(IPv6Prefix(address: v6, length: 128))
+        }
+    }
+
     public static func parse(_ text: some StringProtocol) throws(AddressParseError) -> IPPrefix {
         if text.contains(":") { return .v6(try IPv6Prefix.parse(text)) }
         return .v4(try IPv4Prefix.parse(text))

@@ -24,6 +24,32 @@ import Testing
         #expect(d.addresses.map(\.description) == ["2001:db8:6b:bed::/128 dev sg-6bed4", "fe80::/128 dev sg-6bed4"])
     }
 
+    /// A [[mux]] address mapped alone is taken as its IPv6 side; when the
+    /// kernel routes every entry (tcp there), nothing of the relaying
+    /// process is installed: no mark rule, no table of its own, no mux chain.
+    @Test func aMuxOnlyInTheKernelInstallsNoRelay() throws {
+        let base = CheckMessagesTests.base + """
+            [[nat64.eam]]
+            ipv4 = "203.0.113.20"
+            ipv6 = "2001:db8:ff::20"
+            [[mux]]
+            listen = "203.0.113.20:5222"
+            kind = "tcp"
+            default = "[2001:db8:2::30]:5222"
+
+            """
+        let kernelOnly = try ConfigLoader.parse(base, source: "t.toml")
+        let d = try DesiredState(config: kernelOnly, environment: env)
+        #expect(!kernelOnly.muxRelays && d.rules.isEmpty, "\(d.rules)")
+        #expect(d.localRoutes.map(\.destination.description) == ["2001:db8:ff::20/128"])
+        #expect(d.table.chain("mux") == nil && d.table.chain("mux_dnat")?.rules.count == 1)
+        let relayed = try ConfigLoader.parse(base + "[[mux]]\nlisten = \"203.0.113.20:443\"\nkind = \"tls-sni\"\n[[mux.route]]\nname = \"a.example\"\nbackend = \"[2001:db8:2::1]:443\"\n",
+                                             source: "t.toml")
+        let r = try DesiredState(config: relayed, environment: env)
+        #expect(relayed.muxRelays && r.rules.count == 1 && r.table.chain("mux") != nil)
+        #expect(r.localRoutes.map(\.destination.description) == ["2001:db8:ff::20/128", "::/0"], "one local route for both entries, and the mark's table")
+    }
+
     @Test func everyRuleHasACounterAndAComment() throws {
         let t = DesiredTable.table(for: try full())
         let rules = t.chains.flatMap(\.rules)

@@ -52,6 +52,12 @@ extension Config {
         return eam.ipv6.address
     }
 
+    /// Where the gateway takes `m`'s connections: the mapping's IPv6 side
+    /// for a translated address, else `listen` itself.
+    public func accepting(_ m: MuxEntry) -> IPEndpoint {
+        translatedAddress(of: m).map { IPEndpoint(address: .v6($0), port: m.listen.port) } ?? m.listen
+    }
+
     /// `[[mux]]` entries that the kernel routes alone: `tcp` on a translated address.
     public func routedInKernel(_ m: MuxEntry) -> Bool { m.kind == .tcp && translatedAddress(of: m) != nil }
 
@@ -63,7 +69,7 @@ extension Config {
     /// not route alone.
     public var muxSettings: MuxSettings {
         MuxSettings(listeners: mux.filter { !routedInKernel($0) }.map { m in
-            MuxListener(listen: m.listen, bind: translatedAddress(of: m).map { IPEndpoint(address: .v6($0), port: m.listen.port) } ?? m.listen, kind: m.kind,
+            MuxListener(listen: m.listen, bind: accepting(m), kind: m.kind,
                         routes: NameRoutes(m.routes.map { ($0.name, MuxBackend(route: $0.name, endpoint: $0.backend)) },
                                            fallback: m.fallback.map { MuxBackend(route: "default", endpoint: $0) }))
         }, prefix: prefix, maxConnections: multiplexer.maxConnections, peekTimeout: multiplexer.peekTimeout, maxPeek: multiplexer.maxPeek,

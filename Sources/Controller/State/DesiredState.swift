@@ -138,11 +138,7 @@ public struct DesiredState: Sendable, Equatable {
             // A local route, not an address: the kernel answers ARP for it and
             // delivers it, and it is sixgate's by its protocol number.
             // A translated address arrives as its IPv6 side, which the gateway takes.
-            let local = config.mux.compactMap { m -> IPPrefix? in
-                guard let a = m.address else { return nil }
-                return config.translatedAddress(of: m).map { .v6(IPv6Prefix(address: $0, length: 128)) } ?? .v4(IPv4Prefix(address: a, length: 32))
-            }
-            for p in IntervalMath.normalize(local) {
+            for p in IntervalMath.normalize(config.mux.map { IPPrefix(host: config.accepting($0).address) }) {
                 localRoutes.append(OwnedLocalRoute(destination: p, table: OwnedLocalRoute.localTable))
             }
             if config.muxRelays {

@@ -78,7 +78,7 @@ public enum DesiredTable {
             }
         }
         if sbf.enabled, let a = sbf.address4 {
-            specs.append(("input", RuleSpec([.dport(.udp, sbf.port), .daddr(.v4(IPv4Prefix(address: a, length: 32)))], counter: "sixbedfour_udp", .accept,
+            specs.append(("input", RuleSpec([.dport(.udp, sbf.port), .daddr(IPPrefix(host: .v4(a)))], counter: "sixbedfour_udp", .accept,
                                             comment: "6bed4 peers reach the router over UDP")))
         }
 
@@ -124,9 +124,7 @@ public enum DesiredTable {
 
         if !config.mux.isEmpty {
             for m in config.mux {
-                guard let a = m.address else { continue }
-                let translated = config.translatedAddress(of: m)
-                let daddr = translated.map { IPPrefix.v6(IPv6Prefix(address: $0, length: 128)) } ?? .v4(IPv4Prefix(address: a, length: 32))
+                let daddr = IPPrefix(host: config.accepting(m).address)
                 if config.routedInKernel(m), let backend = m.fallback, case .v6(let b) = backend.address {
                     // After the translator: no proxy in the path.
                     specs.append(("mux_dnat", RuleSpec([.daddr(daddr), .dport(.tcp, m.listen.port)], counter: "mux_kernel_connections", .dnat(b, port: backend.port),
