@@ -10,7 +10,9 @@ import Synchronization
 /// counters of `status`, served as text at /metrics over plain HTTP/1.1, one
 /// response per connection. Counters of a part are `sixgate_PART_NAME_total`;
 /// rates and levels (qps, hit rate, pool usage) are gauges; `sixgate_part_up`
-/// says which parts serve.
+/// says which parts serve. The daemon's own: `sixgate_drift` and
+/// `sixgate_drift_checked_timestamp_seconds` (its audit, `AuditService`) and
+/// `sixgate_renumbering_deadline_timestamp_seconds` (0 without a renumbering).
 struct MetricsService: Service {
     let endpoint: IPEndpoint
     let registry: Registry
@@ -76,7 +78,21 @@ final class Exposition: Sendable {
 
     func text() -> String {
         let status = registry.status
+        let audit = registry.audit.result, deadline = registry.renumberingDeadline ?? 0
         known.withLock { k in
+            func gauge(_ name: String, _ help: String) -> Gauge {
+                if let g = k.gauges[name] { return g }
+                let g = prometheus.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
+                k.gauges[name] = g
+                return g
+            }
+            if let audit {
+                gauge("sixgate_drift", "Objects of the live system that differ from the config, at the daemon's last audit").set(Int64(audit.drift))
+                gauge("sixgate_drift_checked_timestamp_seconds", "When the daemon last audited the live system").set(Int64(audit.checked))
+            }
+            gauge("sixgate_renumbering_deadline_timestamp_seconds",
+                  "The earliest deadline of the renumbering the daemon runs with, kept once past until the daemon ends it; 0 when none")
+                .set(Int64(clamping: deadline))
             for part in status.parts {
                 let name = part.name == "6bed4" ? "sixbedfour" : part.name
                 let up = "sixgate_part_up{\(name)}"

@@ -50,6 +50,15 @@ final class Registry: Sendable {
         history = PrefixHistory.running(config)
     }
 
+    /// What the daemon's own audit last found (`AuditService`).
+    let audit = AuditRecord()
+
+    /// The earliest deadline of the renumbering this daemon runs with, also
+    /// once passed: until the daemon ends it (applying the config without
+    /// the old prefix or pool, then restarting without them), it stays, so
+    /// that a renumbering stuck past its deadline can be seen. Nil when none.
+    var renumberingDeadline: UInt64? { history.flatMap { ($0.retiring + $0.retiringPools).map(\.until).min() } }
+
     /// The retiring prefixes and pools a part starting now serves.
     var retiring: [RetiringPrefix] { history?.active(at: UInt64(time(nil))) ?? [] }
     var retiringPools: [Retiring<IPv4Prefix>] { history?.activePools(at: UInt64(time(nil))) ?? [] }

@@ -39,10 +39,10 @@ extension Error {
 /// Runs `parts` of `config` (the text `text` of the file at `path`) as the
 /// services of one group. The whole daemon (`control`) runs each part in a
 /// process of its own (`PartProcessService`) beside the control socket,
-/// metrics and the end of a renumbering; a part run alone, or a part
-/// process (reporting over `uplink`), runs the part here. SIGTERM and SIGINT
-/// shut them down gracefully (the pool's state saved, counters logged) and
-/// the process exits 0. A part that fails is restarted with back-off when
+/// metrics (with the audit they report) and the end of a renumbering; a
+/// part run alone, or a part process (reporting over `uplink`), runs the
+/// part here. SIGTERM and SIGINT shut them down gracefully (the pool's
+/// state saved, counters logged) and the process exits 0. A part that fails is restarted with back-off when
 /// `control`, else it ends the process with exit 1. When every part serves,
 /// systemd hears READY=1; a reload ends with the process executing itself
 /// again.
@@ -69,6 +69,7 @@ func serve(_ config: Config, text: String, path: String, parts: [Part], control:
         }
         if let metrics = config.controller.metrics {
             services.append(.init(service: MetricsService(endpoint: metrics, registry: registry), serviceName: "metrics"))
+            services.append(.init(service: AuditService(registry: registry, logger: Logger(label: "sixgated")), serviceName: "audit"))
         }
         // The router's counters, logged by the router's process (once it
         // serves: before, SIGUSR1 would end it).

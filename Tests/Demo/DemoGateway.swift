@@ -16,7 +16,11 @@ public final class DemoGateway {
     public let rig: NetnsRig
     public let config: String
     public private(set) var daemon: NetnsRig.Process?
+    /// What the last `sixgatectl apply` said it changed.
+    public private(set) var applyReport = ""
     let bin: String
+    /// What the daemon runs under (`env`, `setpriv`): words before sixgated.
+    let daemonWrapper: [String]
     var servers: [String: NetnsRig.Process] = [:]
     var peers: [String: NetnsRig.Process] = [:]
 
@@ -36,9 +40,11 @@ public final class DemoGateway {
 
     /// Builds the topology, applies the config and starts the daemon, the
     /// servers and the peers. `bin`: where sixgated, sixgatectl and 6bed4peer
-    /// are; `tune` may change the config text before it is written.
-    public init(bin: String, tune: (String) -> String = { $0 }) throws {
+    /// are; `daemonWrapper` the words sixgated runs under; `tune` may change
+    /// the config text before it is written.
+    public init(bin: String, daemonWrapper: [String] = [], tune: (String) -> String = { $0 }) throws {
         self.bin = bin
+        self.daemonWrapper = daemonWrapper
         rig = try NetnsRig(links: [
             .init(host: "c6", gatewayInterface: "c6", hostAddresses: ["2001:db8:1::2/64"], gatewayAddresses: ["2001:db8:1::1/64"]),
             .init(host: "s6", gatewayInterface: "s6", hostAddresses: ["2001:db8:2::10/64", "2001:db8:2::53/64"], gatewayAddresses: ["2001:db8:2::1/64"]),
@@ -121,7 +127,8 @@ public final class DemoGateway {
     public func startDaemon() throws -> NetnsRig.Process {
         let applied = try Spawn.run([bin + "/sixgatectl", "apply", config, "--netns", rig.ns("gw")], timeout: .seconds(30), scratch: rig.scratch)
         guard applied.succeeded else { throw Failure(description: "sixgatectl apply failed:\n\(applied)") }
-        let daemon = try rig.start("gw", [bin + "/sixgated", "run", "--config", config], name: "sixgated-\(UUID().uuidString.prefix(4))")
+        applyReport = applied.stdout
+        let daemon = try rig.start("gw", daemonWrapper + [bin + "/sixgated", "run", "--config", config], name: "sixgated-\(UUID().uuidString.prefix(4))")
         self.daemon = daemon
         try wait(for: Self.ready, in: daemon)
         return daemon

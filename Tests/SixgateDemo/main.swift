@@ -15,6 +15,12 @@ let keep = !(ProcessInfo.processInfo.environment["KEEP"] ?? "").isEmpty
 print("sixgate demo: building the gateway (namespaces, NSD, web servers, sixgatectl apply, sixgated run, two 6bed4 peers)…\n")
 do {
     let demo = try DemoGateway(bin: bin)
+    // What an operator sees first: apply's report and the table it made.
+    print("== the gateway's boot: sixgatectl apply, as sixgate.service runs it")
+    print("$ sixgatectl apply \(demo.config) --netns \(demo.rig.ns("gw"))")
+    print(demo.applyReport.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n")
+    print("$ nft list table inet sixgate   (in \(demo.rig.ns("gw")))")
+    print(try demo.rig.run("gw", ["nft", "list", "table", "inet", "sixgate"]).stdout.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n")
     var failed = 0
     for step in try demo.scenarios() {
         print("== \(step.title)")
