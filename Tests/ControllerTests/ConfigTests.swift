@@ -58,6 +58,23 @@ let base = """
         #expect(c.dns64Allow == [.v6(try IPv6Prefix.parse("2001:db8:1::/64"))], "never an open resolver by default")
     }
 
+    /// Every examples/NAME.toml, not only those named above, is a valid config
+    /// and has its rendered table in nft/NAME.nft (`make golden` writes it).
+    @Test func everyExampleIsValidAndRendered() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: repoRoot.appendingPathComponent("examples").path)
+            .filter { $0.hasSuffix(".toml") }.map { String($0.dropLast(5)) }
+        #expect(names.contains("full") && names.contains("minimal"), "\(names)")
+        for name in names {
+            do {
+                _ = try ConfigLoader.load(path: repoRoot.appendingPathComponent("examples/\(name).toml").path)
+            } catch {
+                Issue.record("examples/\(name).toml: \(error.diagnostics)")
+            }
+            #expect(FileManager.default.fileExists(atPath: repoRoot.appendingPathComponent("nft/\(name).nft").path),
+                    "nft/\(name).nft is missing: run `make golden`")
+        }
+    }
+
     @Test func everySchemaKeyIsShownInTheFullExample() throws {
         let text = try String(contentsOf: repoRoot.appendingPathComponent("examples/full.toml"), encoding: .utf8)
         for table in Schema.tables {

@@ -18,8 +18,9 @@ import Testing
     }
 
     @Test func checkAcceptsTheExamples() throws {
-        for example in ["examples/full.toml", "examples/minimal.toml"] {
-            let r = try runProduct("sixgatectl", ["check", repoRoot + "/" + example])
+        #expect(exampleNames.contains("full") && exampleNames.contains("minimal"), "\(exampleNames)")
+        for example in exampleNames {
+            let r = try runProduct("sixgatectl", ["check", repoRoot + "/examples/\(example).toml"])
             #expect(r.status == 0, "\(r)")
             #expect(r.stdout.contains("valid") && r.stdout.contains("prefix"), "\(r)")
         }

@@ -17,7 +17,7 @@ func canonicalNftJSON(_ text: String) throws -> String {
 }
 
 @Suite(.serialized) struct NftCrossCheckTests {
-    static let examples = ["examples/full.toml", "examples/minimal.toml"]
+    static let examples = exampleNames.map { "examples/\($0).toml" }
 
     /// The same desired table loaded two ways: by `nft -f` from the rendered
     /// text in namespace B, and through our netlink batch in namespace A. nft

@@ -59,7 +59,7 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
 }
 
 @Suite(.serialized) struct ReconcileTests {
-    static let examples = ["full", "minimal"]
+    static let examples = exampleNames
 
     /// The acceptance cross-check: our netlink apply in A, `nft -f` of the golden
     /// file in B, and nft lists both the same, apart from handles.

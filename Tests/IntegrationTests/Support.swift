@@ -10,6 +10,12 @@ let binDir: String = {
 
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
+/// Every example config, examples/NAME.toml, by NAME (sorted): each is checked,
+/// rendered against its nft/NAME.nft and applied by the tests that iterate
+/// over this list, so a new example is covered without a change here.
+let exampleNames: [String] = ((try? FileManager.default.contentsOfDirectory(atPath: repoRoot + "/examples")) ?? [])
+    .filter { $0.hasSuffix(".toml") }.map { String($0.dropLast(5)) }.sorted()
+
 struct MissingBinary: Error, CustomStringConvertible {
     let path: String
     var description: String { "\(path) is not built: run `swift build` first (make test does)" }
