@@ -6,7 +6,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 PACKAGES := $(shell grep -v '^\#' dist/debian-packages)
 BIN = .build/debug
 
-.PHONY: all build test demo deps golden install clean fuzz
+.PHONY: all build test demo deps golden install uninstall man completions deb check-deb clean fuzz
 
 all: build
 
@@ -19,8 +19,10 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# generate-manual too: make man (and the tests that stage an install) use it.
 build: deps
 	$(SWIFT) build
+	$(SWIFT) build --product generate-manual
 
 # Integration tests build network namespaces and need root; they fail, not skip,
 # without it. They run in a mount namespace of their own, so that the bpffs
@@ -60,24 +62,95 @@ golden: build
 		  echo "# A test fails when rendering changes and this file was not updated: regenerate it with \`make golden\`."; \
 		  $(BIN)/sixgatectl render $$f; } > nft/$$n.nft; done
 
-# Installs the binaries, the systemd units, the example configs and the name
-# of sixgate's route protocol. DESTDIR stages it elsewhere; CONFIGURATION=debug
-# installs the debug build, BINDIR=DIR binaries already built (the tests do).
-# An existing config is never touched:
-# the example lands beside it as sixgate.toml.example.
-PREFIX ?= /usr
+# What install, man, completions and deb use: the binaries in BINDIR (the
+# tests pass theirs), or else a build with CONFIGURATION. An installed build
+# carries the Swift runtime inside it (--static-swift-stdlib): it needs no
+# toolchain, and its Debian dependencies are only the system's libraries.
+# It has a build directory of its own, so `swift build` is not redone.
 CONFIGURATION ?= release
+DIST_BUILD = $(SWIFT) build -c $(CONFIGURATION) --static-swift-stdlib --build-path .build/static
+define binaries
+bin="$(BINDIR)"; if [ -z "$$bin" ]; then for p in $(COMMANDS); do $(DIST_BUILD) --product $$p >&2 || exit 1; done; bin=$$($(DIST_BUILD) --show-bin-path); fi
+endef
+COMMANDS = sixgatectl sixgated 6bed4peer
+GEN ?= .build/generated
+
+# Man pages: sixgatectl(8), sixgated(8) and 6bed4peer(8) from the commands'
+# own definitions (swift-argument-parser's generate-manual), and
+# sixgate.toml(5) from the config schema, as the README's reference. Dated by
+# the commit, so a rebuild gives the same pages.
+man: deps
+	@$(binaries); set -e; \
+	date=$$(git log -1 --format=%cs 2>/dev/null || date -u +%F); \
+	gm=$(BIN)/generate-manual; [ -x $$gm ] || $(SWIFT) build --product generate-manual >&2; \
+	rm -rf $(GEN)/man; mkdir -p $(GEN)/man; \
+	for b in $(COMMANDS); do $$gm $$bin/$$b --section 8 --date $$date --authors "the sixgate authors" -o $(GEN)/man; done; \
+	$$bin/sixgatectl reference --format man --date $$date > $(GEN)/man/sixgate.toml.5
+
+# bash, zsh and fish completions, from the commands' own definitions. The
+# bash ones are sourced, not run: no #! line.
+completions: deps
+	@$(binaries); set -e; \
+	rm -rf $(GEN)/completions; mkdir -p $(GEN)/completions/bash $(GEN)/completions/zsh $(GEN)/completions/fish; \
+	for b in $(COMMANDS); do \
+		$$bin/$$b --generate-completion-script bash | sed '1{/^#!/d}' > $(GEN)/completions/bash/$$b; \
+		$$bin/$$b --generate-completion-script zsh > $(GEN)/completions/zsh/_$$b; \
+		$$bin/$$b --generate-completion-script fish > $(GEN)/completions/fish/$$b.fish; \
+	done
+
+# Installs the binaries, the systemd units, man pages, completions, the
+# example configs, the docs, the dashboard and alert rules, and the name of
+# sixgate's route protocol. DESTDIR stages it elsewhere. An existing config is
+# never touched: the examples land beside it as *.example.
+PREFIX ?= /usr
 UNITDIR ?= /lib/systemd/system
-install:
-	@bin="$(BINDIR)"; if [ -z "$$bin" ]; then $(SWIFT) build -c $(CONFIGURATION) >&2 && bin=$$($(SWIFT) build -c $(CONFIGURATION) --show-bin-path); fi; \
-	for b in sixgated sixgatectl 6bed4peer; do install -D -m 0755 $$bin/$$b $(DESTDIR)$(PREFIX)/sbin/$$b || exit 1; done
-	install -D -m 0644 dist/systemd/sixgate.service $(DESTDIR)$(UNITDIR)/sixgate.service
-	install -D -m 0644 dist/systemd/6bed4peer.service $(DESTDIR)$(UNITDIR)/6bed4peer.service
+DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/sixgate
+SHAREDIR = $(DESTDIR)$(PREFIX)/share/sixgate
+BASHDIR = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHDIR = $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions
+FISHDIR = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
+install: man completions
+	@$(binaries); for b in $(COMMANDS); do install -D -m 0755 $$bin/$$b $(DESTDIR)$(PREFIX)/sbin/$$b || exit 1; done
+	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) dist/systemd/sixgate.service dist/systemd/6bed4peer.service
 	install -D -m 0644 examples/full.toml $(DESTDIR)/etc/sixgate/sixgate.toml.example
 	install -D -m 0644 dist/systemd/6bed4peer.env.example $(DESTDIR)/etc/sixgate/6bed4peer.env.example
 	install -D -m 0644 dist/iproute2/sixgate.conf $(DESTDIR)/etc/iproute2/rt_protos.d/sixgate.conf
-	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/sixgate/README.md
-	for f in examples/*.toml; do install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/share/doc/sixgate/examples/$$(basename $$f); done
+	install -D -m 0644 -t $(DOCDIR) README.md
+	install -D -m 0644 -t $(DOCDIR)/examples examples/*.toml
+	if [ -d docs ]; then install -D -m 0644 -t $(DOCDIR)/docs docs/*.md; fi
+	install -D -m 0644 -t $(SHAREDIR)/grafana dist/grafana/sixgate.json
+	install -D -m 0644 -t $(SHAREDIR)/prometheus dist/prometheus/sixgate.rules.yml
+	for b in $(COMMANDS); do \
+		install -D -m 0644 $(GEN)/completions/bash/$$b $(BASHDIR)/$$b && \
+		install -D -m 0644 $(GEN)/completions/zsh/_$$b $(ZSHDIR)/_$$b && \
+		install -D -m 0644 $(GEN)/completions/fish/$$b.fish $(FISHDIR)/$$b.fish || exit 1; \
+		install -D -m 0644 $(GEN)/man/$$b.8 $(MANDIR)/man8/$$b.8 && gzip -9nf $(MANDIR)/man8/$$b.8 || exit 1; \
+	done
+	install -D -m 0644 $(GEN)/man/sixgate.toml.5 $(MANDIR)/man5/sixgate.toml.5 && gzip -9nf $(MANDIR)/man5/sixgate.toml.5
+
+# The Debian package, built from what install stages (dist/deb/build.sh):
+# .build/deb/sixgate_VERSION_ARCH.deb. VERSION= overrides the version.
+deb: deps
+	@dist/deb/build.sh .build/deb $(VERSION)
+
+# The package as an operator meets it (dist/deb/check.sh): lintian, its
+# files, and install, upgrade, remove and purge in throwaway roots.
+check-deb: deps
+	dist/deb/check.sh
+
+# Removes what install put there. The config (/etc/sixgate/sixgate.toml),
+# the state (/var/lib/sixgate) and what apply made on the system stay: run
+# `sixgatectl remove --all` first to take the system back.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/sbin/,$(COMMANDS))
+	rm -f $(DESTDIR)$(UNITDIR)/sixgate.service $(DESTDIR)$(UNITDIR)/6bed4peer.service
+	rm -f $(DESTDIR)/etc/sixgate/sixgate.toml.example $(DESTDIR)/etc/sixgate/6bed4peer.env.example
+	rm -f $(DESTDIR)/etc/iproute2/rt_protos.d/sixgate.conf
+	rm -rf $(DOCDIR) $(SHAREDIR)
+	rm -f $(addprefix $(BASHDIR)/,$(COMMANDS)) $(addprefix $(ZSHDIR)/_,$(COMMANDS)) $(addsuffix .fish,$(addprefix $(FISHDIR)/,$(COMMANDS)))
+	rm -f $(addsuffix .8.gz,$(addprefix $(MANDIR)/man8/,$(COMMANDS))) $(MANDIR)/man5/sixgate.toml.5.gz
+	-rmdir $(DESTDIR)/etc/sixgate 2>/dev/null
 
 clean:
 	rm -rf .build

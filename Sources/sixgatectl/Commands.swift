@@ -82,9 +82,19 @@ func loadOrExit(_ path: String, changing: Bool = false) throws -> Config {
 }
 
 struct Reference: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the config file reference (Markdown).")
+    static let configuration = CommandConfiguration(abstract: "Print the config file reference (Markdown, or the sixgate.toml(5) man page).")
 
-    func run() { print(Schema.markdownReference(), terminator: "") }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case markdown, man }
+
+    @Option(help: "markdown (the README's reference) or man (sixgate.toml(5) in roff).") var format = Format.markdown
+    @Option(help: "With --format man: the page's date, YYYY-MM-DD (the build uses its commit's).") var date = "1970-01-01"
+
+    func run() {
+        switch format {
+        case .markdown: print(Schema.markdownReference(), terminator: "")
+        case .man: print(Schema.manualPage(date: date, version: SixgateVersion.number), terminator: "")
+        }
+    }
 }
 
 struct StandardError: TextOutputStream {

@@ -144,7 +144,7 @@ struct Apply: ParsableCommand {
         let answer: ReloadAnswer
         do {
             answer = try ControlClient.ask(socket, ControlRequest(command: "reload", config: path), as: ReloadAnswer.self, timeout: 5)
-        } catch let e as ControlError where e.code == ECONNREFUSED {
+        } catch where error.code == ECONNREFUSED {
             return nil
         } catch {
             throw ControlError(path: socket, what: "the kernel state is applied, but sixgated does not take the config: \(error.what)")
