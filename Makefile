@@ -35,7 +35,7 @@ test: build
 
 # The demo: a live gateway in throwaway namespaces (Tests/Demo): sixgatectl
 # apply and sixgated run in gw with DNS64, the translator and the 6bed4 router
-# from one config; the seed's three scenarios with real clients; status and
+# from one config; three scenarios with real clients; status and
 # verify; then teardown. KEEP=1 keeps it up until Ctrl-C.
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi

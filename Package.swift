@@ -87,7 +87,7 @@ let package = Package(
             exclude: ["Corpus", "README.md", "seeds.py", "lsan.supp", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
-        // Test support: builds the DESIGN.md namespace topology for integration tests.
+        // Test support: builds the namespace topology of the integration tests (c6, c4, gw, s6, s4).
         .target(name: "NetnsRig", path: "Tests/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "MuxTests", dependencies: ["Mux"], exclude: ["openssl-hello.hex"]),

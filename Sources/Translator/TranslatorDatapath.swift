@@ -1,4 +1,4 @@
-/// What carries translated traffic (DESIGN principle 7: two
+/// What carries translated traffic (two
 /// implementations of one contract): the userspace translator on the TUN
 /// device(s), or the kernel's tc-BPF program with that translator as its
 /// slow path. The daemon serves whichever it was handed through this alone.

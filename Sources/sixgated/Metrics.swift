@@ -76,6 +76,9 @@ final class Exposition: Sendable {
 
     init(registry: Registry) { self.registry = registry }
 
+    /// A metric of a part's counter, which has no help text of its own.
+    static func named(_ name: String) -> MetricNameDescriptor { MetricNameDescriptor(metricName: name, unitName: "", helpText: "") }
+
     func text() -> String {
         let status = registry.status
         let audit = registry.audit.result, deadline = registry.renumberingDeadline ?? 0
@@ -96,7 +99,7 @@ final class Exposition: Sendable {
             for part in status.parts {
                 let name = part.name == "6bed4" ? "sixbedfour" : part.name
                 let up = "sixgate_part_up{\(name)}"
-                if k.gauges[up] == nil { k.gauges[up] = prometheus.makeGauge(name: "sixgate_part_up", labels: [("part", name)]) }
+                if k.gauges[up] == nil { k.gauges[up] = prometheus.makeGauge(descriptor: Self.named("sixgate_part_up"), labels: [("part", name)]) }
                 k.gauges[up]?.set(Int64(part.state == "serving" ? 1 : 0))
                 for (counter, value) in part.counters {
                     // The multiplexer's are "LISTEN [ROUTE] NAME": the address and route become labels.
@@ -106,15 +109,15 @@ final class Exposition: Sendable {
                     let metric = "sixgate_\(name)_" + (labels.count == 2 ? "route_" : "") + base.map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") { $0.append($1) }
                     let key = metric + labels.map { "{\($0.0)=\($0.1)}" }.joined()
                     if MetricsService.gauges.contains(base) {
-                        if k.gauges[key] == nil { k.gauges[key] = prometheus.makeGauge(name: metric, labels: labels) }
+                        if k.gauges[key] == nil { k.gauges[key] = prometheus.makeGauge(descriptor: Self.named(metric), labels: labels) }
                         k.gauges[key]?.set(Int64(value))
                     } else {
                         let total = metric + "_total"
-                        var (c, last) = k.counters[key] ?? (prometheus.makeCounter(name: total, labels: labels), 0)
+                        var (c, last) = k.counters[key] ?? (prometheus.makeCounter(descriptor: Self.named(total), labels: labels), 0)
                         if value < last {
                             // The part restarted and its counters with it: a new counter, as Prometheus expects a reset.
                             prometheus.unregisterCounter(c)
-                            c = prometheus.makeCounter(name: total, labels: labels)
+                            c = prometheus.makeCounter(descriptor: Self.named(total), labels: labels)
                             last = 0
                         }
                         c.increment(by: Int64(value - last))

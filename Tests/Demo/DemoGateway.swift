@@ -3,7 +3,7 @@ import Glibc
 import NetnsRig
 
 /// The gateway of `make demo`, and of the test that asserts what the demo
-/// shows: the DESIGN.md hosts, two 6bed4 peers, and `sixgated run` in gw.
+/// shows: the test topology's hosts, two 6bed4 peers, and `sixgated run` in gw.
 ///
 ///     c6 (2001:db8:1::2) ───────┐                 ┌── s6 (2001:db8:2::10, NSD on ::53)
 ///     c4 (198.51.100.2, peer) ──┼── gw (sixgated) ┼── s4 (203.0.113.2)
@@ -175,7 +175,7 @@ public final class DemoGateway {
     /// c6 fetching s4's page through the translator.
     public static let fetchS4 = ["curl", "-sS", "--max-time", "10", "-g", "http://[\(s4in6)]:8080/index.html"]
 
-    /// The three scenarios of the seed, then status and verify.
+    /// The three scenarios (DNS64 and the pool, a mapping, 6bed4), then status and verify.
     public func scenarios() throws -> [Step] {
         var steps: [Step] = []
         steps.append(try step("c6 (IPv6-only) resolves the IPv4-only www.example.org through DNS64", "c6",

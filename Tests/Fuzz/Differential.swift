@@ -13,7 +13,7 @@ import Translator
 extension Harness {
     static let c6 = IPv6Address("2001:db8:1::2")!
 
-    nonisolated(unsafe) static let kernelPair: (program: NAT64Program, engine: Engine) = {
+    static let kernelPair: (program: NAT64Program, engine: Engine) = {
         let settings = TranslatorSettings(
             prefix: try! NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")),
             // The seeds' s6 only: the seeds' s4 (203.0.113.2) must not hairpin.

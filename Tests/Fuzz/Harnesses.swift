@@ -28,7 +28,7 @@ enum Harness: String, CaseIterable {
     /// A buffer with the engine's headroom and room to grow, reused.
     nonisolated(unsafe) static let buffer = UnsafeMutableRawPointer.allocate(byteCount: Engine.headroom + 70_000, alignment: 16)
 
-    nonisolated(unsafe) static let translator: Engine = {
+    static let translator: Engine = {
         let settings = TranslatorSettings(
             prefix: try! NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")),
             eam: EAMTable([EAMTable.Entry(ipv4: try! IPv4Prefix.parse("203.0.113.0/28"), ipv6: try! IPv6Prefix.parse("2001:db8:2::/124"))]),
@@ -69,7 +69,7 @@ enum Harness: String, CaseIterable {
         precondition((try? Wire.decode(Wire.encode(m))) != nil, "a decoded message that does not decode once encoded")
     }
 
-    nonisolated(unsafe) static let synthesis = Synthesis(prefix: try! NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")))
+    static let synthesis = Synthesis(prefix: try! NAT64Prefix(IPv6Prefix.parse("2001:db8:64::/96")))
 
     /// DNS64's decisions on any message as the query and as each upstream
     /// answer (the upstream stubbed by the input itself).
@@ -82,7 +82,7 @@ enum Harness: String, CaseIterable {
         _ = Wire.encode(synthesis.passedOn(m))
     }
 
-    nonisolated(unsafe) static let router = SixBedFourRouter(settings: RouterSettings(
+    static let router = SixBedFourRouter(settings: RouterSettings(
         endpoint: UDPEndpoint(address: IPv4Address("192.0.2.1")!, port: 25790), prefix: IPv6Address("2001:db8:c000:201::")!.high,
         advertisement: ND.Advertisement(prefix: IPv6Address("2001:db8:c000:201::")!.high)))
 

@@ -4,7 +4,7 @@ import Glibc
 import NetnsRig
 import Testing
 
-/// What `make demo` shows, asserted: the seed's three scenarios end to end
+/// What `make demo` shows, asserted: the three scenarios end to end
 /// with `sixgated run` (DNS64 and the translator for c6 to reach s4; an EAM
 /// for c4 to reach s6; 6bed4 peers, one behind NAT, talking directly and
 /// reaching s6), then `status` and `verify`.

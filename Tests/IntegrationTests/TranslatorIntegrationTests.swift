@@ -3,7 +3,7 @@ import Glibc
 import NetnsRig
 import Testing
 
-/// The gateway of the DESIGN.md topology with the controller's state applied
+/// The gateway of the test topology (NetnsRig) with the controller's state applied
 /// and `sixgated translate` running in gw.
 struct TranslatorGateway {
     let rig: NetnsRig

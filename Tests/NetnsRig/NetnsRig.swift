@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// A network of namespaces for one integration test, in the DESIGN.md topology:
+/// A network of namespaces for one integration test, in the test topology:
 ///
 ///     c6 (2001:db8:1::2) ──┐                  ┌── s6 (2001:db8:2::2)
 ///                          ├── gw (routes) ───┤
@@ -58,7 +58,7 @@ public final class NetnsRig: Sendable {
 
     private let state = Mutex(State())
 
-    /// The DESIGN.md topology.
+    /// The test topology above.
     public static func standard() throws -> NetnsRig {
         try NetnsRig(links: [
             Link(host: "c6", gatewayInterface: "c6", hostAddresses: ["2001:db8:1::2/64"], gatewayAddresses: ["2001:db8:1::1/64"]),

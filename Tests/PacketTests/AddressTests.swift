@@ -49,7 +49,7 @@ import Testing
             var raw = a.bytes
             var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
             try #require(inet_ntop(AF_INET6, &raw, &buf, socklen_t(buf.count)) != nil)
-            let glibc = String(cString: buf)
+            let glibc = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             #expect(a.description == glibc)
             #expect(IPv6Address(glibc) == a)
         }

@@ -3,7 +3,7 @@ import Foundation
 import NetnsRig
 
 // `make demo`: builds the demo gateway in throwaway namespaces, runs the
-// seed's three scenarios against `sixgated run`, prints what each showed, and
+// three scenarios against `sixgated run`, prints what each showed, and
 // tears everything down. With KEEP=1 it stays up until Ctrl-C.
 let bin = CommandLine.arguments.dropFirst().first
     ?? URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]).deletingLastPathComponent().path

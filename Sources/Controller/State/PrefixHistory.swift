@@ -6,7 +6,7 @@ import Translator
 /// prefix from DNS64 answers and PREF64 options and keep it for their TTL
 /// and lifetime, so a changed prefix cannot simply be dropped: the old one
 /// is kept (routes, nftables, translator) until the longest of those has
-/// passed, and its flows stay on it (make before break, DESIGN principle 6).
+/// passed, and its flows stay on it (make before break).
 /// Likewise a changed dynamic pool: the hosts holding an address of the old
 /// one keep it, with its routes and rules, for the pool's idle timeout.
 ///
