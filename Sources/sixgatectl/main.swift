@@ -80,7 +80,7 @@ struct Plan: ParsableCommand {
             for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { return print("no changes") }
             printChanges(plan.drift, verbose: options.verbose)
-            if plan.drift.contains(where: { $0.area == "nft" && $0.object.hasPrefix("table ") && $0.change == .missing }) {
+            if plan.drift.contains(where: { $0.isMissingTable }) {
                 print("\nThe table to be created:\n")
                 print(plan.desired.table.nftText(elementLimit: options.verbose ? nil : 8), terminator: "")
             }
@@ -119,7 +119,7 @@ struct Apply: ParsableCommand {
             let daemon = try handOver(config)
             withExtendedLifetime(lock) {}
             let warnings = [ProtocolName.install(config.controller.routeProtocol), plan.kernel.note].compactMap { $0 } + plan.warnings
-            let sentNft = plan.drift.contains { $0.area == "nft" }
+            let sentNft = plan.drift.contains { $0.area == .nft }
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
             if options.json {
                 return try printJSON(Output(changes: plan.drift, nftTransaction: sentNft, renumbering: keeping, warnings: warnings, daemon: daemon))
@@ -143,7 +143,7 @@ struct Apply: ParsableCommand {
         let path = URL(fileURLWithPath: options.config).standardizedFileURL.path
         let answer: ReloadAnswer
         do {
-            answer = try ControlClient.ask(socket, ControlRequest(command: "reload", config: path), as: ReloadAnswer.self, timeout: 5)
+            answer = try ControlClient.ask(socket, ControlRequest(.takeConfig, config: path), as: ReloadAnswer.self, timeout: 5)
         } catch where error.code == ECONNREFUSED {
             return nil
         } catch {
@@ -249,7 +249,7 @@ struct Status: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         try reporting("status") {
-            let status = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "status"), as: DaemonStatus.self)
+            let status = try ControlClient.ask(c.controller.controlSocket, ControlRequest(.status), as: DaemonStatus.self)
             if json { return try printJSON(status) }
             let up = Duration.seconds(status.uptime)
             print("sixgated \(status.version), up \(up.humanReadable), config \(status.config), prefix \(status.prefix)")
@@ -292,7 +292,7 @@ struct Verify: ParsableCommand {
             defer { withExtendedLifetime(lock) {} }
             let verifier = Verifier(config: config, retiring: PrefixHistory.running(config)?.active(at: UInt64(time(nil))).map(\.value) ?? [])
             let socket = config.controller.controlSocket
-            let status = Result { () throws(ControlError) in try ControlClient.ask(socket, ControlRequest(command: "status"), as: DaemonStatus.self) }
+            let status = Result { () throws(ControlError) in try ControlClient.ask(socket, ControlRequest(.status), as: DaemonStatus.self) }
             checks += verifier.daemon(status)
             try NetworkNamespace.run(in: options.netns) {
                 checks.append(verifier.dns64())
@@ -329,7 +329,7 @@ struct Reload: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         try reporting("reload") {
-            let reply = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "restart"), as: [String: String].self)
+            let reply = try ControlClient.ask(c.controller.controlSocket, ControlRequest(.restartParts), as: [String: String].self)
             print("sixgated restarts cleanly with \(reply["restarting"] ?? config)")
         }
     }
@@ -349,7 +349,7 @@ struct InjectFault: ParsableCommand {
     func run() throws {
         let c = try loadOrExit(config)
         try reporting("inject-fault") {
-            _ = try ControlClient.ask(c.controller.controlSocket, ControlRequest(command: "inject-fault", part: part), as: [String: String].self)
+            _ = try ControlClient.ask(c.controller.controlSocket, ControlRequest(.injectFault, part: part), as: [String: String].self)
             print("injected a fault into \(part)")
         }
     }

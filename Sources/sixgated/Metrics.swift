@@ -100,7 +100,7 @@ final class Exposition: Sendable {
                 let name = part.name == "6bed4" ? "sixbedfour" : part.name
                 let up = "sixgate_part_up{\(name)}"
                 if k.gauges[up] == nil { k.gauges[up] = prometheus.makeGauge(descriptor: Self.named("sixgate_part_up"), labels: [("part", name)]) }
-                k.gauges[up]?.set(Int64(part.state == "serving" ? 1 : 0))
+                k.gauges[up]?.set(Int64(part.state == .serving ? 1 : 0))
                 for (counter, value) in part.counters {
                     // The multiplexer's are "LISTEN [ROUTE] NAME": the address and route become labels.
                     let words = counter.split(separator: " ").map(String.init)

@@ -12,7 +12,7 @@ import Tun
 /// READY=1.
 final class Registry: Sendable {
     struct Entry: Sendable {
-        var state = "starting"
+        var state = PartState.starting
         var detail: [String] = []
         var counters: (@Sendable () -> [String: Int])?
         var restarts = 0
@@ -76,11 +76,11 @@ final class Registry: Sendable {
         uplink?.send(.serving(detail: detail))
         let names = state.withLock { s -> String? in
             s.update(part) {
-                $0.state = "serving"
+                $0.state = .serving
                 $0.detail = detail
                 $0.counters = counters
             }
-            guard !s.ready, s.parts.allSatisfy({ $0.1.state == "serving" }) else { return nil }
+            guard !s.ready, s.parts.allSatisfy({ $0.1.state == .serving }) else { return nil }
             s.ready = true
             return s.parts.map(\.0.rawValue).joined(separator: ", ")
         }
@@ -95,10 +95,10 @@ final class Registry: Sendable {
 
     func runs(_ part: Part) -> Bool { state.withLock { s in s.parts.contains { $0.0 == part } } }
 
-    func isServing(_ part: Part) -> Bool { state.withLock { s in s.parts.first { $0.0 == part }?.1.state == "serving" } }
+    func isServing(_ part: Part) -> Bool { state.withLock { s in s.parts.first { $0.0 == part }?.1.state == .serving } }
 
     func failed(_ part: Part, _ reason: String) {
-        state.withLock { $0.update(part) { $0.state = "failed: \(reason)" } }
+        state.withLock { $0.update(part) { $0.state = .failed(reason) } }
     }
 
     func restarted(_ part: Part) {
@@ -177,11 +177,11 @@ struct ControlService: Service {
                 return (try? encoder.encode(value)) ?? Data()
             }
             switch request.command {
-            case "status":
+            case .status:
                 return reply(registry.status)
-            case "reload":
+            case .takeConfig:
                 // sixgatectl apply hands over the config it has just applied to the kernel.
-                guard let path = request.config else { return reply(ReloadAnswer(parts: [:], restarting: false, error: "reload needs a config")) }
+                guard let path = request.config else { return reply(ReloadAnswer(parts: [:], restarting: false, error: "take-config needs a config")) }
                 let new: Config
                 do {
                     new = try loadScoped(path)
@@ -193,7 +193,7 @@ struct ControlService: Service {
                 registry.note("\(path): \(answer.summary)\(answer.restarting ? "; restarted with it" : "")")
                 defer { if answer.restarting { registry.restart(with: path) } }
                 return reply(answer)
-            case "restart":
+            case .restartParts:
                 // sixgatectl reload: every part stopped cleanly and started again
                 // with the config the daemon runs, as long as its file still says so.
                 guard registry.configFileUnchanged else {
@@ -202,14 +202,12 @@ struct ControlService: Service {
                 registry.note("clean reload asked for; restarted")
                 defer { registry.restart(with: registry.path) }
                 return reply(["restarting": registry.path])
-            case "inject-fault":
+            case .injectFault:
                 // For tests of supervision: the part fails as if it had crashed.
                 guard let part = request.part.flatMap(Part.init(rawValue:)), registry.inject(part, "fault injected over the control socket") else {
                     return reply(["error": "no such part runs here, or it cannot be failed"])
                 }
                 return reply(["injected": part.rawValue])
-            default:
-                return reply(["error": "unknown command \(request.command)"])
             }
         }
         defer { server.remove() }

@@ -1,21 +1,81 @@
 import Foundation
 import Glibc
+import Packet
 import Synchronization
 import Translator
 
-/// What sixgatectl asks sixgated over the control socket: one JSON object
-/// per line each way, one request per connection.
+/// What sixgatectl asks sixgated over the control socket, named for what the
+/// daemon then does.
+public enum ControlCommand: String, Codable, Sendable, CaseIterable {
+    /// Its parts, their state and counters (`sixgatectl status`).
+    case status
+    /// Take the config file that `sixgatectl apply` has just made the kernel
+    /// state equal, restarting the parts it changes.
+    case takeConfig = "take-config"
+    /// Stop every part cleanly and start it again with the config the daemon
+    /// runs (`sixgatectl reload`).
+    case restartParts = "restart-parts"
+    /// Fail a part as if it had crashed, for tests of supervision.
+    case injectFault = "inject-fault"
+}
+
+/// One request: one JSON object per line each way, one request per
+/// connection. `protocolVersion` changes whenever a request or answer changes
+/// meaning; the daemon refuses another version, naming both, rather than
+/// misread it (an older sixgatectl left beside a newer daemon).
 public struct ControlRequest: Codable, Sendable {
-    public var command: String
-    /// The part a command is about (`inject-fault`).
+    public static let protocolVersion = 2
+
+    public var protocolVersion: Int
+    /// The sending sixgatectl's version, for the refusal's message.
+    public var sender: String
+    public var command: ControlCommand
+    /// The part a command is about (`injectFault`).
     public var part: String?
-    /// The config file a command is about (`reload`), as an absolute path.
+    /// The config file a command is about (`takeConfig`), as an absolute path.
     public var config: String?
 
-    public init(command: String, part: String? = nil, config: String? = nil) {
+    public init(_ command: ControlCommand, part: String? = nil, config: String? = nil) {
+        protocolVersion = Self.protocolVersion
+        sender = SixgateVersion.string
         self.command = command
         self.part = part
         self.config = config
+    }
+
+    /// A request the daemon cannot take, and what to say instead.
+    public enum Refusal: Error, CustomStringConvertible {
+        case notJSON
+        case version(sender: String, protocolVersion: Int?)
+        case unknownCommand(String)
+
+        public var description: String {
+            switch self {
+            case .notJSON:
+                "a request is one JSON object on one line"
+            case .version(let sender, let theirs):
+                "\(sender) speaks control protocol \(theirs ?? 1), this sixgated (\(SixgateVersion.string)) speaks "
+                    + "\(ControlRequest.protocolVersion): use the sixgatectl installed with it"
+            case .unknownCommand(let command):
+                "unknown command \(command)"
+            }
+        }
+    }
+
+    /// Reads one request line, checking its protocol version before anything
+    /// else: an older request may not even decode.
+    public static func decode(_ line: Data) -> Result<ControlRequest, Refusal> {
+        struct Envelope: Decodable {
+            var protocolVersion: Int?
+            var sender: String?
+            var command: String?
+        }
+        guard let envelope = try? JSONDecoder().decode(Envelope.self, from: line) else { return .failure(.notJSON) }
+        guard envelope.protocolVersion == protocolVersion else {
+            return .failure(.version(sender: "sixgatectl " + (envelope.sender ?? "(an older version)"), protocolVersion: envelope.protocolVersion))
+        }
+        guard let request = try? JSONDecoder().decode(ControlRequest.self, from: line) else { return .failure(.unknownCommand(envelope.command ?? "")) }
+        return .success(request)
     }
 }
 
@@ -48,17 +108,46 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// Where a part is in its life. In JSON, one string ("starting", "serving",
+/// "failed: why"), as scripts read it.
+public enum PartState: Sendable, Equatable, Codable, CustomStringConvertible {
+    case starting
+    case serving
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .starting: "starting"
+        case .serving: "serving"
+        case .failed(let why): "failed: \(why)"
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        switch text {
+        case "starting": self = .starting
+        case "serving": self = .serving
+        default: self = .failed(text.hasPrefix("failed: ") ? String(text.dropFirst(8)) : text)
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
 public struct PartStatus: Codable, Sendable, Equatable {
     public var name: String
-    /// "starting", "serving", or "failed: why".
-    public var state: String
+    public var state: PartState
     /// Lines that say what the part does, e.g. which datapath and why.
     public var detail: [String]
     public var counters: [String: Int]
     /// The part's own process under `sixgated run`, while one runs.
     public var pid: Int32?
 
-    public init(name: String, state: String, detail: [String] = [], counters: [String: Int] = [:], pid: Int32? = nil) {
+    public init(name: String, state: PartState, detail: [String] = [], counters: [String: Int] = [:], pid: Int32? = nil) {
         self.name = name
         self.state = state
         self.detail = detail
@@ -122,10 +211,11 @@ public final class ControlServer: Sendable {
     public func start(answer: @escaping @Sendable (ControlRequest) -> Data) {
         acceptConnections(on: fd, thread: "sixgate-control") { c in
             let reply: Data
-            if let line = ControlClient.readLine(c), let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
+            switch ControlClient.readLine(c).map(ControlRequest.decode) ?? .failure(.notJSON) {
+            case .success(let request):
                 reply = answer(request)
-            } else {
-                reply = Data(#"{"error":"a request is one JSON object on one line"}"#.utf8)
+            case .failure(let refusal):
+                reply = (try? JSONEncoder().encode(["error": refusal.description])) ?? Data()
             }
             ControlClient.writeAll(c, reply + Data("\n".utf8))
         }

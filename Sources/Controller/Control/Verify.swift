@@ -41,7 +41,7 @@ public struct Verifier {
                           VerifyCheck(name: "translator retiring prefixes", expected: expected.isEmpty ? "none" : expected,
                                       observed: observed.isEmpty ? "none" : observed, ok: expected == observed)]
             for part in s.parts {
-                checks.append(VerifyCheck(name: "\(part.name) state", expected: "serving", observed: part.state, ok: part.state == "serving"))
+                checks.append(VerifyCheck(name: "\(part.name) state", expected: "serving", observed: part.state.description, ok: part.state == .serving))
             }
             return checks
         }
@@ -116,7 +116,7 @@ public struct Verifier {
         case .failure(let e):
             return [VerifyCheck(name: "audit", expected: "no drift", observed: "\(e)", ok: false)]
         case .success(let d):
-            let nft = d.filter { $0.area == "nft" }, rest = d.filter { $0.area != "nft" }
+            let nft = d.filter { $0.area == .nft }, rest = d.filter { $0.area != .nft }
             func summary(_ d: [Drift]) -> String { d.isEmpty ? "no drift" : d.map(\.description).joined(separator: "; ") }
             return [
                 VerifyCheck(name: "routes, links, addresses", expected: "no drift", observed: summary(rest), ok: rest.isEmpty),

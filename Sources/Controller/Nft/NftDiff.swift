@@ -18,7 +18,7 @@ struct NftDiff {
         self.live = live
         self.desired = desired
         guard let live else {
-            drift.append(Drift("nft", .missing, "table inet \(desired.name)", "\(desired.chains.count) chains, \(desired.sets.count) sets, \(desired.chains.reduce(0) { $0 + $1.rules.count }) rules"))
+            drift.append(Drift(.nft, .missing, "table inet \(desired.name)", "\(desired.chains.count) chains, \(desired.sets.count) sets, \(desired.chains.reduce(0) { $0 + $1.rules.count }) rules"))
             return
         }
         if live.comment != desired.comment { structural("table comment") }
@@ -30,10 +30,10 @@ struct NftDiff {
         for set in desired.sets {
             guard let old = live.sets.first(where: { $0.name == set.name }), old.header == set.header, old.elements != set.elements else { continue }
             let gone = Set(old.elements).subtracting(set.elements), new = Set(set.elements).subtracting(old.elements)
-            drift.append(Drift("nft", .changed, "set \(set.name)", "elements " + (new.map { "+\($0)" } + gone.map { "-\($0)" }).sorted().joined(separator: " ")))
+            drift.append(Drift(.nft, .changed, "set \(set.name)", "elements " + (new.map { "+\($0)" } + gone.map { "-\($0)" }).sorted().joined(separator: " ")))
         }
         for chain in live.chains where chain.hook == nil || desired.chain(chain.name) == nil {
-            for r in chain.rules { drift.append(Drift("nft", .extra, "rule in chain \(chain.name)", r.displayText)) }
+            for r in chain.rules { drift.append(Drift(.nft, .extra, "rule in chain \(chain.name)", r.displayText)) }
         }
         for chain in desired.chains {
             guard let old = live.chain(chain.name), old.header == chain.header else { continue }
@@ -41,29 +41,29 @@ struct NftDiff {
             kept[chain.name] = pairs
             let stays = Set(pairs.values)
             for (i, r) in old.rules.enumerated() where pairs[i] == nil {
-                drift.append(Drift("nft", .extra, "rule in chain \(chain.name)", "handle \(r.handle ?? 0): \(r.displayText)"))
+                drift.append(Drift(.nft, .extra, "rule in chain \(chain.name)", "handle \(r.handle ?? 0): \(r.displayText)"))
             }
             for (j, r) in chain.rules.enumerated() where !stays.contains(j) {
-                drift.append(Drift("nft", .missing, "rule in chain \(chain.name)", r.displayText))
+                drift.append(Drift(.nft, .missing, "rule in chain \(chain.name)", r.displayText))
             }
         }
     }
 
     private mutating func structural(_ what: String) {
-        drift.append(Drift("nft", .changed, what, "the table is replaced as a whole"))
+        drift.append(Drift(.nft, .changed, what, "the table is replaced as a whole"))
         rebuild = true
     }
 
     private mutating func compare<T: Equatable>(_ live: [T], _ desired: [T], key: KeyPath<T, String>, what: String) {
         for d in desired {
             guard let l = live.first(where: { $0[keyPath: key] == d[keyPath: key] }) else {
-                drift.append(Drift("nft", .missing, "\(what) \(d[keyPath: key])"))
+                drift.append(Drift(.nft, .missing, "\(what) \(d[keyPath: key])"))
                 continue
             }
             if l != d { structural("\(what) \(d[keyPath: key])") }
         }
         for l in live where !desired.contains(where: { $0[keyPath: key] == l[keyPath: key] }) {
-            drift.append(Drift("nft", .extra, "\(what) \(l[keyPath: key])"))
+            drift.append(Drift(.nft, .extra, "\(what) \(l[keyPath: key])"))
         }
     }
 

@@ -36,11 +36,11 @@ enum NftListing {
     /// `drift` with each rule that is shown as expressions ("handle N: [...")
     /// shown as nft prints it.
     static func readable(_ drift: [Drift], table: String, namespace: String?) -> [Drift] {
-        let raw = drift.contains { $0.area == "nft" && $0.detail?.hasPrefix("handle ") == true && $0.detail?.contains(": [") == true }
+        let raw = drift.contains { $0.area == .nft && $0.detail?.hasPrefix("handle ") == true && $0.detail?.contains(": [") == true }
         guard raw else { return drift }
         let rules = rules(table: table, namespace: namespace)
         return drift.map { d in
-            guard d.area == "nft", let detail = d.detail, detail.hasPrefix("handle "), detail.contains(": ["),
+            guard d.area == .nft, let detail = d.detail, detail.hasPrefix("handle "), detail.contains(": ["),
                   let chain = d.object.split(separator: " ").last.map(String.init),
                   let handle = UInt64(detail.dropFirst("handle ".count).prefix { $0.isNumber }),
                   let text = rules[chain]?[handle] else { return d }

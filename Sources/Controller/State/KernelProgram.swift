@@ -68,9 +68,9 @@ public struct KernelProgramPlan: Sendable {
         guard let wish, let expected else {
             var drift: [Drift] = []
             let detach = links.filter { DesiredState.isOwned($0) && attached[$0.name] != nil }
-            for l in detach { drift.append(Drift("bpf", .extra, "\(l.name) \(filter)")) }
+            for l in detach { drift.append(Drift(.bpf, .extra, "\(l.name) \(filter)")) }
             let unpin = FileManager.default.fileExists(atPath: directory)
-            if unpin { drift.append(Drift("bpf", .extra, "pins \(directory)")) }
+            if unpin { drift.append(Drift(.bpf, .extra, "pins \(directory)")) }
             return KernelProgramPlan(directory: directory, bpfDir: bpfDir, wish: nil, note: note, load: false, configure: false,
                                      attach: [], drift: drift)
         }
@@ -81,27 +81,27 @@ public struct KernelProgramPlan: Sendable {
         var load = false
         if let pinned {
             if pinned.tag != expected {
-                drift.append(Drift("bpf", .changed, "program \(directory)/\(NAT64Program.programPin)", "tag \(pinned.tag), this sixgate's is \(expected)"))
+                drift.append(Drift(.bpf, .changed, "program \(directory)/\(NAT64Program.programPin)", "tag \(pinned.tag), this sixgate's is \(expected)"))
                 load = true
             }
         } else {
-            drift.append(Drift("bpf", .missing, "program \(directory)/\(NAT64Program.programPin)", "load, pin and attach the tc-BPF translator"))
+            drift.append(Drift(.bpf, .missing, "program \(directory)/\(NAT64Program.programPin)", "load, pin and attach the tc-BPF translator"))
             load = true
         }
         if maps == nil, !load {
-            drift.append(Drift("bpf", .missing, "maps in \(directory)"))
+            drift.append(Drift(.bpf, .missing, "maps in \(directory)"))
             load = true
         }
         var configure = load
         if let maps, let want = wish.settings(links) {
             if let live = maps.settings() {
                 let wrong = live.differences(from: want)
-                if !wrong.isEmpty { drift.append(Drift("bpf", .changed, "map config", wrong.joined(separator: "; "))) }
-                for m in want.eam.subtracting(live.eam).sorted(by: { $0.description < $1.description }) { drift.append(Drift("bpf", .missing, "eam \(m)")) }
-                for m in live.eam.subtracting(want.eam).sorted(by: { $0.description < $1.description }) { drift.append(Drift("bpf", .extra, "eam \(m)")) }
+                if !wrong.isEmpty { drift.append(Drift(.bpf, .changed, "map config", wrong.joined(separator: "; "))) }
+                for m in want.eam.subtracting(live.eam).sorted(by: { $0.description < $1.description }) { drift.append(Drift(.bpf, .missing, "eam \(m)")) }
+                for m in live.eam.subtracting(want.eam).sorted(by: { $0.description < $1.description }) { drift.append(Drift(.bpf, .extra, "eam \(m)")) }
                 configure = configure || !wrong.isEmpty || live.eam != want.eam
             } else {
-                drift.append(Drift("bpf", .missing, "map config", "prefix \(want.prefix), \(want.eam.count) EAM(s)"))
+                drift.append(Drift(.bpf, .missing, "map config", "prefix \(want.prefix), \(want.eam.count) EAM(s)"))
                 configure = true
             }
         } else {
@@ -111,10 +111,10 @@ public struct KernelProgramPlan: Sendable {
         for device in wish.devices {
             switch attached[device] {
             case nil:
-                if !load { drift.append(Drift("bpf", .missing, "\(device) \(filter)", "tc filter of the pinned program")) }
+                if !load { drift.append(Drift(.bpf, .missing, "\(device) \(filter)", "tc filter of the pinned program")) }
                 attach.append(device)
             case let id? where id != pinned?.id:
-                if !load { drift.append(Drift("bpf", .changed, "\(device) \(filter)", "runs program id \(id), not the pinned one (id \(pinned?.id ?? 0))")) }
+                if !load { drift.append(Drift(.bpf, .changed, "\(device) \(filter)", "runs program id \(id), not the pinned one (id \(pinned?.id ?? 0))")) }
                 attach.append(device)
             default:
                 if load { attach.append(device) }
@@ -161,12 +161,12 @@ public struct KernelProgramPlan: Sendable {
         try inNamespace {
             for l in links where DesiredState.isOwned(l) && NAT64Program.attached(ifindex: l.index) != nil {
                 NAT64Program.detach(ifindex: l.index)
-                removed.append(Drift("bpf", .extra, "\(l.name) \(filter)"))
+                removed.append(Drift(.bpf, .extra, "\(l.name) \(filter)"))
             }
         }
         if FileManager.default.fileExists(atPath: directory) {
             try FileManager.default.removeItem(atPath: directory)
-            removed.append(Drift("bpf", .extra, "pins \(directory)"))
+            removed.append(Drift(.bpf, .extra, "pins \(directory)"))
         }
         // sixgate's directory in bpf_dir goes with its last gateway.
         rmdir((directory as NSString).deletingLastPathComponent)

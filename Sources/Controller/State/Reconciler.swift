@@ -109,20 +109,20 @@ public final class Reconciler {
         var drift: [Drift] = []
         for want in desired.links {
             guard let live = environment.link(want.name) else {
-                drift.append(Drift("link", .missing, want.name, "tun\(want.multiQueue ? " multi-queue" : ""), mtu \(want.mtu), up"))
+                drift.append(Drift(.link, .missing, want.name, "tun\(want.multiQueue ? " multi-queue" : ""), mtu \(want.mtu), up"))
                 continue
             }
             var wrong: [String] = []
             if !live.isUp { wrong.append("down, wants up") }
             if live.mtu != want.mtu { wrong.append("mtu \(live.mtu), wants \(want.mtu)") }
-            if !wrong.isEmpty { drift.append(Drift("link", .changed, want.name, wrong.joined(separator: "; "))) }
+            if !wrong.isEmpty { drift.append(Drift(.link, .changed, want.name, wrong.joined(separator: "; "))) }
         }
         let wantedLinks = Set(desired.links.map(\.name))
         let linksToDelete = environment.links.filter { DesiredState.isOwned($0) && !wantedLinks.contains($0.name) }.map(\.name)
-        for name in linksToDelete { drift.append(Drift("link", .extra, name)) }
+        for name in linksToDelete { drift.append(Drift(.link, .extra, name)) }
 
         let addressesToAdd = desired.addresses.filter { !environment.addresses.contains($0) }
-        for a in addressesToAdd { drift.append(Drift("address", .missing, a.description)) }
+        for a in addressesToAdd { drift.append(Drift(.address, .missing, a.description)) }
         // On links sixgate keeps, addresses it did not ask for are drift, except
         // the link-local /64 the kernel gives every interface itself.
         let addressesToDelete = environment.addresses.filter { a in
@@ -130,7 +130,7 @@ public final class Reconciler {
             if case .v6(let v6) = a.address, v6.high >> 48 == 0xFE80, a.length == 64 { return false }
             return true
         }
-        for a in addressesToDelete { drift.append(Drift("address", .extra, a.description)) }
+        for a in addressesToDelete { drift.append(Drift(.address, .extra, a.description)) }
 
         var values: [String: String] = [:]
         for s in desired.sysctls {
@@ -141,7 +141,7 @@ public final class Reconciler {
                 value = "absent"  // the sysctl of a link that is still to be created
             }
             values[s.key] = value
-            if value != s.value { drift.append(Drift("sysctl", .changed, s.key, "\(value), wants \(s.value)")) }
+            if value != s.value { drift.append(Drift(.sysctl, .changed, s.key, "\(value), wants \(s.value)")) }
         }
 
         let proto = desired.routeProtocol
@@ -153,15 +153,15 @@ public final class Reconciler {
         let routesToAdd = desired.routes.filter { !live.contains($0) }
         var routesToDelete = [(proto, liveRoutes.filter { !wanted.contains($0) })]
         for r in routesToAdd {
-            drift.append(Drift("route", .missing, r.description, "ip route add \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
+            drift.append(Drift(.route, .missing, r.description, "ip route add \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
         }
         for r in routesToDelete[0].1 {
-            drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
+            drift.append(Drift(.route, .extra, r.description, "ip route del \(r.destination) dev \(r.device) metric \(r.metric) proto \(proto)"))
         }
         for old in protocols.subtracting([proto]).sorted() {
             let stale = allRoutes.filter { $0.proto == old && $0.unicast }.map(\.route)
             routesToDelete.append((old, stale))
-            for r in stale { drift.append(Drift("route", .extra, r.description, "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)")) }
+            for r in stale { drift.append(Drift(.route, .extra, r.description, "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)")) }
         }
         // The multiplexer's: what carries our number and is not wanted goes,
         // and all that carries a previous number.
@@ -176,10 +176,10 @@ public final class Reconciler {
                            delete: liveLocal.filter { $0.0 != proto || !desired.localRoutes.contains($0.1) })
         let rules = (add: desired.rules.filter { r in !liveRules.contains { $0.0 == proto && $0.1 == r } },
                      delete: liveRules.filter { $0.0 != proto || !desired.rules.contains($0.1) })
-        for r in localRoutes.add { drift.append(Drift("route", .missing, r.description, "ip route add \(r) proto \(proto)")) }
-        for (p, r) in localRoutes.delete { drift.append(Drift("route", .extra, r.description, "ip route del \(r) proto \(p)")) }
-        for r in rules.add { drift.append(Drift("rule", .missing, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule add priority \(r.priority) fwmark \(r.mark) lookup \(r.table) proto \(proto)")) }
-        for (p, r) in rules.delete { drift.append(Drift("rule", .extra, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule del priority \(r.priority) proto \(p)")) }
+        for r in localRoutes.add { drift.append(Drift(.route, .missing, r.description, "ip route add \(r) proto \(proto)")) }
+        for (p, r) in localRoutes.delete { drift.append(Drift(.route, .extra, r.description, "ip route del \(r) proto \(p)")) }
+        for r in rules.add { drift.append(Drift(.rule, .missing, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule add priority \(r.priority) fwmark \(r.mark) lookup \(r.table) proto \(proto)")) }
+        for (p, r) in rules.delete { drift.append(Drift(.rule, .extra, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule del priority \(r.priority) proto \(p)")) }
         try refuseConflicts(routesToAdd: routesToAdd, addressesToAdd: addressesToAdd, allRoutes: allRoutes, protocols: protocols, environment: environment)
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += NftListing.readable(nft.drift, table: desired.table.name, namespace: namespace)
@@ -342,25 +342,25 @@ public final class Reconciler {
         for proto in all.sorted() {
             let ours = routes.filter { $0.proto == proto && $0.unicast }.map(\.route)
             try RouteBatch.run(.delete, ours, protocol: proto, links: links, namespace: namespace)
-            removed += ours.map { Drift("route", .extra, $0.description) }
+            removed += ours.map { Drift(.route, .extra, $0.description) }
             for r in try rtnl.rules(protocol: proto) {
                 try rtnl.deleteRule(r, protocol: proto)
-                removed.append(Drift("rule", .extra, r.description))
+                removed.append(Drift(.rule, .extra, r.description))
             }
             for r in try rtnl.localRoutes(protocol: proto) {
                 try rtnl.deleteLocalRoute(r, protocol: proto)
-                removed.append(Drift("route", .extra, r.description))
+                removed.append(Drift(.route, .extra, r.description))
             }
         }
         for l in links where DesiredState.isOwned(l) {
             try rtnl.deleteLink(name: l.name)
-            removed.append(Drift("link", .extra, l.name))
+            removed.append(Drift(.link, .extra, l.name))
         }
         if live != nil {
             let batch = NftBatch(table: table, firstSeq: nfnl.nextSeq())
             batch.deleteTable()
             try nfnl.send(batch)
-            removed.append(Drift("nft", .extra, "table inet \(table)"))
+            removed.append(Drift(.nft, .extra, "table inet \(table)"))
         }
         return removed
     }
