@@ -51,9 +51,11 @@ let package = Package(
         // The multiplexer's peeks at the first bytes of a connection (TLS server_name, HTTP Host) and its routes by name.
         .target(name: "CMux"),
         .target(name: "Mux", dependencies: ["CMux", "Packet"]),
+        // rtnetlink: namespaces, links, addresses, routes, rules, sysctls (libnl-route).
+        .target(name: "Netlink", dependencies: ["CNetlink", "Packet"]),
         .target(
             name: "Controller",
-            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "TOMLKit"]
+            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Netlink", "TOMLKit"]
         ),
         .executableTarget(
             name: "sixgatectl",
@@ -70,7 +72,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "SixBedFourPeer",
-            dependencies: ["SixBedFour", "Packet", "Controller", "DNS64", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SixBedFour", "Packet", "Netlink", "DNS64", "Tun", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/6bed4peer"
         ),
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CNetlink
-import Controller
+import Netlink
 import DNS64
 import Foundation
 import Glibc

@@ -1,3 +1,4 @@
+import Netlink
 import ArgumentParser
 import Controller
 import Foundation

@@ -1,4 +1,5 @@
 @testable import Controller
+@testable import Netlink
 import Packet
 import Testing
 

@@ -5,6 +5,7 @@ import Packet
 import Testing
 
 @testable import Controller
+@testable import Netlink
 
 /// RouteNetlink and Sysctl against the real kernel, inside the rig's gw namespace,
 /// each result cross-checked with iproute2 (or /proc) run in the same namespace.

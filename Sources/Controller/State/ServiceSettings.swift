@@ -1,3 +1,4 @@
+import Netlink
 import DNS64
 import Foundation
 import Packet

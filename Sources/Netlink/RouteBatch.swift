@@ -7,10 +7,10 @@ import Packet
 /// the next is sent. Ten thousand mapping routes take tens of milliseconds
 /// instead of one round trip each. rtnetlink has no transactions: a refused
 /// route does not stop the others, and the first refusal is reported.
-enum RouteBatch {
-    enum Operation { case add, delete }
+public enum RouteBatch {
+    public enum Operation: Sendable { case add, delete }
 
-    static func run(_ op: Operation, _ routes: [OwnedRoute], protocol proto: UInt8, links: [LinkInfo], namespace: String?) throws {
+    public static func run(_ op: Operation, _ routes: [OwnedRoute], protocol proto: UInt8, links: [LinkInfo], namespace: String?) throws {
         guard !routes.isEmpty else { return }
         let index = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
         let nl = try NetworkNamespace.run(in: namespace) { () throws(SystemError) -> OpaquePointer in
