@@ -51,11 +51,15 @@ let package = Package(
         // The multiplexer's peeks at the first bytes of a connection (TLS server_name, HTTP Host) and its routes by name.
         .target(name: "CMux"),
         .target(name: "Mux", dependencies: ["CMux", "Packet"]),
+        // What the controller's parts share: a difference between the live system and the config.
+        .target(name: "Common"),
         // rtnetlink: namespaces, links, addresses, routes, rules, sysctls (libnl-route).
         .target(name: "Netlink", dependencies: ["CNetlink", "Packet"]),
+        // nftables: the table model, rule builder, nft text, libnftnl batches and dumps, and their diff.
+        .target(name: "Nftables", dependencies: ["CNetlink", "Packet", "Common"]),
         .target(
             name: "Controller",
-            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Netlink", "TOMLKit"]
+            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "TOMLKit"]
         ),
         .executableTarget(
             name: "sixgatectl",

@@ -1,3 +1,4 @@
+import Common
 import Netlink
 import ArgumentParser
 import Controller

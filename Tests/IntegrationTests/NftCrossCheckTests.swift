@@ -1,4 +1,5 @@
 @testable import Controller
+@testable import Nftables
 import Foundation
 import NetnsRig
 import Testing

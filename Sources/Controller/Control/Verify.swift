@@ -1,3 +1,4 @@
+import Common
 import DNS64
 import Foundation
 import Glibc

@@ -1,3 +1,4 @@
+import Nftables
 import Netlink
 import Packet
 import TCBPF

@@ -1,3 +1,4 @@
+import Nftables
 import Foundation
 import Packet
 

@@ -1,3 +1,4 @@
+import Common
 import Netlink
 import Foundation
 import Glibc

@@ -1,3 +1,5 @@
+import Nftables
+import Common
 import Netlink
 import Foundation
 import Glibc

@@ -1,20 +1,22 @@
+import Common
+
 /// The smallest change that turns the live table into the desired one, as drift
 /// lines and as a batch. Rules are matched by content, so a rule deleted or added
 /// by hand costs one rule change. A changed chain definition, set type or
 /// counter, table flags, or an object of another kind cannot be altered in place
 /// while rules use it; then the whole table is replaced, still in one transaction.
-struct NftDiff {
-    private(set) var drift: [Drift] = []
-    private(set) var rebuild = false
+public struct NftDiff: Sendable {
+    public private(set) var drift: [Drift] = []
+    public private(set) var rebuild = false
     private let live: NftTable?
     private let desired: NftTable
     /// Per chain present in both: live rule index -> desired rule index, for the
     /// rules that stay.
     private var kept: [String: [Int: Int]] = [:]
 
-    var isEmpty: Bool { drift.isEmpty }
+    public var isEmpty: Bool { drift.isEmpty }
 
-    init(live: NftTable?, desired: NftTable) {
+    public init(live: NftTable?, desired: NftTable) {
         self.live = live
         self.desired = desired
         guard let live else {
@@ -69,7 +71,7 @@ struct NftDiff {
 
     /// A longest common subsequence of rules, as live index -> desired index:
     /// the rules to keep.
-    static func commonRules(_ live: [NftRule], _ desired: [NftRule]) -> [Int: Int] {
+    public static func commonRules(_ live: [NftRule], _ desired: [NftRule]) -> [Int: Int] {
         let n = live.count, m = desired.count
         var table = [[Int]](repeating: [Int](repeating: 0, count: m + 1), count: n + 1)
         for i in stride(from: n - 1, through: 0, by: -1) {
@@ -94,7 +96,7 @@ struct NftDiff {
     }
 
     /// Writes the change into `batch`; nothing when there is no drift.
-    func write(to batch: NftBatch) {
+    public func write(to batch: NftBatch) {
         guard !drift.isEmpty else { return }
         guard let live, !rebuild else {
             if live != nil { batch.deleteTable() }
@@ -166,7 +168,7 @@ struct NftDiff {
 
     /// The whole table. Exclusive: if a table of the name appeared meanwhile,
     /// the kernel refuses rather than adding a second copy of every rule.
-    static func create(_ t: NftTable, in batch: NftBatch) {
+    public static func create(_ t: NftTable, in batch: NftBatch) {
         batch.addTable(comment: t.comment, exclusive: true)
         for c in t.counters { batch.addCounter(c) }
         for s in t.sets { batch.addSet(s) }
@@ -179,5 +181,5 @@ struct NftDiff {
 
 extension NftSet {
     /// The set without its elements, for comparing definitions.
-    var header: NftSet { NftSet(name: name, keyType: keyType, comment: comment, elements: []) }
+    public var header: NftSet { NftSet(name: name, keyType: keyType, comment: comment, elements: []) }
 }

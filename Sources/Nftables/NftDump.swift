@@ -8,7 +8,7 @@ import Packet
 extension NetfilterSocket {
     private static let family = UInt16(NFPROTO_INET)
 
-    func readTable(_ name: String) throws -> NftTable? {
+    public func readTable(_ name: String) throws -> NftTable? {
         var table: NftTable?
         try dump("get table inet \(name)", build: { buf, seq in
             let nlh = nftnl_nlmsg_build_hdr(buf.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETTABLE.rawValue), Self.family, UInt16(NLM_F_ACK), seq)!
@@ -179,7 +179,7 @@ extension NetfilterSocket {
 
     /// The table name attribute (type 1 in tables, chains, sets, rules and
     /// objects alike) read without libnftnl, for messages it could not parse.
-    static func rawTableName(_ nlh: UnsafePointer<nlmsghdr>) -> String? {
+    public static func rawTableName(_ nlh: UnsafePointer<nlmsghdr>) -> String? {
         let header = MemoryLayout<nfgenmsg>.size
         guard var a = mnl_nlmsg_get_payload_offset(nlh, header)?.assumingMemoryBound(to: nlattr.self) else { return nil }
         var left = Int32(mnl_nlmsg_get_payload_len(nlh)) - Int32((header + 3) & ~3)
@@ -200,9 +200,9 @@ extension NetfilterSocket {
     }
 }
 
-struct NftDumpError: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "cannot parse \(what) from the kernel: libnftnl does not understand it; remove the hand-made change with nft, then run apply" }
+public struct NftDumpError: Error, CustomStringConvertible {
+    public let what: String
+    public var description: String { "cannot parse \(what) from the kernel: libnftnl does not understand it; remove the hand-made change with nft, then run apply" }
 }
 
 /// A C string from libnftnl, or "" when it is absent.

@@ -3,12 +3,12 @@ import CNetlink
 import Glibc
 
 /// One nfnetlink socket, opened in a given network namespace.
-final class NetfilterSocket {
+public final class NetfilterSocket {
     private let nl: OpaquePointer
-    let portid: UInt32
+    public let portid: UInt32
     private var seq: UInt32
 
-    init(namespace: String?) throws {
+    public init(namespace: String?) throws {
         nl = try NetworkNamespace.run(in: namespace) { () throws(SystemError) -> OpaquePointer in
             guard let s = mnl_socket_open(NETLINK_NETFILTER) else { throw SystemError("open netfilter netlink socket") }
             return s
@@ -24,14 +24,14 @@ final class NetfilterSocket {
 
     deinit { mnl_socket_close(nl) }
 
-    func nextSeq() -> UInt32 {
+    public func nextSeq() -> UInt32 {
         seq &+= 1
         return seq
     }
 
     /// Sends one request and hands each answer to `parse` until the dump ends.
     /// A missing object (ENOENT) ends it with no answers.
-    func dump(_ what: String, build: (UnsafeMutableRawPointer, UInt32) -> UnsafeMutablePointer<nlmsghdr>,
+    public func dump(_ what: String, build: (UnsafeMutableRawPointer, UInt32) -> UnsafeMutablePointer<nlmsghdr>,
               parse: (UnsafePointer<nlmsghdr>) throws -> Void) throws {
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
         defer { buf.deallocate() }
@@ -62,7 +62,7 @@ final class NetfilterSocket {
 
     /// Sends a whole batch in one sendmsg, so the kernel applies all of it or
     /// none, then collects the acknowledgement of every message.
-    func send(_ batch: NftBatch) throws {
+    public func send(_ batch: NftBatch) throws {
         let bytes = batch.finish()
         defer { bytes.deallocate() }
         let fd = mnl_socket_get_fd(nl)

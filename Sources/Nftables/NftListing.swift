@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// The rules of a table as the nft tool prints them, by chain and handle:
@@ -5,8 +6,8 @@ import Foundation
 /// hand carries no text of sixgate's), instead of as netlink expressions.
 /// Without the tool, or when it fails, there is nothing, and the
 /// expressions are shown.
-enum NftListing {
-    static func rules(table: String, namespace: String?) -> [String: [UInt64: String]] {
+public enum NftListing {
+    public static func rules(table: String, namespace: String?) -> [String: [UInt64: String]] {
         let process = Process()
         // Found on PATH, wherever the distribution puts them.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -35,7 +36,7 @@ enum NftListing {
 
     /// `drift` with each rule that is shown as expressions ("handle N: [...")
     /// shown as nft prints it.
-    static func readable(_ drift: [Drift], table: String, namespace: String?) -> [Drift] {
+    public static func readable(_ drift: [Drift], table: String, namespace: String?) -> [Drift] {
         let raw = drift.contains { $0.area == .nft && $0.detail?.hasPrefix("handle ") == true && $0.detail?.contains(": [") == true }
         guard raw else { return drift }
         let rules = rules(table: table, namespace: namespace)

@@ -5,18 +5,18 @@ import Packet
 /// The messages of one nftables transaction, between NFNL_MSG_BATCH_BEGIN and
 /// END. Every message asks for an acknowledgement, remembered with a description
 /// so that a refusal names what was refused.
-final class NftBatch {
+public final class NftBatch {
     private var buffer: UnsafeMutableRawPointer
     private var capacity: Int
     private var length = 0
     private var seq: UInt32
     private var setID: UInt32 = 0
-    private(set) var acknowledged: [UInt32: String] = [:]
-    let table: String
+    public private(set) var acknowledged: [UInt32: String] = [:]
+    public let table: String
 
     private static let family = UInt16(NFPROTO_INET)
 
-    init(table: String, firstSeq: UInt32) {
+    public init(table: String, firstSeq: UInt32) {
         self.table = table
         seq = firstSeq
         capacity = 1 << 20
@@ -26,7 +26,7 @@ final class NftBatch {
 
     deinit { buffer.deallocate() }
 
-    var lastSeq: UInt32 { seq }
+    public var lastSeq: UInt32 { seq }
 
     /// Appends one message built at the end of the buffer.
     @discardableResult
@@ -55,7 +55,7 @@ final class NftBatch {
     }
 
     /// The finished batch; the caller owns the returned memory.
-    func finish() -> UnsafeMutableRawBufferPointer {
+    public func finish() -> UnsafeMutableRawBufferPointer {
         message { nftnl_batch_end($0.assumingMemoryBound(to: CChar.self), $1) }
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 8)
         out.copyMemory(from: UnsafeRawBufferPointer(start: buffer, count: length))
@@ -64,7 +64,7 @@ final class NftBatch {
 
     // MARK: - Tables
 
-    func addTable(comment: String?, exclusive: Bool) {
+    public func addTable(comment: String?, exclusive: Bool) {
         let t = nftnl_table_alloc()
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, attr(NFTNL_TABLE_NAME), table)
@@ -73,7 +73,7 @@ final class NftBatch {
         change("add table inet \(table)", type: NFT_MSG_NEWTABLE, flags: NLM_F_CREATE | (exclusive ? NLM_F_EXCL : 0)) { nftnl_table_nlmsg_build_payload($0, t) }
     }
 
-    func deleteTable() {
+    public func deleteTable() {
         let t = nftnl_table_alloc()
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, attr(NFTNL_TABLE_NAME), table)
@@ -82,7 +82,7 @@ final class NftBatch {
 
     // MARK: - Chains
 
-    func addChain(_ c: NftChain) {
+    public func addChain(_ c: NftChain) {
         guard let hook = c.hook else { return }
         let ch = nftnl_chain_alloc()
         defer { nftnl_chain_free(ch) }
@@ -97,7 +97,7 @@ final class NftBatch {
     }
 
     /// Removes a chain, which must be empty by then (flush it first).
-    func deleteChain(_ name: String) {
+    public func deleteChain(_ name: String) {
         let ch = nftnl_chain_alloc()
         defer { nftnl_chain_free(ch) }
         nftnl_chain_set_str(ch, attr(NFTNL_CHAIN_TABLE), table)
@@ -105,7 +105,7 @@ final class NftBatch {
         change("delete chain \(name)", type: NFT_MSG_DELCHAIN, flags: 0) { nftnl_chain_nlmsg_build_payload($0, ch) }
     }
 
-    func flushChain(_ name: String) {
+    public func flushChain(_ name: String) {
         let r = nftnl_rule_alloc()
         defer { nftnl_rule_free(r) }
         nftnl_rule_set_str(r, attr(NFTNL_RULE_TABLE), table)
@@ -115,14 +115,14 @@ final class NftBatch {
 
     // MARK: - Counters
 
-    func addCounter(_ c: NftCounter) {
+    public func addCounter(_ c: NftCounter) {
         let o = counterObject(c.name)
         defer { nftnl_obj_free(o) }
         if let comment = c.comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_OBJ_COMMENT.rawValue)) { nftnl_obj_set_data(o, attr(NFTNL_OBJ_USERDATA), $0, $1) } }
         change("add counter \(c.name)", type: NFT_MSG_NEWOBJ, flags: NLM_F_CREATE) { nftnl_obj_nlmsg_build_payload($0, o) }
     }
 
-    func deleteCounter(_ name: String) {
+    public func deleteCounter(_ name: String) {
         let o = counterObject(name)
         defer { nftnl_obj_free(o) }
         change("delete counter \(name)", type: NFT_MSG_DELOBJ, flags: 0) { nftnl_obj_nlmsg_build_payload($0, o) }
@@ -139,7 +139,7 @@ final class NftBatch {
 
     // MARK: - Sets
 
-    func addSet(_ s: NftSet) {
+    public func addSet(_ s: NftSet) {
         let set = setObject(s.name)
         defer { nftnl_set_free(set) }
         setID += 1
@@ -152,7 +152,7 @@ final class NftBatch {
         addElements(s)
     }
 
-    func deleteSet(_ name: String) {
+    public func deleteSet(_ name: String) {
         let set = setObject(name)
         defer { nftnl_set_free(set) }
         change("delete set \(name)", type: NFT_MSG_DELSET, flags: 0) { nftnl_set_nlmsg_build_payload($0, set) }
@@ -160,7 +160,7 @@ final class NftBatch {
 
     /// Replaces the elements: a flush and a full add in the same transaction, so
     /// lookups never see a half-filled set.
-    func replaceElements(_ s: NftSet) {
+    public func replaceElements(_ s: NftSet) {
         let set = setObject(s.name)
         defer { nftnl_set_free(set) }
         change("flush set \(s.name)", type: NFT_MSG_DELSETELEM, flags: 0) { nftnl_set_elems_nlmsg_build_payload($0, set) }
@@ -207,13 +207,13 @@ final class NftBatch {
 
     // MARK: - Rules
 
-    enum Position {
+    public enum Position: Sendable {
         case end
         case after(UInt64)
         case before(UInt64)
     }
 
-    func addRule(_ rule: NftRule, chain: String, at position: Position = .end) {
+    public func addRule(_ rule: NftRule, chain: String, at position: Position = .end) {
         let r = nftnl_rule_alloc()
         defer { nftnl_rule_free(r) }
         nftnl_rule_set_str(r, attr(NFTNL_RULE_TABLE), table)
@@ -232,7 +232,7 @@ final class NftBatch {
         change("add rule to \(chain): \(rule.displayText)", type: NFT_MSG_NEWRULE, flags: flags) { nftnl_rule_nlmsg_build_payload($0, r) }
     }
 
-    func deleteRule(handle: UInt64, chain: String) {
+    public func deleteRule(handle: UInt64, chain: String) {
         let r = nftnl_rule_alloc()
         defer { nftnl_rule_free(r) }
         nftnl_rule_set_str(r, attr(NFTNL_RULE_TABLE), table)
@@ -245,7 +245,7 @@ final class NftBatch {
 extension IPPrefix {
     /// The first address and the address after the last, as set keys; no "next"
     /// past the end of the address space.
-    var keyRange: ([UInt8], [UInt8]?) {
+    public var keyRange: ([UInt8], [UInt8]?) {
         let (bytes, width): ([UInt8], Int) = switch self {
         case .v4(let p): (p.address.bytes, 4)
         case .v6(let p): (p.address.bytes, 16)
