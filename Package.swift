@@ -57,9 +57,11 @@ let package = Package(
         .target(name: "Netlink", dependencies: ["CNetlink", "Packet"]),
         // nftables: the table model, rule builder, nft text, libnftnl batches and dumps, and their diff.
         .target(name: "Nftables", dependencies: ["CNetlink", "Packet", "Common"]),
+        // The config language: schema, loader, validation, diagnostics, summary, publish.
+        .target(name: "Configuration", dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "Mux", "TOMLKit"]),
         .target(
             name: "Controller",
-            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "TOMLKit"]
+            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "Configuration"]
         ),
         .executableTarget(
             name: "sixgatectl",
@@ -89,7 +91,7 @@ let package = Package(
         // (-sanitize=fuzzer,address -DFUZZING); built plainly, the binary
         // replays a corpus, which the tests run.
         .executableTarget(
-            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Controller", "Packet", "TCBPF", "Mux"], path: "Tests/Fuzz",
+            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Configuration", "Controller", "Packet", "TCBPF", "Mux"], path: "Tests/Fuzz",
             exclude: ["Corpus", "README.md", "seeds.py", "lsan.supp", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
@@ -100,12 +102,12 @@ let package = Package(
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "SixBedFour"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Configuration", "Controller", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
         .target(name: "Demo", dependencies: ["NetnsRig"], path: "Tests/Demo"),
         .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "Tests/SixgateDemo"),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Controller", "Demo"], exclude: ["Fixtures"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Configuration", "Controller", "Demo"], exclude: ["Fixtures"]),
     ]
 )

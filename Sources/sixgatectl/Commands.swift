@@ -1,3 +1,4 @@
+import Configuration
 import ArgumentParser
 import Controller
 import Packet
@@ -63,7 +64,7 @@ struct Publish: ParsableCommand {
 
     func run() throws {
         let c = try loadOrExit(config)
-        print(Controller.Publish.zoneText(c, zone: zone, ttl: ttl), terminator: "")
+        print(Configuration.Publish.zoneText(c, zone: zone, ttl: ttl), terminator: "")
     }
 }
 

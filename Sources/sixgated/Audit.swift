@@ -1,3 +1,4 @@
+import Configuration
 import Common
 import Controller
 import Foundation

@@ -1,3 +1,4 @@
+import Configuration
 import Controller
 @testable import DNS64
 import Foundation
@@ -19,7 +20,7 @@ enum Harness: String, CaseIterable {
         case .dns64: Self.dns64(data)
         case .sixbedfour: Self.sixBedFour(data)
         case .config: _ = try? ConfigLoader.parse(String(decoding: data, as: UTF8.self), source: "fuzz.toml")
-        case .control: _ = try? JSONDecoder().decode(ControlRequest.self, from: Data(data))
+        case .control: _ = ControlRequest.decode(Data(data))
         case .differential: Self.differential(data)
         case .mux: Self.mux(data)
         }

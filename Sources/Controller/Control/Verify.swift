@@ -1,3 +1,4 @@
+import Configuration
 import Common
 import DNS64
 import Foundation

@@ -1,3 +1,4 @@
+import Configuration
 import Nftables
 import Foundation
 import Packet

@@ -1,3 +1,4 @@
+import Configuration
 import Netlink
 import DNS64
 import Foundation
@@ -11,9 +12,7 @@ extension Config {
     /// `state_dir/netns/NAME`: two gateways on one host never share a prefix
     /// history, a pool or a lock, and `remove` in one leaves the other's.
     public func scoped(to namespace: String?) throws -> Config {
-        var c = self
-        c.controller.stateDir = try Self.stateDirectory(controller.stateDir, namespace: namespace)
-        return c
+        withStateDir(try Self.stateDirectory(controller.stateDir, namespace: namespace))
     }
 
     /// The state directory of the namespace `namespace` under `stateDir`;

@@ -126,11 +126,21 @@ public struct Config: Sendable, Equatable {
 
 extension Config.Controller {
     /// Routing protocol numbers of rtnetlink.h and iproute2's rt_protos.
-    static let knownRouteProtocols: [Int: String] = [
+    public static let knownRouteProtocols: [Int: String] = [
         8: "gated", 9: "ra (router advertisements)", 10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp",
         15: "ntk", 16: "dhcp", 17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis",
         188: "ospf", 189: "rip", 192: "eigrp",
     ]
+}
+
+extension Config {
+    /// This config with its state kept in `stateDir` (the controller scopes
+    /// it to a network namespace).
+    public func withStateDir(_ stateDir: String) -> Config {
+        var c = self
+        c.controller.stateDir = stateDir
+        return c
+    }
 }
 
 extension Config {

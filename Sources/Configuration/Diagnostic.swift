@@ -7,6 +7,14 @@ public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
     public let problem: String
     public let fix: String
 
+    public init(file: String, line: Int?, key: String, problem: String, fix: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+    }
+
     public var description: String {
         let place = line.map { "\(file):\($0)" } ?? file
         return "\(place): \(key.isEmpty ? "(file)" : key): \(problem). \(fix)"
@@ -17,6 +25,8 @@ public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
 /// fix them in one pass.
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public let diagnostics: [ConfigDiagnostic]
+
+    public init(diagnostics: [ConfigDiagnostic]) { self.diagnostics = diagnostics }
 
     public var description: String {
         diagnostics.map(\.description).joined(separator: "\n")
