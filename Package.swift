@@ -59,18 +59,20 @@ let package = Package(
         .target(name: "Nftables", dependencies: ["CNetlink", "Packet", "Common"]),
         // The config language: schema, loader, validation, diagnostics, summary, publish.
         .target(name: "Configuration", dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "Mux", "TOMLKit"]),
+        // The typed, versioned messages between sixgatectl and sixgated, and both ends of the control socket.
+        .target(name: "ControlProtocol", dependencies: ["Configuration", "Packet", "Translator"]),
         .target(
             name: "Controller",
-            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "Configuration"]
+            dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "Configuration", "ControlProtocol"]
         ),
         .executableTarget(
             name: "sixgatectl",
-            dependencies: ["Controller", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Controller", "Configuration", "ControlProtocol", "Common", "Netlink", "Packet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "sixgated",
             dependencies: [
-                "Controller", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", "Mux", .product(name: "NIOPosix", package: "swift-nio"),
+                "Controller", "Configuration", "ControlProtocol", "Common", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", "Mux", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -91,7 +93,7 @@ let package = Package(
         // (-sanitize=fuzzer,address -DFUZZING); built plainly, the binary
         // replays a corpus, which the tests run.
         .executableTarget(
-            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Configuration", "Controller", "Packet", "TCBPF", "Mux"], path: "Tests/Fuzz",
+            name: "sixgate-fuzz", dependencies: ["Translator", "DNS64", "SixBedFour", "Configuration", "ControlProtocol", "Packet", "TCBPF", "Mux"], path: "Tests/Fuzz",
             exclude: ["Corpus", "README.md", "seeds.py", "lsan.supp", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
@@ -102,7 +104,7 @@ let package = Package(
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Configuration", "Controller", "SixBedFour"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Configuration", "ControlProtocol", "Controller", "Netlink", "Common", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.

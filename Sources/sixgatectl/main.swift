@@ -1,3 +1,4 @@
+import ControlProtocol
 import Configuration
 import Common
 import Netlink

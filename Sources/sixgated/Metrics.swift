@@ -1,3 +1,4 @@
+import ControlProtocol
 import Controller
 import Foundation
 import Glibc

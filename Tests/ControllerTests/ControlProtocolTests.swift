@@ -1,3 +1,4 @@
+import ControlProtocol
 import Common
 import Controller
 import Foundation

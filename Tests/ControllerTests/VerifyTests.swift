@@ -1,5 +1,6 @@
 @testable import Configuration
 @testable import Controller
+import ControlProtocol
 import Packet
 import SixBedFour
 import Testing

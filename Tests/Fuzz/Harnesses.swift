@@ -1,5 +1,5 @@
+import ControlProtocol
 import Configuration
-import Controller
 @testable import DNS64
 import Foundation
 @testable import Mux

@@ -69,27 +69,6 @@ extension Config {
         s.localNames = localNames
         return s
     }
-
-    /// What `publish` gives the world, with the IPv6 address that serves
-    /// each name for the gateway's own clients.
-    public var localNames: LocalNames {
-        var names = LocalNames()
-        for e in nat64.eam where nat64.enabled {
-            if let n = e.name { names.add(n, v4: [e.ipv4.address], v6: [e.ipv6.address]) }
-        }
-        for m in mux {
-            guard let a = m.address else { continue }
-            for r in m.routes {
-                guard case .v6(let backend) = r.backend.address else { continue }
-                names.add(r.name, v4: [a], v6: [backend])
-            }
-            if let n = m.name, case .v6(let backend)? = m.fallback?.address { names.add(n, v4: [a], v6: [backend]) }
-        }
-        if sixbedfour.enabled, let n = sixbedfour.publish, let p = sixbedfour.routerPrefix {
-            names.add(n, v4: [sixbedfour.address4].compactMap { $0 }, v6: [p.address])
-        }
-        return names
-    }
 }
 
 extension Config {
