@@ -25,9 +25,8 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libmnl-dev", "libnftnl-dev", "libnl-3-dev", "libnl-route-3-dev"])]
         ),
-        // Packet also carries the version, with the commit VersionPlugin records.
         .plugin(name: "VersionPlugin", capability: .buildTool()),
-        .target(name: "Packet", plugins: ["VersionPlugin"]),
+        .target(name: "Packet"),
         // The process-level system calls of sixgated's part processes (capabilities, descriptor passing, crash signals).
         .target(name: "CProcess"),
         // libbpf, for the tc-BPF translator.
@@ -51,8 +50,9 @@ let package = Package(
         // The multiplexer's peeks at the first bytes of a connection (TLS server_name, HTTP Host) and its routes by name.
         .target(name: "CMux"),
         .target(name: "Mux", dependencies: ["CMux", "Packet"]),
-        // What the controller's parts share: a difference between the live system and the config.
-        .target(name: "Common"),
+        // What the programs share beyond packets: the version (with the commit VersionPlugin records)
+        // and a difference between the live system and the config.
+        .target(name: "Common", plugins: ["VersionPlugin"]),
         // rtnetlink: namespaces, links, addresses, routes, rules, sysctls (libnl-route).
         .target(name: "Netlink", dependencies: ["CNetlink", "Packet"]),
         // nftables: the table model, rule builder, nft text, libnftnl batches and dumps, and their diff.
@@ -60,7 +60,7 @@ let package = Package(
         // The config language: schema, loader, validation, diagnostics, summary, publish.
         .target(name: "Configuration", dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "Mux", "TOMLKit"]),
         // The typed, versioned messages between sixgatectl and sixgated, and both ends of the control socket.
-        .target(name: "ControlProtocol", dependencies: ["Configuration", "Packet", "Translator"]),
+        .target(name: "ControlProtocol", dependencies: ["Configuration", "Common", "Packet", "Translator"]),
         .target(
             name: "Controller",
             dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "Configuration", "ControlProtocol"]
@@ -80,7 +80,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "SixBedFourPeer",
-            dependencies: ["SixBedFour", "Packet", "Netlink", "DNS64", "Tun", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SixBedFour", "Packet", "Common", "Netlink", "DNS64", "Tun", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/6bed4peer"
         ),
 

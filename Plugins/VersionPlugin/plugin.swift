@@ -1,7 +1,7 @@
 import Foundation
 import PackagePlugin
 
-/// Writes the commit the binaries are built from into the Packet module
+/// Writes the commit the binaries are built from into the Common module
 /// before every build (`--version`, `status`): git's short hash, with
 /// "-modified" when the tree differs from it, or "unknown" outside a git
 /// checkout (a source tarball). The file is rewritten only when that

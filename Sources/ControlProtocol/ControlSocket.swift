@@ -1,3 +1,4 @@
+import Common
 import Configuration
 import Foundation
 import Glibc

@@ -1,3 +1,4 @@
+import Common
 import Configuration
 import ArgumentParser
 import Controller

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1
-number=$(sed -n 's/.*static let number = "\(.*\)".*/\1/p' Sources/Packet/Version.swift)
+number=$(sed -n 's/.*static let number = "\(.*\)".*/\1/p' Sources/Common/Version.swift)
 version=${2:-$number+git$(git log -1 --format=%cd --date=format:%Y%m%d).$(git rev-parse --short=7 HEAD)}
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d)

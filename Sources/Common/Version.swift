@@ -1,4 +1,4 @@
-/// The version every sixgate program reports; here because every module sees Packet.
+/// The version every sixgate program reports.
 public enum SixgateVersion {
     public static let number = "0.1.0"
     /// "0.1.0 (commit 3dc0c8b1e2f4)".
