@@ -34,7 +34,9 @@ struct SixBedFourPeer: ParsableCommand {
     @Option(help: "IPv4 TTL of keepalives: enough to refresh the NATs nearby.") var keepaliveTTL = 3
 
     func validate() throws {
-        guard IPv4Address(server) != nil || DNSName(server) != nil else { throw ValidationError("--server \(server) is neither an IPv4 address nor a DNS name") }
+        guard IPv4Address(server) != nil || DNSName(server) != nil else {
+            throw ValidationError("--server \(server) is neither an IPv4 address nor a DNS name")
+        }
         if let resolver, (try? IPEndpoint.parse(resolver, defaultPort: 53)) == nil { throw ValidationError("--resolver \(resolver) is not an address") }
         guard keepalive >= 1 else { throw ValidationError("--keepalive must be at least 1 second") }
         guard (1...255).contains(keepaliveTTL) else { throw ValidationError("--keepalive-ttl must be 1 to 255") }
@@ -142,7 +144,9 @@ final class Host {
                 try netlink.addAddress(device: device, address: .v6(new), length: 114)
             }
             var wanted = learned.routes.map { OwnedRoute(destination: .v6($0), device: device, metric: 1052) }
-            if defaultRoute { wanted.append(OwnedRoute(destination: .v6(IPv6Prefix(address: IPv6Address(high: 0, low: 0), length: 0)), device: device, metric: 1042)) }
+            if defaultRoute {
+                wanted.append(OwnedRoute(destination: .v6(IPv6Prefix(address: IPv6Address(high: 0, low: 0), length: 0)), device: device, metric: 1042))
+            }
             for r in routes where !wanted.contains(r) { try? netlink.deleteRoute(r, protocol: Self.routeProtocol) }
             for r in wanted where !routes.contains(r) { try netlink.addRoute(r, protocol: Self.routeProtocol) }
             routes = wanted

@@ -68,13 +68,16 @@ public enum ConfigLoader {
         let top = ConfigPath.root
         r.checkKeys(root, top)
         var prefix = NAT64Prefix.wellKnown
-        if let p = r.value(root, "prefix", top, example: "\"64:ff9b::/96\" or \"2001:db8:64::/96\"", { s in Result { () throws(AddressParseError) in try IPv6Prefix.parse(s) } }) {
+        if let p = r.value(root, "prefix", top, example: "\"64:ff9b::/96\" or \"2001:db8:64::/96\"",
+                           { s in Result { () throws(AddressParseError) in try IPv6Prefix.parse(s) } }) {
             do throws(NAT64Prefix.Invalid) {
                 prefix = try NAT64Prefix(p)
             } catch {
                 let fix = switch error {
                 case .length: "Use a /32, /40, /48, /56, /64 or /96 (a /96 is the usual choice)"
-                case .nonZeroUOctet: "Clear bits 64-71, the 9th byte of the address, e.g. \(IPv6Prefix(address: IPv6Address(high: p.address.high, low: p.address.low & 0x00FF_FFFF_FFFF_FFFF), length: 96))"
+                case .nonZeroUOctet:
+                    "Clear bits 64-71, the 9th byte of the address, e.g. "
+                        + "\(IPv6Prefix(address: IPv6Address(high: p.address.high, low: p.address.low & 0x00FF_FFFF_FFFF_FFFF), length: 96))"
                 }
                 r.report(top.appending("prefix"), error.description, fix: fix)
             }
@@ -147,7 +150,9 @@ public enum ConfigLoader {
         var d = Config.DNS64()
         let path = ConfigPath.root.appending("dns64")
         guard let t = r.table(root, "dns64", .root) else {
-            if d.enabled { r.report(path, "DNS64 is enabled by default but has no upstreams", fix: "Add [dns64] with upstreams = [\"…\"], or enabled = false") }
+            if d.enabled {
+                r.report(path, "DNS64 is enabled by default but has no upstreams", fix: "Add [dns64] with upstreams = [\"…\"], or enabled = false")
+            }
             return d
         }
         r.checkKeys(t, path)
@@ -156,7 +161,8 @@ public enum ConfigLoader {
         d.listen = r.values(t, "listen", path, example: "[2001:db8:1::1]:53", endpoint) ?? d.listen
         d.upstreams = r.values(t, "upstreams", path, example: "[2001:db8:53::53]:53", endpoint) ?? d.upstreams
         if d.enabled, t["upstreams"] == nil {
-            r.report(path.appending("upstreams"), "is required while DNS64 is enabled", fix: "List resolvers, e.g. upstreams = [\"2001:db8:2::53\"], or set enabled = false")
+            r.report(path.appending("upstreams"), "is required while DNS64 is enabled",
+                     fix: "List resolvers, e.g. upstreams = [\"2001:db8:2::53\"], or set enabled = false")
         }
         d.allow = r.values(t, "allow", path, example: "2001:db8:1::/64", { s in Result { () throws(AddressParseError) in try IPPrefix.parse(s) } })
         d.exclude = r.values(t, "exclude", path, example: "::ffff:0:0/96", parseIPv6Prefix) ?? d.exclude
@@ -190,7 +196,9 @@ public enum ConfigLoader {
         s.publish = r.hostName(t, "publish", path)
         if s.enabled {
             for key in ["address4", "prefix"] where t[key] == nil {
-                r.report(path.appending(key), "is required while 6bed4 is enabled", fix: key == "prefix" ? "Give the 6bed4 prefix, e.g. prefix = \"2001:db8:6b::/48\"" : "Give the router's public IPv4 address, e.g. address4 = \"192.0.2.1\"")
+                r.report(path.appending(key), "is required while 6bed4 is enabled",
+                         fix: key == "prefix" ? "Give the 6bed4 prefix, e.g. prefix = \"2001:db8:6b::/48\""
+                                              : "Give the router's public IPv4 address, e.g. address4 = \"192.0.2.1\"")
             }
         }
         if let p = s.prefix, let a = s.address4 {
@@ -220,7 +228,8 @@ public enum ConfigLoader {
         c.stateDir = r.string(t, "state_dir", path) ?? c.stateDir
         c.bpfDir = r.string(t, "bpf_dir", path) ?? c.bpfDir
         c.controlSocket = r.string(t, "control_socket", path) ?? c.controlSocket
-        c.metrics = r.value(t, "metrics", path, example: "[::1]:9164", { s in Result { () throws(AddressParseError) in try IPEndpoint.parse(s, defaultPort: 9164) } })
+        c.metrics = r.value(t, "metrics", path, example: "[::1]:9164",
+                            { s in Result { () throws(AddressParseError) in try IPEndpoint.parse(s, defaultPort: 9164) } })
         c.logLevel = r.choice(t, "log_level", path) ?? c.logLevel
         for (key, value) in [("state_dir", c.stateDir), ("bpf_dir", c.bpfDir), ("control_socket", c.controlSocket)] where !value.hasPrefix("/") {
             r.report(path.appending(key), "\"\(value)\" is not an absolute path", fix: "Write a path starting with /")

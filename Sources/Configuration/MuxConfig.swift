@@ -91,7 +91,8 @@ extension ConfigLoader {
         m.mark = r.int(t, "mark", path, in: 1...Int(UInt32.max)).map(UInt32.init) ?? m.mark
         m.table = r.int(t, "table", path, in: 1...Int(Int32.max)).map(UInt32.init) ?? m.table
         for (key, value) in [("table", Int(m.table))] where [253, 254, 255].contains(value) {
-            r.report(path.appending(key), "\(value) is one of the kernel's own tables (default, main, local)", fix: "Pick a table number no other software uses")
+            r.report(path.appending(key), "\(value) is one of the kernel's own tables (default, main, local)",
+                     fix: "Pick a table number no other software uses")
         }
         return m
     }
@@ -147,7 +148,8 @@ extension ConfigLoader {
     private static func routeName(_ s: String, at p: ConfigPath, _ r: Reader) -> String? {
         let host = s.hasPrefix("*.") ? String(s.dropFirst(2)) : s
         guard !host.contains("*"), let normal = HostName.normalized(host.utf8), normal.contains(".") || !s.hasPrefix("*.") else {
-            r.report(p, "\(s.quotedForMessage) is not a host name or a wildcard like \"*.example.com\"", fix: "Write a name like \"www.example.com\" or \"*.example.com\"")
+            r.report(p, "\(s.quotedForMessage) is not a host name or a wildcard like \"*.example.com\"",
+                     fix: "Write a name like \"www.example.com\" or \"*.example.com\"")
             return nil
         }
         return s.hasPrefix("*.") ? "*." + normal : normal
@@ -162,7 +164,8 @@ extension Validation {
         for (i, m) in config.mux.enumerated() {
             let p = ConfigPath.root.appending("mux").appending(i)
             if let first = seen[m.listen] {
-                reader.report(p.appending("listen"), "\(m.listen) is also the listen of mux[\(first)]", fix: "Give each [[mux]] its own address and port, or merge their routes")
+                reader.report(p.appending("listen"), "\(m.listen) is also the listen of mux[\(first)]",
+                              fix: "Give each [[mux]] its own address and port, or merge their routes")
             }
             seen[m.listen] = seen[m.listen] ?? i
             if let a = m.address {
@@ -170,16 +173,19 @@ extension Validation {
                 // its IPv6 side (translatedAddress). Any other overlap would send
                 // the multiplexer's connections to a server.
                 if let eam = config.nat64.eam.first(where: { $0.ipv4.contains(a) }), config.translatedAddress(of: m) == nil {
-                    reader.report(p.appending("listen"), config.nat64.enabled ? "\(a) is in the mapping \(eam.ipv4) <-> \(eam.ipv6), which is not of this one address"
-                                                                              : "\(a) is the IPv4 side of the mapping \(eam.ipv4) <-> \(eam.ipv6), but nat64 is not enabled",
-                                  fix: "Map the address alone to an IPv6 address the gateway may take (ipv4 = \"\(a)\", ipv6 = \"2001:db8:2:ff::20\"), or use an address outside the mappings")
+                    reader.report(p.appending("listen"),
+                                  config.nat64.enabled ? "\(a) is in the mapping \(eam.ipv4) <-> \(eam.ipv6), which is not of this one address"
+                                                       : "\(a) is the IPv4 side of the mapping \(eam.ipv4) <-> \(eam.ipv6), but nat64 is not enabled",
+                                  fix: "Map the address alone to an IPv6 address the gateway may take (ipv4 = \"\(a)\", ipv6 = \"2001:db8:2:ff::20\"), "
+                                      + "or use an address outside the mappings")
                 }
                 if let pool = config.nat64.pool4, pool.contains(a) {
                     reader.report(p.appending("listen"), "\(a) is in the dynamic pool \(pool)", fix: "Use an address outside nat64.pool4")
                 }
             }
             if m.kind != .tcp, m.name != nil || m.service != nil {
-                reader.report(p.appending(m.name != nil ? "name" : "service"), "only a tcp [[mux]] has a name of its own: the others publish their routes' names",
+                reader.report(p.appending(m.name != nil ? "name" : "service"),
+                              "only a tcp [[mux]] has a name of its own: the others publish their routes' names",
                               fix: "Remove it, or give the names as [[mux.route]]s")
             }
             if m.service != nil, m.name == nil {
@@ -187,7 +193,8 @@ extension Validation {
             }
             if m.kind == .tcp {
                 if !m.routes.isEmpty {
-                    reader.report(p.appending("route"), "a tcp [[mux]] reads no name, so its routes would never match", fix: "Remove the routes, and give the backend as default")
+                    reader.report(p.appending("route"), "a tcp [[mux]] reads no name, so its routes would never match",
+                                  fix: "Remove the routes, and give the backend as default")
                 }
                 if m.fallback == nil {
                     reader.report(p, "a tcp [[mux]] needs its backend as default", fix: "Add default = \"[2001:db8:2::30]:5222\"")

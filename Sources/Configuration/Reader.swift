@@ -203,7 +203,8 @@ final class Reader {
         let valid = (1...15).contains(s.utf8.count) && s != "." && s != ".."
             && !s.contains { $0 == "/" || $0 == ":" || $0.isWhitespace }
         guard valid else {
-            report(path.appending(key), "\(s.quotedForMessage) is not a valid interface name", fix: "Use 1 to 15 characters without '/', ':' or spaces, e.g. \"eth0\"")
+            report(path.appending(key), "\(s.quotedForMessage) is not a valid interface name",
+                   fix: "Use 1 to 15 characters without '/', ':' or spaces, e.g. \"eth0\"")
             return nil
         }
         return s

@@ -17,9 +17,11 @@ extension Config {
         more("serves \(gateway.clients.map(\.description).joined(separator: ", "))")
 
         if nat64.enabled {
-            row("nat64", "datapath \(nat64.datapath.rawValue) on \(nat64.device)\(nat64.device4.map { " + \($0)" } ?? ""), MTU \(nat64.mtu), lowest IPv6 MTU \(nat64.lowestIPv6MTU)")
+            row("nat64", "datapath \(nat64.datapath.rawValue) on \(nat64.device)\(nat64.device4.map { " + \($0)" } ?? ""), "
+                + "MTU \(nat64.mtu), lowest IPv6 MTU \(nat64.lowestIPv6MTU)")
             if let pool = nat64.pool4 {
-                more("IPv6 hosts -> IPv4: pool \(pool) (\(pool.size) addresses, idle \(nat64.poolIdleTimeout.humanReadable)), masqueraded to \(gateway.uplink4)")
+                more("IPv6 hosts -> IPv4: pool \(pool) (\(pool.size) addresses, idle \(nat64.poolIdleTimeout.humanReadable)), "
+                     + "masqueraded to \(gateway.uplink4)")
             } else {
                 more("no dynamic pool: only the mappings below translate")
             }
@@ -27,7 +29,8 @@ extension Config {
             for e in nat64.eam.prefix(4) { more("  \(e.ipv4) <-> \(e.ipv6)") }
             if nat64.eam.count > 4 { more("  … and \(nat64.eam.count - 4) more") }
             let own4 = nat64.address4?.description ?? "none", own6 = nat64.ownAddress6(prefix: prefix)?.description ?? "none"
-            more("own addresses \(own4) / \(own6); errors from \(nat64.rfc6791Pool?.description ?? nat64.address4?.description ?? "192.0.0.8"); zero UDP checksum: \(nat64.udpZeroChecksum.rawValue)")
+            more("own addresses \(own4) / \(own6); errors from \(nat64.rfc6791Pool?.description ?? nat64.address4?.description ?? "192.0.0.8"); "
+                 + "zero UDP checksum: \(nat64.udpZeroChecksum.rawValue)")
         } else {
             row("nat64", "off")
         }
@@ -48,7 +51,8 @@ extension Config {
 
         if sixbedfour.enabled, let a = sixbedfour.address4, let p = sixbedfour.routerPrefix {
             row("6bed4", "router \(a):\(sixbedfour.port) on \(sixbedfour.device), peers under \(p)")
-            more("advertises PREF64 \(prefix) (lifetime \(sixbedfour.pref64Lifetime.humanReadable))\(sixbedfour.routes.isEmpty ? "" : " and routes \(sixbedfour.routes.map(\.description).joined(separator: ", "))")")
+            more("advertises PREF64 \(prefix) (lifetime \(sixbedfour.pref64Lifetime.humanReadable))"
+                 + (sixbedfour.routes.isEmpty ? "" : " and routes \(sixbedfour.routes.map(\.description).joined(separator: ", "))"))
         } else {
             row("6bed4", "off")
         }

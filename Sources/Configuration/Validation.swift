@@ -28,7 +28,8 @@ struct Validation {
         for (i, e) in config.nat64.eam.enumerated() {
             let p = eamPath.appending(i)
             if prefixRead, !config.prefix.canRepresent(e.ipv4) {
-                reader.report(p.appending("ipv4"), "\(e.ipv4) holds non-global IPv4 addresses, which RFC 6052 §3.1 forbids with the well-known prefix 64:ff9b::/96",
+                reader.report(p.appending("ipv4"),
+                              "\(e.ipv4) holds non-global IPv4 addresses, which RFC 6052 §3.1 forbids with the well-known prefix 64:ff9b::/96",
                               fix: "Use a network-specific prefix for `prefix` (e.g. 2001:db8:64::/96 from your own space), or map only global addresses")
             }
             if 32 - e.ipv4.length != 128 - e.ipv6.length {

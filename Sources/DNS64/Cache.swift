@@ -31,7 +31,8 @@ public final class AnswerCache: Sendable {
 
         public init(_ q: Question, dnssecOK: Bool, checkingDisabled: Bool, edns: Bool = false) {
             // Length bytes are below 64, so lowering the whole wire form only touches letters.
-            self.init(lowercasedWireName: q.name.wire.map(DNSName.lower), type: q.type, klass: q.klass, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled, edns: edns)
+            self.init(lowercasedWireName: q.name.wire.map(DNSName.lower), type: q.type, klass: q.klass, dnssecOK: dnssecOK,
+                      checkingDisabled: checkingDisabled, edns: edns)
         }
     }
 

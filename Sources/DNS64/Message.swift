@@ -115,7 +115,9 @@ public struct EDNS: Hashable, Sendable {
     public var extendedErrorCodes: [UInt16] {
         var codes: [UInt16] = []
         Self.forEachOption(options) { code, range in
-            if code == Self.extendedErrorOption, range.count >= 6 { codes.append(UInt16(options[range.lowerBound + 4]) << 8 | UInt16(options[range.lowerBound + 5])) }
+            if code == Self.extendedErrorOption, range.count >= 6 {
+                codes.append(UInt16(options[range.lowerBound + 4]) << 8 | UInt16(options[range.lowerBound + 5]))
+            }
         }
         return codes
     }

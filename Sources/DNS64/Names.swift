@@ -26,7 +26,8 @@ public enum SpecialNames {
     /// RFC 6147 §5.3.1: for a PTR query of an address under the prefix, the
     /// in-addr.arpa name of the IPv4 address it embeds; nil for anything else.
     public static func inAddrName(forPTR name: DNSName, prefix: NAT64Prefix) -> DNSName? {
-        guard name.labels.count == 34, DNSName(labels: Array(name.labels.suffix(2))) == DNSName(labels: [Array("ip6".utf8), Array("arpa".utf8)]) else { return nil }
+        guard name.labels.count == 34,
+              DNSName(labels: Array(name.labels.suffix(2))) == DNSName(labels: [Array("ip6".utf8), Array("arpa".utf8)]) else { return nil }
         var high: UInt64 = 0, low: UInt64 = 0
         for (i, label) in name.labels.prefix(32).reversed().enumerated() {
             guard label.count == 1, let v = nibble(label[0]) else { return nil }

@@ -3,89 +3,6 @@ import NIOPosix
 import Packet
 import Synchronization
 
-/// What the DNS64 server is handed from the config.
-public struct DNS64Settings: Sendable {
-    public var prefix: NAT64Prefix
-    public var exclude: [IPv6Prefix]
-    public var allow: [IPPrefix]
-    public var listen: [IPEndpoint]
-    public var upstreams: [IPEndpoint]
-    public var timeout: Duration
-    public var attempts: Int
-    public var tcpIdleTimeout: Duration
-    public var ednsUDPSize: Int
-    public var answerPTR: Bool
-    public var cacheBytes: Int
-    /// Event-loop threads, each with its own UDP socket per listen address.
-    public var threads: Int
-    /// Which of those sockets a datagram goes to.
-    public var udpSteering: UDPSteering
-    /// The longest TTL of a synthesised record (and of ipv4only.arpa), seconds.
-    public var maxTTL: UInt32
-    /// The upstreams' AD bit is trusted (see `Synthesis.trustUpstreamAD`).
-    public var trustUpstreamAD: Bool
-    /// Names the gateway publishes, answered here.
-    public var localNames = LocalNames()
-
-    public init(prefix: NAT64Prefix, exclude: [IPv6Prefix], allow: [IPPrefix], listen: [IPEndpoint], upstreams: [IPEndpoint],
-                timeout: Duration, attempts: Int, tcpIdleTimeout: Duration, ednsUDPSize: Int, answerPTR: Bool, cacheBytes: Int, threads: Int = 1,
-                udpSteering: UDPSteering = .cpu, maxTTL: UInt32 = DNS64Defaults.maxTTL, trustUpstreamAD: Bool = false) {
-        self.prefix = prefix
-        self.exclude = exclude
-        self.allow = allow
-        self.listen = listen
-        self.upstreams = upstreams
-        self.timeout = timeout
-        self.attempts = attempts
-        self.tcpIdleTimeout = tcpIdleTimeout
-        self.ednsUDPSize = ednsUDPSize
-        self.answerPTR = answerPTR
-        self.cacheBytes = cacheBytes
-        self.threads = max(1, threads)
-        self.udpSteering = udpSteering
-        self.maxTTL = maxTTL
-        self.trustUpstreamAD = trustUpstreamAD
-    }
-}
-
-/// How the kernel spreads UDP queries over the server's sockets of one
-/// address (one per thread).
-public enum UDPSteering: String, CaseIterable, Sendable {
-    /// To the socket numbered (receiving CPU mod threads): the query is
-    /// answered by the thread that the CPU which took it in serves, without
-    /// waking a thread on another core. Needs the NIC's receive queues (RSS or
-    /// RPS) spread over the CPUs for the threads to share the load.
-    case cpu
-    /// By a hash of the client's address and port (plain SO_REUSEPORT):
-    /// for a NIC with a single receive queue.
-    case hash
-}
-
-public struct DNS64Counters: Sendable, Equatable, CustomStringConvertible {
-    public var queries = 0, synthesized = 0, passedThrough = 0, local = 0, refused = 0, formErr = 0, badVers = 0, upstreamFailures = 0
-    /// SERVFAILs whose upstream said why in DNSSEC terms (RFC 8914), passed on.
-    public var validationFailures = 0
-    public var cacheHits = 0, cacheMisses = 0, overload = 0
-    /// UDP queries per socket, in socket order (per address, one per thread).
-    public var udpPerSocket: [Int] = []
-
-    public var cacheHitRate: Double { cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses) }
-
-    private var totals: [(String, Int)] {
-        [("queries", queries), ("synthesized", synthesized), ("passed_through", passedThrough), ("local", local), ("refused", refused),
-         ("formerr", formErr), ("badvers", badVers), ("upstream_failures", upstreamFailures), ("validation_failures", validationFailures), ("cache_hits", cacheHits), ("cache_misses", cacheMisses), ("overload", overload)]
-    }
-
-    /// Name and value of each counter, for `status` and metrics; the UDP
-    /// sockets one each.
-    public var fields: [(String, Int)] { totals + udpPerSocket.enumerated().map { ("udp_socket_\($0.offset)", $0.element) } }
-
-    public var description: String {
-        totals.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-            + (udpPerSocket.isEmpty ? "" : " udp_per_socket=" + udpPerSocket.map(String.init).joined(separator: "/"))
-    }
-}
-
 /// The DNS64 server: UDP and TCP (RFC 7766) on the configured addresses, an
 /// access list that defaults to the gateway's own networks, and RFC 6147
 /// synthesis in front of the upstream resolvers.
@@ -248,7 +165,8 @@ public final class DNS64Server: Sendable {
         case .pass(let m):
             return passedThrough(m)
         case .askForA:
-            let a = try await upstream.resolve(Question(name: q.name, type: RRType.a, klass: q.klass), dnssecOK: dnssecOK, checkingDisabled: query.checkingDisabled)
+            let a = try await upstream.resolve(Question(name: q.name, type: RRType.a, klass: q.klass), dnssecOK: dnssecOK,
+                                               checkingDisabled: query.checkingDisabled)
             let m = synthesis.answer(query: query, aaaaResponse: r, aResponse: a)
             // Every AAAA record here is one we made.
             guard m.answers.contains(where: { $0.type == RRType.aaaa }) else { return passedThrough(m) }
@@ -372,46 +290,5 @@ public final class DNS64Server: Sendable {
                 }
             }
         }
-    }
-}
-
-extension IPAddress {
-    /// The address of a socket address, without going through text.
-    init?(_ s: SocketAddress) {
-        switch s {
-        case .v4(let a): self = .v4(IPv4Address(rawValue: UInt32(bigEndian: a.address.sin_addr.s_addr)))
-        case .v6(let a): self = .v6(withUnsafeBytes(of: a.address.sin6_addr) { IPv6Address(networkBytes: $0) })
-        case .unixDomainSocket: return nil
-        }
-    }
-}
-
-/// Runs tasks on a NIO event loop, so that a task awaiting that loop's
-/// futures resumes on the thread that completed them.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let loop: any EventLoop
-
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-}
-
-/// Monotonic seconds since the process started.
-final class ProcessClock: Sendable {
-    static let shared = ProcessClock()
-    private let start = ContinuousClock.now
-    var seconds: Int64 { (ContinuousClock.now - start).components.seconds }
-}
-
-/// Closes a connection when IdleStateHandler says it has been quiet too long.
-final class CloseWhenIdle: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
     }
 }

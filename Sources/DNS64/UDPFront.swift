@@ -95,7 +95,9 @@ final class UDPFront: Sendable {
         open.withLock { isOpen in
             guard isOpen else { return }
             _ = answer.withUnsafeBytes { a in
-                withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, a.baseAddress, a.count, Int32(MSG_DONTWAIT), $0, length) } }
+                withUnsafePointer(to: &to) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, a.baseAddress, a.count, Int32(MSG_DONTWAIT), $0, length) }
+                }
             }
         }
     }
@@ -133,7 +135,8 @@ final class UDPFront: Sendable {
         }
         defer {
             closeSocket()
-            for p in [rx, tx, UnsafeMutableRawPointer(names), UnsafeMutableRawPointer(vectors), UnsafeMutableRawPointer(rxh), UnsafeMutableRawPointer(txh)] { p.deallocate() }
+            for p in [rx, tx, UnsafeMutableRawPointer(names), UnsafeMutableRawPointer(vectors), UnsafeMutableRawPointer(rxh),
+                      UnsafeMutableRawPointer(txh)] { p.deallocate() }
         }
         let server = server
         while !stopping.load(ordering: .relaxed) {

@@ -94,7 +94,9 @@ final class Loop: @unchecked Sendable {
     private func accept(listener: Int) {
         while true {
             var address = (UInt64(0), UInt64(0)), v4: Int32 = 0
-            let fd = withUnsafeMutableBytes(of: &address) { sixgate_mux_accept(listeners.fds[listener], $0.baseAddress?.assumingMemoryBound(to: UInt8.self), &v4) }
+            let fd = withUnsafeMutableBytes(of: &address) {
+                sixgate_mux_accept(listeners.fds[listener], $0.baseAddress?.assumingMemoryBound(to: UInt8.self), &v4)
+            }
             guard fd >= 0 else { return }
             // A translated connection comes from prefix + client already.
             let peer = withUnsafeBytes(of: address) { b in
@@ -343,7 +345,8 @@ final class Listeners: Sendable {
     /// A listening socket; IP_FREEBIND (for both families) lets it bind
     /// before the address is up.
     private static func listen(_ endpoint: IPEndpoint) throws(MuxError) -> Int32 {
-        let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(endpoint.address.isV4 ? AF_INET : AF_INET6,
+                        Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw MuxError(what: "socket for \(endpoint)", code: errno) }
         var on: Int32 = 1
         for option in [SO_REUSEADDR, SO_REUSEPORT] { _ = setsockopt(fd, SOL_SOCKET, option, &on, 4) }

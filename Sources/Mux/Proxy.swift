@@ -49,7 +49,8 @@ public final class MuxProxy: Sendable {
 
     /// Per listener, summed over the threads.
     public var counters: [MuxListenerCounters] {
-        loops.map { $0.counters.withLock { $0 } }.reduce(into: [MuxListenerCounters](repeating: MuxListenerCounters(), count: settings.listeners.count)) { sum, loop in
+        loops.map { $0.counters.withLock { $0 } }
+            .reduce(into: [MuxListenerCounters](repeating: MuxListenerCounters(), count: settings.listeners.count)) { sum, loop in
             for (i, l) in loop.enumerated() {
                 sum[i].noMatch += l.noMatch
                 sum[i].peekTimeouts += l.peekTimeouts

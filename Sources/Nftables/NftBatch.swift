@@ -69,7 +69,9 @@ public final class NftBatch {
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, attr(NFTNL_TABLE_NAME), table)
         nftnl_table_set_u32(t, attr(NFTNL_TABLE_FAMILY), UInt32(Self.family))
-        if let comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_TABLE_COMMENT.rawValue)) { nftnl_table_set_data(t, attr(NFTNL_TABLE_USERDATA), $0, $1) } }
+        if let comment {
+            Udata.comment(comment, type: UInt8(NFTNL_UDATA_TABLE_COMMENT.rawValue)) { nftnl_table_set_data(t, attr(NFTNL_TABLE_USERDATA), $0, $1) }
+        }
         change("add table inet \(table)", type: NFT_MSG_NEWTABLE, flags: NLM_F_CREATE | (exclusive ? NLM_F_EXCL : 0)) { nftnl_table_nlmsg_build_payload($0, t) }
     }
 
@@ -92,7 +94,9 @@ public final class NftBatch {
         nftnl_chain_set_s32(ch, attr(NFTNL_CHAIN_PRIO), c.priority)
         nftnl_chain_set_u32(ch, attr(NFTNL_CHAIN_POLICY), UInt32(c.policy.code))
         nftnl_chain_set_str(ch, attr(NFTNL_CHAIN_TYPE), c.kind.rawValue)
-        if let comment = c.comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_CHAIN_COMMENT.rawValue)) { nftnl_chain_set_data(ch, attr(NFTNL_CHAIN_USERDATA), $0, $1) } }
+        if let comment = c.comment {
+            Udata.comment(comment, type: UInt8(NFTNL_UDATA_CHAIN_COMMENT.rawValue)) { nftnl_chain_set_data(ch, attr(NFTNL_CHAIN_USERDATA), $0, $1) }
+        }
         change("add chain \(c.name)", type: NFT_MSG_NEWCHAIN, flags: NLM_F_CREATE) { nftnl_chain_nlmsg_build_payload($0, ch) }
     }
 
@@ -118,7 +122,9 @@ public final class NftBatch {
     public func addCounter(_ c: NftCounter) {
         let o = counterObject(c.name)
         defer { nftnl_obj_free(o) }
-        if let comment = c.comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_OBJ_COMMENT.rawValue)) { nftnl_obj_set_data(o, attr(NFTNL_OBJ_USERDATA), $0, $1) } }
+        if let comment = c.comment {
+            Udata.comment(comment, type: UInt8(NFTNL_UDATA_OBJ_COMMENT.rawValue)) { nftnl_obj_set_data(o, attr(NFTNL_OBJ_USERDATA), $0, $1) }
+        }
         change("add counter \(c.name)", type: NFT_MSG_NEWOBJ, flags: NLM_F_CREATE) { nftnl_obj_nlmsg_build_payload($0, o) }
     }
 
@@ -228,7 +234,9 @@ public final class NftBatch {
         case .before(let h): nftnl_rule_set_u64(r, attr(NFTNL_RULE_POSITION), h)
         }
         for e in rule.exprs { nftnl_rule_add_expr(r, NftExprCodec.encode(e)) }
-        if let comment = rule.comment { Udata.comment(comment, type: UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue)) { nftnl_rule_set_data(r, attr(NFTNL_RULE_USERDATA), $0, $1) } }
+        if let comment = rule.comment {
+            Udata.comment(comment, type: UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue)) { nftnl_rule_set_data(r, attr(NFTNL_RULE_USERDATA), $0, $1) }
+        }
         change("add rule to \(chain): \(rule.displayText)", type: NFT_MSG_NEWRULE, flags: flags) { nftnl_rule_nlmsg_build_payload($0, r) }
     }
 

@@ -20,7 +20,8 @@ public struct NftDiff: Sendable {
         self.live = live
         self.desired = desired
         guard let live else {
-            drift.append(Drift(.nft, .missing, "table inet \(desired.name)", "\(desired.chains.count) chains, \(desired.sets.count) sets, \(desired.chains.reduce(0) { $0 + $1.rules.count }) rules"))
+            drift.append(Drift(.nft, .missing, "table inet \(desired.name)",
+                               "\(desired.chains.count) chains, \(desired.sets.count) sets, \(desired.chains.reduce(0) { $0 + $1.rules.count }) rules"))
             return
         }
         if live.comment != desired.comment { structural("table comment") }

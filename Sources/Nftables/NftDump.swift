@@ -53,7 +53,8 @@ extension NetfilterSocket {
         try dumpAll("list objects", NFT_MSG_GETOBJ, table: table) { nlh in
             let o = nftnl_obj_alloc()
             defer { nftnl_obj_free(o) }
-            guard try parsed(nftnl_obj_nlmsg_parse(nlh, o) == 0, nlh, table: table, what: "obj"), cString(nftnl_obj_get_str(o, attr(NFTNL_OBJ_TABLE))) == table else { return }
+            guard try parsed(nftnl_obj_nlmsg_parse(nlh, o) == 0, nlh, table: table, what: "obj"),
+                  cString(nftnl_obj_get_str(o, attr(NFTNL_OBJ_TABLE))) == table else { return }
             let name = cString(nftnl_obj_get_str(o, attr(NFTNL_OBJ_NAME)))
             let type = nftnl_obj_get_u32(o, attr(NFTNL_OBJ_TYPE))
             let comment = userComment(type: UInt8(NFTNL_UDATA_OBJ_COMMENT.rawValue)) { nftnl_obj_get_data(o, attr(NFTNL_OBJ_USERDATA), $0) }
@@ -72,7 +73,8 @@ extension NetfilterSocket {
         try dumpAll("list sets", NFT_MSG_GETSET, table: table) { nlh in
             let s = nftnl_set_alloc()
             defer { nftnl_set_free(s) }
-            guard try parsed(nftnl_set_nlmsg_parse(nlh, s) == 0, nlh, table: table, what: "set"), cString(nftnl_set_get_str(s, attr(NFTNL_SET_TABLE))) == table else { return }
+            guard try parsed(nftnl_set_nlmsg_parse(nlh, s) == 0, nlh, table: table, what: "set"),
+                  cString(nftnl_set_get_str(s, attr(NFTNL_SET_TABLE))) == table else { return }
             let comment = userComment(type: UInt8(NFTNL_UDATA_SET_COMMENT.rawValue)) { nftnl_set_get_data(s, attr(NFTNL_SET_USERDATA), $0) }
             found.append((cString(nftnl_set_get_str(s, attr(NFTNL_SET_NAME))), nftnl_set_get_u32(s, attr(NFTNL_SET_KEY_TYPE)),
                           nftnl_set_get_u32(s, attr(NFTNL_SET_FLAGS)), comment))
@@ -89,7 +91,8 @@ extension NetfilterSocket {
     private func readElements(table: String, set: String, type: NftKeyType) throws -> [IPPrefix] {
         var keys: [(UInt128, Bool)] = []
         try dump("list elements of set \(set)", build: { buf, seq in
-            let nlh = nftnl_nlmsg_build_hdr(buf.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETSETELEM.rawValue), Self.family, UInt16(NLM_F_DUMP | NLM_F_ACK), seq)!
+            let nlh = nftnl_nlmsg_build_hdr(buf.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETSETELEM.rawValue), Self.family,
+                                            UInt16(NLM_F_DUMP | NLM_F_ACK), seq)!
             let s = nftnl_set_alloc()
             defer { nftnl_set_free(s) }
             nftnl_set_set_str(s, attr(NFTNL_SET_TABLE), table)
@@ -136,7 +139,8 @@ extension NetfilterSocket {
         try dumpAll("list chains", NFT_MSG_GETCHAIN, table: table) { nlh in
             let c = nftnl_chain_alloc()
             defer { nftnl_chain_free(c) }
-            guard try parsed(nftnl_chain_nlmsg_parse(nlh, c) == 0, nlh, table: table, what: "chain"), cString(nftnl_chain_get_str(c, attr(NFTNL_CHAIN_TABLE))) == table else { return }
+            guard try parsed(nftnl_chain_nlmsg_parse(nlh, c) == 0, nlh, table: table, what: "chain"),
+                  cString(nftnl_chain_get_str(c, attr(NFTNL_CHAIN_TABLE))) == table else { return }
             let name = cString(nftnl_chain_get_str(c, attr(NFTNL_CHAIN_NAME)))
             let isBase = nftnl_chain_is_set(c, attr(NFTNL_CHAIN_HOOKNUM))
             let hookNumber = Int(nftnl_chain_get_u32(c, attr(NFTNL_CHAIN_HOOKNUM)))
@@ -146,7 +150,8 @@ extension NetfilterSocket {
             var chain = NftChain(name: name, kind: typeName == "nat" ? .nat : .filter, hook: hook,
                                  priority: nftnl_chain_get_s32(c, attr(NFTNL_CHAIN_PRIO)), policy: policy)
             if typeName != "nat", typeName != "filter" { chain.comment = "foreign chain type \(typeName)" }
-            chain.comment = chain.comment ?? userComment(type: UInt8(NFTNL_UDATA_CHAIN_COMMENT.rawValue)) { nftnl_chain_get_data(c, attr(NFTNL_CHAIN_USERDATA), $0) }
+            chain.comment = chain.comment
+                ?? userComment(type: UInt8(NFTNL_UDATA_CHAIN_COMMENT.rawValue)) { nftnl_chain_get_data(c, attr(NFTNL_CHAIN_USERDATA), $0) }
             out.append(chain)
         }
         return out
@@ -157,7 +162,8 @@ extension NetfilterSocket {
         try dumpAll("list rules", NFT_MSG_GETRULE, table: table) { nlh in
             let r = nftnl_rule_alloc()
             defer { nftnl_rule_free(r) }
-            guard try parsed(nftnl_rule_nlmsg_parse(nlh, r) == 0, nlh, table: table, what: "rule"), cString(nftnl_rule_get_str(r, attr(NFTNL_RULE_TABLE))) == table else { return }
+            guard try parsed(nftnl_rule_nlmsg_parse(nlh, r) == 0, nlh, table: table, what: "rule"),
+                  cString(nftnl_rule_get_str(r, attr(NFTNL_RULE_TABLE))) == table else { return }
             let chain = cString(nftnl_rule_get_str(r, attr(NFTNL_RULE_CHAIN)))
             var exprs: [NftExpr] = []
             let iter = nftnl_expr_iter_create(r)
@@ -202,7 +208,9 @@ extension NetfilterSocket {
 
 public struct NftDumpError: Error, CustomStringConvertible {
     public let what: String
-    public var description: String { "cannot parse \(what) from the kernel: libnftnl does not understand it; remove the hand-made change with nft, then run apply" }
+    public var description: String {
+        "cannot parse \(what) from the kernel: libnftnl does not understand it; remove the hand-made change with nft, then run apply"
+    }
 }
 
 /// A C string from libnftnl, or "" when it is absent.

@@ -132,7 +132,8 @@ enum NftExprCodec {
         case "masq" where !has(attr(NFTNL_EXPR_MASQ_FLAGS)) || u32(attr(NFTNL_EXPR_MASQ_FLAGS)) == 0:
             return has(attr(NFTNL_EXPR_MASQ_REG_PROTO_MIN)) ? .foreign("masq with ports") : .masq
         case "nat" where u32(attr(NFTNL_EXPR_NAT_TYPE)) == Self.dnat && u32(attr(NFTNL_EXPR_NAT_FAMILY)) == Self.nfprotoIPv6
-                && u32(attr(NFTNL_EXPR_NAT_FLAGS)) & ~Self.mapIPs == Self.protoSpecified && has(attr(NFTNL_EXPR_NAT_REG_ADDR_MIN)) && has(attr(NFTNL_EXPR_NAT_REG_PROTO_MIN))
+                && u32(attr(NFTNL_EXPR_NAT_FLAGS)) & ~Self.mapIPs == Self.protoSpecified
+                && has(attr(NFTNL_EXPR_NAT_REG_ADDR_MIN)) && has(attr(NFTNL_EXPR_NAT_REG_PROTO_MIN))
                 // The kernel reports the maximum of a single address and port as the same register.
                 && (!has(attr(NFTNL_EXPR_NAT_REG_ADDR_MAX)) || u32(attr(NFTNL_EXPR_NAT_REG_ADDR_MAX)) == u32(attr(NFTNL_EXPR_NAT_REG_ADDR_MIN)))
                 && (!has(attr(NFTNL_EXPR_NAT_REG_PROTO_MAX)) || u32(attr(NFTNL_EXPR_NAT_REG_PROTO_MAX)) == u32(attr(NFTNL_EXPR_NAT_REG_PROTO_MIN))):

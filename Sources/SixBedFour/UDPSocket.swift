@@ -30,7 +30,9 @@ public struct UDPSocket: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, Int32(IPPROTO_IP), IP_MTU_DISCOVER, &dont, socklen_t(MemoryLayout<Int32>.size))
         var sa = sockaddr_in(endpoint ?? UDPEndpoint(address: IPv4Address(rawValue: 0), port: 0))
-        let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard rc == 0 else {
             let e = SocketError("bind \(endpoint.map(\.description) ?? "0.0.0.0:0")")
             Glibc.close(fd)

@@ -87,7 +87,10 @@ public final class NAT64Maps: @unchecked Sendable {
                 d.append("devices \(ifindex6)/\(ifindex4), wants ifindex \(wanted.ifindex6)/\(wanted.ifindex4)")
             }
             if lowestIPv6MTU != wanted.lowestIPv6MTU { d.append("lowest IPv6 MTU \(lowestIPv6MTU), wants \(wanted.lowestIPv6MTU)") }
-            if puntAll != wanted.puntAll { d.append(puntAll ? "leaves every packet to userspace, wants the renumbering over" : "translates, wants every packet left to userspace during the renumbering") }
+            if puntAll != wanted.puntAll {
+                d.append(puntAll ? "leaves every packet to userspace, wants the renumbering over"
+                                 : "translates, wants every packet left to userspace during the renumbering")
+            }
             if l3Offset != wanted.l3Offset { d.append("L3 offset \(l3Offset), wants \(wanted.l3Offset)") }
             return d
         }

@@ -10,7 +10,8 @@ struct SixgateCtl: ParsableCommand {
         commandName: "sixgatectl",
         abstract: "Check, plan, apply and audit the state of a sixgate gateway.",
         version: SixgateVersion.string,
-        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Reload.self, Verify.self, InjectFault.self, Render.self, Publish.self, Reference.self]
+        subcommands: [Check.self, Plan.self, Apply.self, Audit.self, Remove.self, Status.self, Reload.self, Verify.self, InjectFault.self, Render.self,
+                      Publish.self, Reference.self]
     )
 
     /// No command is a usage error (EX_USAGE), with the help to fix it.
@@ -24,7 +25,10 @@ struct SixgateCtl: ParsableCommand {
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate a config file and say what it means.",
-        discussion: "Exits 0 and prints a summary when the config is valid; prints every problem with file:line, key and what to change, and exits 1, when it is not."
+        discussion: """
+            Exits 0 and prints a summary when the config is valid; prints every problem with file:line, key and what to change, \
+            and exits 1, when it is not.
+            """
     )
 
     @Argument(help: "The config file.") var config: String

@@ -79,7 +79,9 @@ struct Plan: ParsableCommand {
             defer { withExtendedLifetime(lock) {} }
             let plan = try options.reconciler().plan(config)
             let keeping = plan.prefixes.keeping(at: UInt64(time(nil)))
-            if options.json { return try printJSON(Output(changes: plan.drift, renumbering: keeping, table: plan.desired.table.nftText, note: plan.kernel.note)) }
+            if options.json {
+                return try printJSON(Output(changes: plan.drift, renumbering: keeping, table: plan.desired.table.nftText, note: plan.kernel.note))
+            }
             if let note = plan.kernel.note { print("note: \(note)") }
             for k in keeping { print("renumbering: \(k)") }
             if plan.isEmpty { return print("no changes") }
@@ -228,7 +230,8 @@ struct Remove: ParsableCommand {
             let removed = try Reconciler(namespace: netns).remove(protocols: protocols, pins: pins)
             if all {
                 // This namespace's state; other namespaces' (in netns/) stay.
-                for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f != "netns" && f != (StateLock.file(in: dir) as NSString).lastPathComponent {
+                for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                    where f != "netns" && f != (StateLock.file(in: dir) as NSString).lastPathComponent {
                     try FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent(f))
                 }
             } else {

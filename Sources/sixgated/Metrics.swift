@@ -27,7 +27,8 @@ struct MetricsService: Service {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_storage()
         let length = endpoint.write(into: &address)
-        guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }) == 0, listen(fd, 16) == 0 else {
+        guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }) == 0,
+              listen(fd, 16) == 0 else {
             let e = errno
             close(fd)
             throw MetricsError(endpoint: endpoint, code: e)
@@ -54,7 +55,8 @@ struct MetricsService: Service {
             parts.count >= 2 && parts[0] == "GET" && (parts[1] == "/metrics" || parts[1].hasPrefix("/metrics?"))
             ? ("200 OK", exposition.text())
             : ("404 Not Found", "sixgate serves /metrics only\n")
-        let response = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let response = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = Array(response.utf8).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 }
@@ -107,7 +109,8 @@ final class Exposition: Sendable {
                     let words = counter.split(separator: " ").map(String.init)
                     let labels = zip(["listen", "route"], words.dropLast()).map { ($0, $1) }
                     let base = words.last ?? counter
-                    let metric = "sixgate_\(name)_" + (labels.count == 2 ? "route_" : "") + base.map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") { $0.append($1) }
+                    let metric = "sixgate_\(name)_" + (labels.count == 2 ? "route_" : "")
+                        + base.map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") { $0.append($1) }
                     let key = metric + labels.map { "{\($0.0)=\($0.1)}" }.joined()
                     if MetricsService.gauges.contains(base) {
                         if k.gauges[key] == nil { k.gauges[key] = prometheus.makeGauge(descriptor: Self.named(metric), labels: labels) }

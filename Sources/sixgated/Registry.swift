@@ -200,7 +200,8 @@ struct ControlService: Service {
                 // sixgatectl reload: every part stopped cleanly and started again
                 // with the config the daemon runs, as long as its file still says so.
                 guard registry.configFileUnchanged else {
-                    return reply(["error": "\(registry.path) is no longer the config sixgated runs (changed or not valid): `sixgatectl apply` it, which reloads the daemon too"])
+                    return reply(["error": "\(registry.path) is no longer the config sixgated runs (changed or not valid): "
+                                      + "`sixgatectl apply` it, which reloads the daemon too"])
                 }
                 registry.note("clean reload asked for; restarted")
                 defer { registry.restart(with: registry.path) }

@@ -203,7 +203,8 @@ struct PartService: Service {
             logger.info("translator ready: \(datapath.detail), prefix \(c.prefix)\(retiring)\(restored) (\(choice.why))")
             registry.serving(.translator, detail: [
                 "datapath \(datapath.detail): \(choice.why)",
-                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)" + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.value) for its hosts" }.joined() } ?? ""),
+                "prefix \(c.prefix)\(retiring), \(c.nat64.eam.count) EAM(s)"
+                    + (pool.map { ", pool \($0.range)" + $0.retiring.map { ", keeping \($0.value) for its hosts" }.joined() } ?? ""),
             ]) {
                 var counters = PartStatus.counters(datapath.counters.fields + datapath.ownCounters)
                 if let flows { counters["renumbering_flows"] = flows.count }
@@ -297,7 +298,10 @@ struct PartService: Service {
                 throw PartFailure(part: .sixbedfour, reason: "\(error)")
             }
             current.withLock { $0 = datapath }
-            logger.info("6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), PREF64 \(prefix)\(withdrawn)")
+            logger.info("""
+                6bed4 router ready on \(settings.endpoint) and \(device), prefix \(IPv6Prefix(address: settings.address, length: 64)), \
+                PREF64 \(prefix)\(withdrawn)
+                """)
             registry.serving(.sixbedfour, detail: ["router on \(settings.endpoint) and \(device), PREF64 \(prefix)\(withdrawn)"]) {
                 PartStatus.counters(datapath.router.counters.fields)
             }

@@ -45,7 +45,8 @@ public enum DesiredStateError: Error, Sendable, Equatable, CustomStringConvertib
         let place = namespace.map { "in network namespace \($0)" } ?? "here"
         return switch self {
         case .missingInterface(_, let name): "interface \"\(name)\" does not exist \(place)"
-        case .foreignLink(_, let name, let kind): "\"\(name)\" already exists \(place) as a \(kind) device that sixgate did not create (it has no alias \"sixgate\")"
+        case .foreignLink(_, let name, let kind):
+            "\"\(name)\" already exists \(place) as a \(kind) device that sixgate did not create (it has no alias \"sixgate\")"
         }
     }
 

@@ -129,7 +129,8 @@ public enum DesiredTable {
                 let daddr = IPPrefix(host: config.accepting(m).address)
                 if config.routedInKernel(m), let backend = m.fallback, case .v6(let b) = backend.address {
                     // After the translator: no proxy in the path.
-                    specs.append(("mux_dnat", RuleSpec([.daddr(daddr), .dport(.tcp, m.listen.port)], counter: "mux_kernel_connections", .dnat(b, port: backend.port),
+                    specs.append(("mux_dnat", RuleSpec([.daddr(daddr), .dport(.tcp, m.listen.port)], counter: "mux_kernel_connections",
+                                                       .dnat(b, port: backend.port),
                                                        comment: "[[mux]] \(m.listen): in the kernel, to its backend")))
                 } else {
                     specs.append(("input", RuleSpec([.dport(.tcp, m.listen.port), .daddr(daddr)], counter: "mux_connections", .accept,
@@ -139,7 +140,8 @@ public enum DesiredTable {
             if config.muxRelays {
                 specs.append(("mux", RuleSpec([.l4proto(.tcp), .daddr(.v6(config.prefix.prefix)), .socketTransparent], counter: "mux_answers",
                                               .setMark(config.multiplexer.mark),
-                                              comment: "backends' answers to the multiplexer: the mark's routing table delivers them to its sockets, not to the translator")))
+                                              comment: "backends' answers to the multiplexer: the mark's routing table delivers them to its sockets, "
+                                                  + "not to the translator")))
             }
         }
 

@@ -139,7 +139,9 @@ public struct KernelProgramPlan: Sendable {
         // Its pins hold the program and the maps once this object is gone.
         if load { try NAT64Program(reusingMapsIn: directory).pin(in: directory) }
         let maps = try NAT64Maps(pinnedIn: directory)
-        guard let settings = wish.settings(links) else { throw KernelProgramError(reason: "the devices \(wish.devices.joined(separator: ", ")) are not there to attach to") }
+        guard let settings = wish.settings(links) else {
+            throw KernelProgramError(reason: "the devices \(wish.devices.joined(separator: ", ")) are not there to attach to")
+        }
         if configure { try maps.configure(settings) }
         let indexes = attach.compactMap { d in links.first { $0.name == d }?.index }
         try inNamespace { try NAT64Program.attachPinned(in: directory, ifindexes: indexes) }

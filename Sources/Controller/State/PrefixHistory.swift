@@ -66,7 +66,8 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
         // And without a pool, no translator keeps mappings of an old one.
         pools.removeAll { r in pool == nil || (try? IPv4Prefix.parse(r.value)).map { old in taken.contains { $0.overlaps(old) } } ?? true }
         guard let previous else {
-            return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: 0, retiring: [], pool: pool?.description, poolHold: poolHold, retiringPools: [])
+            return PrefixHistory(current: prefix, hold: hold, earlierAnswersUntil: 0, retiring: [], pool: pool?.description, poolHold: poolHold,
+                                 retiringPools: [])
         }
         var retiring = previous.retiring.filter { $0.isActive(at: now) && $0.value != prefix }
         var earlier = previous.earlierAnswersUntil > now ? previous.earlierAnswersUntil : 0
@@ -97,7 +98,9 @@ public struct PrefixHistory: Codable, Sendable, Equatable {
 
     /// What is kept for a renumbering at `now`, one line each, for apply and plan.
     public func keeping(at now: UInt64) -> [String] {
-        retiring.filter { $0.isActive(at: now) }.map { "keeping prefix \($0.description(now: now)) beside \(current): answers handed out for it may live until then" }
+        retiring.filter { $0.isActive(at: now) }.map {
+            "keeping prefix \($0.description(now: now)) beside \(current): answers handed out for it may live until then"
+        }
             + retiringPools.filter { $0.isActive(at: now) }.map { "keeping pool \($0.description(now: now)) for the hosts that hold its addresses" }
     }
 

@@ -165,7 +165,10 @@ public final class Reconciler {
         for old in protocols.subtracting([proto]).sorted() {
             let stale = allRoutes.filter { $0.proto == old && $0.unicast }.map(\.route)
             routesToDelete.append((old, stale))
-            for r in stale { drift.append(Drift(.route, .extra, r.description, "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)")) }
+            for r in stale {
+                drift.append(Drift(.route, .extra, r.description,
+                                   "ip route del \(r.destination) dev \(r.device) proto \(old) (sixgate's previous protocol number)"))
+            }
         }
         // The multiplexer's: what carries our number and is not wanted goes,
         // and all that carries a previous number.
@@ -182,8 +185,13 @@ public final class Reconciler {
                      delete: liveRules.filter { $0.0 != proto || !desired.rules.contains($0.1) })
         for r in localRoutes.add { drift.append(Drift(.route, .missing, r.description, "ip route add \(r) proto \(proto)")) }
         for (p, r) in localRoutes.delete { drift.append(Drift(.route, .extra, r.description, "ip route del \(r) proto \(p)")) }
-        for r in rules.add { drift.append(Drift(.rule, .missing, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule add priority \(r.priority) fwmark \(r.mark) lookup \(r.table) proto \(proto)")) }
-        for (p, r) in rules.delete { drift.append(Drift(.rule, .extra, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule del priority \(r.priority) proto \(p)")) }
+        for r in rules.add {
+            drift.append(Drift(.rule, .missing, r.description,
+                               "ip \(r.ipv6 ? "-6" : "-4") rule add priority \(r.priority) fwmark \(r.mark) lookup \(r.table) proto \(proto)"))
+        }
+        for (p, r) in rules.delete {
+            drift.append(Drift(.rule, .extra, r.description, "ip \(r.ipv6 ? "-6" : "-4") rule del priority \(r.priority) proto \(p)"))
+        }
         try refuseConflicts(routesToAdd: routesToAdd, addressesToAdd: addressesToAdd, allRoutes: allRoutes, protocols: protocols, environment: environment)
         let nft = NftDiff(live: liveTable, desired: desired.table)
         drift += NftListing.readable(nft.drift, table: desired.table.name, namespace: namespace)
@@ -238,7 +246,8 @@ public final class Reconciler {
                 let length = { (p: IPPrefix) -> Int in if case .v6(let v) = p { v.length } else { -1 } }
                 let best = routes.filter { $0.destination.contains(.v6(a)) }.max { length($0.destination) < length($1.destination) }
                 guard let best else {
-                    unrouted.append("the backend \(backend) of \(what) has no route yet: the multiplexer cannot reach it until it has one (through \(config.gateway.inside6), say)")
+                    unrouted.append("the backend \(backend) of \(what) has no route yet: "
+                        + "the multiplexer cannot reach it until it has one (through \(config.gateway.inside6), say)")
                     continue
                 }
                 if !wrong.contains(best.device) { continue }

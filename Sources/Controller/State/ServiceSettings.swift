@@ -47,7 +47,8 @@ extension Config {
         guard let range = nat64.pool4 else { return nil }
         let pool = DynamicPool(range: range, idleTimeout: UInt64(nat64.poolIdleTimeout.components.seconds),
                                stateFile: poolStateFile, reserved: Set([nat64.address4].compactMap { $0 }), retiring: retiring,
-                               clientLimit: nat64.poolPerClient > 0 ? DynamicPool.ClientLimit(addresses: nat64.poolPerClient, length: nat64.poolClientLength) : nil)
+                               clientLimit: nat64.poolPerClient > 0
+                                   ? DynamicPool.ClientLimit(addresses: nat64.poolPerClient, length: nat64.poolClientLength) : nil)
         pool.load(now: now)
         return pool
     }
