@@ -33,7 +33,7 @@ test: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test needs root: the integration tests create network namespaces" >&2; exit 1; fi
 	$(PRIVATE_MOUNTS) $(SWIFT) test
 
-# The demo: a live gateway in throwaway namespaces (Tests/Demo): sixgatectl
+# The demo: a live gateway in throwaway namespaces (demo/Demo): sixgatectl
 # apply and sixgated run in gw with DNS64, the translator and the 6bed4 router
 # from one config; three scenarios with real clients; status and
 # verify; then teardown. KEEP=1 keeps it up until Ctrl-C.

@@ -98,7 +98,7 @@ let package = Package(
         ),
 
         // Test support: builds the namespace topology of the integration tests (c6, c4, gw, s6, s4).
-        .target(name: "NetnsRig", path: "Tests/NetnsRig"),
+        .target(name: "NetnsRig", path: "demo/NetnsRig"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "MuxTests", dependencies: ["Mux"], exclude: ["openssl-hello.hex"]),
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
@@ -106,10 +106,11 @@ let package = Package(
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
         .testTarget(name: "ControllerTests", dependencies: ["Configuration", "ControlProtocol", "Controller", "Netlink", "Common", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
+        .testTarget(name: "TunTests", dependencies: ["Tun", "Packet"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
-        .target(name: "Demo", dependencies: ["NetnsRig"], path: "Tests/Demo"),
-        .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "Tests/SixgateDemo"),
+        .target(name: "Demo", dependencies: ["NetnsRig"], path: "demo/Demo"),
+        .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "demo/sixgate-demo"),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Configuration", "Controller", "Demo"], exclude: ["Fixtures"]),
     ]
 )

@@ -58,8 +58,8 @@ import Testing
                         poll.unregister(fd)
                         pending.discard(fd)
                 connected += 100 - len(pending)
-                time.sleep(0.02)
-            time.sleep(2)
+                time.sleep(0.02)  # pacing between batches: part of the flood's shape
+            time.sleep(2)  # the flood under test holds them for two seconds
             for s in socks: s.close()
             print('done', connected, flush=True)
             """)
@@ -86,7 +86,7 @@ import Testing
                     except OSError: pass
                     socks.append(s)
                 for s in socks: s.close()
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing between batches: part of the flood's shape
             print('done', flush=True)
             """)
     }

@@ -65,10 +65,7 @@ struct DNS64Gateway {
                 attempts = 2
                 \(more)
                 """.write(toFile: config, atomically: true, encoding: .utf8)
-            let dns64 = try rig.start("gw", [binDir + "/sixgated", "dns64", "--config", config], name: "dns64")
-            let deadline = ContinuousClock.now + .seconds(10)
-            while !dns64.errors.contains("dns64 ready"), ContinuousClock.now < deadline { usleep(20_000) }
-            guard dns64.errors.contains("dns64 ready") else { throw TranslatorDidNotStart(log: dns64.errors) }
+            let (dns64, _) = try rig.startNotifying("gw", [binDir + "/sixgated", "dns64", "--config", config], name: "dns64", readyWithin: .seconds(10))
             return DNS64Gateway(rig: rig, dns64: dns64, servers: servers)
         } catch {
             rig.teardown()

@@ -3,43 +3,6 @@ import Glibc
 import NetnsRig
 import Testing
 
-/// A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET.
-final class NotifySocket {
-    let path: String
-    let fd: Int32
-
-    init(path: String) throws {
-        self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        guard fd >= 0, rc == 0 else { throw CannotBind(path: path, code: errno) }
-    }
-
-    struct CannotBind: Error {
-        let path: String
-        let code: Int32
-    }
-
-    deinit { close(fd) }
-
-    /// The messages that arrive within `timeout`, until one contains `until`.
-    func receive(until: String, timeout: Duration) -> [String] {
-        var got: [String] = []
-        let deadline = ContinuousClock.now + timeout
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while ContinuousClock.now < deadline, !got.contains(where: { $0.contains(until) }) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) > 0 else { continue }
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n > 0 { got.append(String(decoding: buffer[0..<n], as: UTF8.self)) }
-        }
-        return got
-    }
-}
-
 @Suite(.serialized) struct DaemonIntegrationTests {
     /// Where BPF is denied (here: sixgatectl and sixgated without CAP_BPF,
     /// CAP_SYS_ADMIN and CAP_PERFMON), with `auto` apply says why it leaves
@@ -58,9 +21,7 @@ final class NotifySocket {
         let applied = try rig.run("gw", denied + [binDir + "/sixgatectl", "apply", config])
         #expect(applied.succeeded && applied.stderr.contains("warning: nat64.datapath = auto, and the tc-BPF program cannot run here (")
                 && applied.stderr.contains("Operation not permitted") && !applied.stdout.contains("bpf"), "\(applied)")
-        let daemon = try rig.start("gw", denied + [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !daemon.errors.contains("translator ready"), ContinuousClock.now < deadline { usleep(20_000) }
+        let (daemon, _) = try rig.startNotifying("gw", denied + [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
         let status = try runProduct("sixgatectl", ["status", config, "--json"])
         let parts = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["parts"] as? [[String: Any]]
         let detail = (parts?.first?["detail"] as? [String])?.first ?? "none: \(status) \(daemon.errors)"
@@ -157,15 +118,18 @@ final class NotifySocket {
             import socket, time
             q = bytes.fromhex('123401000001000000000000') + b'\\x02s4\\x07example\\x03org\\x00\\x00\\x1c\\x00\\x01'
             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(2)
-            for i in range(300):
+            for i in range(300):  # paced over about a second: the rate is what status is to show
                 s.sendto(q, ('2001:db8:1::1', 53)); s.recv(4096); time.sleep(0.003)
             """
         try rig.checked("c6", ["python3", "-c", burst])
-        sleep(2)
-        let rated = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
-        let qps = ((try JSONSerialization.jsonObject(with: Data(rated.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?[1]["counters"] as? [String: Int]
-        // 300 queries over a window of at most ten seconds (less if the daemon is younger).
-        #expect((20...300).contains(qps?["qps"] ?? 0), "\(rated)")
+        // 300 queries over a window of at most ten seconds (less if the
+        // daemon is younger), once DNS64's next sample (every second) has them.
+        var rated = ""
+        try waitUntil("status to show DNS64's qps of the burst: \(rated)", deadline: .seconds(5), poll: .milliseconds(100)) {
+            rated = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
+            let qps = ((try JSONSerialization.jsonObject(with: Data(rated.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?[1]["counters"] as? [String: Int]
+            return (20...300).contains(qps?["qps"] ?? 0)
+        }
 
         // The same counters for Prometheus.
         let scrape = try rig.run("c6", ["curl", "-sS", "--max-time", "5", "http://[2001:db8:1::1]:9164/metrics"])
@@ -215,17 +179,20 @@ final class NotifySocket {
 
         // SIGUSR1 to the daemon: the router's process logs its counters.
         kill(daemon.pid, SIGUSR1)
-        try waitFor("sixgated[6bed4]: 6bed4 counters: ", in: daemon, seconds: 5)
+        try daemon.waitForLog("sixgated[6bed4]: 6bed4 counters: ", deadline: .seconds(5))
 
         // DNS64's process crashes (SIGSEGV) while c6 pings s4 through the
         // translator and a 6bed4 peer out on the IPv4 side (in s4) pings s6
         // through the router: neither loses a packet, and DNS64 answers
         // again within two seconds.
         let peer = try rig.start("s4", [binDir + "/6bed4peer", "--server", "203.0.113.1", "--default-route"], name: "peer")
-        try waitFor("address ", in: peer)
+        try peer.waitForLog("address ")
         let pings = try rig.start("c6", ["ping", "-c", "40", "-i", "0.1", "-W", "1", TranslatorGateway.s4in6], name: "ping")
         let tunnelled = try rig.start("s4", ["ping", "-6", "-n", "-c", "40", "-i", "0.1", "-W", "1", "2001:db8:2::2"], name: "ping6bed4")
-        usleep(500_000)
+        // Both flows under way before the crash: a few replies each.
+        try waitUntil("replies to both pings\n\(pings.output)\n\(tunnelled.output)", deadline: .seconds(10)) {
+            [pings, tunnelled].allSatisfy { $0.output.components(separatedBy: "icmp_seq=").count > 3 }
+        }
         kill(pids["dns64"]!, SIGSEGV)
         let crashed = ContinuousClock.now
         var answered: Duration?
@@ -249,13 +216,18 @@ final class NotifySocket {
         // A fault injected over the control socket fails a part as a crash
         // would: the router comes back serving.
         #expect(try runProduct("sixgatectl", ["inject-fault", "6bed4", config]).succeeded)
-        usleep(200_000)
-        let during = try runProduct("sixgatectl", ["status", config]).stdout
+        var during = ""
+        try waitUntil("status to show the router failed: \(during)", deadline: .seconds(5), poll: .milliseconds(50)) {
+            during = try runProduct("sixgatectl", ["status", config]).stdout
+            return during.contains("6bed4: failed: ")
+        }
         #expect(during.contains("6bed4: failed: fault injected over the control socket; restarting in 1s"), "\(during)")
-        usleep(1_600_000)
-        let router = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
-        let routerPart = ((try JSONSerialization.jsonObject(with: Data(router.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?.first { $0["name"] as? String == "6bed4" }
-        #expect(routerPart?["state"] as? String == "serving" && (routerPart?["counters"] as? [String: Int])?["restarts"] == 1, "\(router)")
+        var router = ""
+        try waitUntil("the router to serve again after its restart: \(router)", deadline: .seconds(10), poll: .milliseconds(100)) {
+            router = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
+            let routerPart = ((try JSONSerialization.jsonObject(with: Data(router.utf8)) as? [String: Any])?["parts"] as? [[String: Any]])?.first { $0["name"] as? String == "6bed4" }
+            return routerPart?["state"] as? String == "serving" && (routerPart?["counters"] as? [String: Int])?["restarts"] == 1
+        }
 
         kill(daemon.pid, SIGTERM)
         #expect(Spawn.wait(daemon.pid, timeout: .seconds(5)) == 0, "\(daemon.errors)")

@@ -174,13 +174,3 @@ struct Scrape {
         text.split(separator: "\n").first { $0.hasPrefix("# TYPE \(name) ") }.map { String($0.split(separator: " ").last ?? "") }
     }
 }
-
-/// Asks `body` every 200 ms until it is true or `seconds` have passed.
-func eventually(seconds: Int, _ body: () throws -> Bool) rethrows -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try body() { return true }
-        usleep(200_000)
-    }
-    return try body()
-}

@@ -72,10 +72,10 @@ import Testing
         try rig.checked("c4", ["python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'`junk', ('198.51.100.1', 25790))"])
 
         var scrape = Scrape(text: "")
-        #expect(try eventually(seconds: 10) {
+        try waitUntil("a scrape with the audit's time and the router's drop\n\(scrape.text)\n\(daemon.errors)", deadline: .seconds(10), poll: .milliseconds(200)) {
             scrape = try Self.scrape(rig)
             return scrape.value("sixgate_drift_checked_timestamp_seconds") != nil && scrape.names.contains("sixgate_sixbedfour_drop_malformed_total")
-        }, "\(scrape.text)\n\(daemon.errors)")
+        }
         let exported = scrape.names
         // One of each kind that appears only once counted: the naming holds.
         for name in ["sixgate_translator_drop_hop_limit_exceeded_total", "sixgate_translator_sent_icmpv6_time_exceeded_total",
@@ -118,14 +118,17 @@ import Testing
         let audit = try runProduct("sixgatectl", ["audit", demo.config, "--netns", rig.ns("gw"), "--json"])
         let listed = ((try? JSONSerialization.jsonObject(with: Data(audit.stdout.utf8))) as? [String: Any])?["drift"] as? [[String: Any]] ?? []
         #expect(audit.status == 2 && !listed.isEmpty, "\(audit)")
-        #expect(try eventually(seconds: 10) {
+        try waitUntil("sixgate_drift (\(String(describing: scrape.value("sixgate_drift")))) to be what audit lists (\(listed.count))\n\(daemon.errors)",
+                      deadline: .seconds(10), poll: .milliseconds(200)) {
             scrape = try Self.scrape(rig)
             return scrape.value("sixgate_drift") == Double(listed.count)
-        }, "sixgate_drift \(String(describing: scrape.value("sixgate_drift"))), audit lists \(listed.count)\n\(daemon.errors)")
+        }
         #expect((scrape.value("sixgate_drift_checked_timestamp_seconds").map { UInt64($0) } ?? 0) > checked, "a later audit")
         #expect(daemon.errors.contains("sixgated: audit: \(listed.count) change") && daemon.errors.contains("`sixgatectl apply` repairs them"), "\(daemon.errors)")
         #expect(try runProduct("sixgatectl", ["apply", demo.config, "--netns", rig.ns("gw")]).succeeded)
-        #expect(try eventually(seconds: 10) { try Self.scrape(rig).value("sixgate_drift") == 0 }, "repaired by apply\n\(daemon.errors)")
+        try waitUntil("sixgate_drift 0, repaired by apply\n\(daemon.errors)", deadline: .seconds(10), poll: .milliseconds(200)) {
+            try Self.scrape(rig).value("sixgate_drift") == 0
+        }
         #expect(daemon.errors.contains("sixgated: audit: no drift"), "\(daemon.errors)")
     }
 
@@ -158,10 +161,10 @@ import Testing
         // Under way: the deadline, and the old prefix still translating and counted.
         #expect(try rig.run("c6", ["curl", "-sS", "--max-time", "5", "-g", "http://[\(Self.s4old)]:8080/index.html"]).stdout.contains("hello from s4"))
         var scrape = Scrape(text: "")
-        #expect(try eventually(seconds: 5) {
+        try waitUntil("a scrape with the renumbering's counters\n\(scrape.text)\n\(daemon.errors)", deadline: .seconds(5), poll: .milliseconds(200)) {
             scrape = try Self.scrape(rig)
             return scrape.value("sixgate_drift") != nil && MonitoringFiles.onlyWhileRenumbering.isSubset(of: scrape.names)
-        }, "\(scrape.text)\n\(daemon.errors)")
+        }
         #expect(scrape.value("sixgate_renumbering_deadline_timestamp_seconds") == Double(deadline), "\(deadline): \(scrape.text)")
         #expect(scrape.value("sixgate_drift") == 0, "the audit keeps the old prefix until its deadline: \(daemon.errors)")
         try #require(Int(time(nil)) < deadline - 2, "the deadline came too soon for the test")
@@ -170,8 +173,9 @@ import Testing
         // renumbering in the kernel but cannot restart, so the deadline stays.
         try (try String(contentsOfFile: demo.config, encoding: .utf8)).replacingOccurrences(of: "max_ttl = \"12s\"", with: "max_ttl = \"10s\"")
             .write(toFile: demo.config, atomically: true, encoding: .utf8)
-        try waitFor("changed since it was applied; not restarting with it", in: daemon, seconds: deadline - Int(time(nil)) + 30)
-        sleep(2)
+        try daemon.waitForLog("changed since it was applied; not restarting with it", deadline: .seconds(deadline - Int(time(nil)) + 30))
+        // SixgateRenumberingStuck's condition needs the clock past the deadline, not at it.
+        try waitUntil("the clock to pass the deadline \(deadline)", deadline: .seconds(3), poll: .milliseconds(100)) { Int(time(nil)) > deadline }
         scrape = try Self.scrape(rig)
         let stuck = scrape.value("sixgate_renumbering_deadline_timestamp_seconds") ?? 0
         #expect(stuck == Double(deadline) && stuck > 0 && Double(time(nil)) > stuck, "SixgateRenumberingStuck's condition holds: \(stuck)")
@@ -179,7 +183,9 @@ import Testing
         // Applying the edit ends it: the daemon restarts without the old prefix.
         #expect(try runProduct("sixgatectl", ["apply", demo.config, "--netns", gw]).succeeded)
         try #require(demo.waitForReady(3, seconds: 15) == 3, "\(daemon.errors)")
-        #expect(try eventually(seconds: 5) { try Self.scrape(rig).value("sixgate_renumbering_deadline_timestamp_seconds") == 0 }, "\(daemon.errors)")
+        try waitUntil("sixgate_renumbering_deadline_timestamp_seconds 0\n\(daemon.errors)", deadline: .seconds(5), poll: .milliseconds(200)) {
+            try Self.scrape(rig).value("sixgate_renumbering_deadline_timestamp_seconds") == 0
+        }
     }
 
     /// promtool accepts the rules and its unit tests of them pass (each alert

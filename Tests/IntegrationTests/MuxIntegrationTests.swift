@@ -42,7 +42,7 @@ import Testing
                                    "-subj", "/CN=\(name)", "-addext", "subjectAltName=DNS:\(name)", "-keyout", key, "-out", cert])
         }
         let p = try rig.start("s6", ["python3", "-c", Self.server, address, "\(port)", name, tls ? cert : "-", tls ? key : "-", dir], name: "site-\(name)-\(port)")
-        try waitFor("listening", in: p)
+        try p.waitForLog("listening")
         return p
     }
 
@@ -112,9 +112,8 @@ import Testing
         let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
         try #require(applied.succeeded, "\(applied)")
         #expect(applied.stdout.contains("local 203.0.113.20/32 dev lo table local") && applied.stdout.contains("fwmark 0x5347 lookup 5347"), "\(applied)")
-        let daemon = try rig.start("gw", [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
+        let (daemon, _) = try rig.startNotifying("gw", [binDir + "/sixgated", "run", "--config", config], name: "sixgated")
         defer { rig.stop(daemon) }
-        try waitFor("sixgated: ready: mux", in: daemon)
         func counters() throws -> [String: Int] {
             let status = try runProduct("sixgatectl", ["status", config, "--json"]).stdout
             let parts = (try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])?["parts"] as? [[String: Any]]
@@ -143,7 +142,7 @@ import Testing
             s = socket.create_connection(('\(Self.mux)', 443), timeout=5)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for part in (hello[:7], hello[7:120], hello[120:]):
-                s.send(part); time.sleep(0.3)
+                s.send(part); time.sleep(0.3)  # what is tested: segments that arrive apart
             reply = s.recv(5)
             sys.exit(0 if reply[:1] == b'\\x16' else 1)
             """
@@ -162,13 +161,21 @@ import Testing
             print('open', file=sys.stderr, flush=True)
             for b in b'\\x16\\x03\\x01\\x01\\x3c\\x01':
                 try:
-                    slow.send(bytes([b])); time.sleep(0.5)
+                    slow.send(bytes([b])); time.sleep(0.5)  # what is tested: a byte every half second
                 except OSError:
                     break
-            time.sleep(3)
+            # Until the multiplexer has closed each (its peek timeout, 2 s,
+            # or the invalid head): then it has counted them.
+            end = time.time() + 10
+            for s in idle + [slow, junk, big]:
+                s.settimeout(max(0.01, end - time.time()))
+                try:
+                    while s.recv(4096): pass
+                except OSError:
+                    pass
             """
         let abuser = try rig.start("c4", ["python3", "-c", abuse], name: "abuse")
-        try waitFor("open", in: abuser, seconds: 20)
+        try abuser.waitForLog("open", deadline: .seconds(20))
         let served = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "--cacert", rig.scratch + "/www.example.com.crt", "--resolve", "www.example.com:443:\(Self.mux)",
                                         "https://www.example.com/"])
         let during = try counters()
@@ -198,11 +205,16 @@ import Testing
                 s = socket.create_connection(('\(Self.mux)', 80), timeout=5)
                 s.send(b'GET /blob HTTP/1.1\\r\\nHost: www.example.com\\r\\n\\r\\n')
                 s.close()
-                time.sleep(0.2)
+                time.sleep(0.2)  # one at a time, each on its own
             """
+        let routed = try counters()["\(Self.mux):80 www.example.com connections"] ?? 0
         #expect(try rig.run("c4", ["python3", "-c", resets]).succeeded)
-        usleep(500_000)
-        let afterResets = try counters()
+        // Each relayed and closed on the multiplexer's side (its writes met the reset).
+        var afterResets: [String: Int] = [:]
+        try waitUntil("the five reset connections routed and closed: \(afterResets)", deadline: .seconds(10), poll: .milliseconds(100)) {
+            afterResets = try counters()
+            return afterResets["\(Self.mux):80 www.example.com connections"] == routed + 5 && afterResets["connections_open"] == 0
+        }
         #expect(afterResets["restarts"] == 0, "\(afterResets)")
         let stillServes = try rig.run("c4", ["curl", "-sS", "--max-time", "5", "-H", "Host: webmail.example.com", "http://\(Self.mux)/"])
         #expect(stillServes.stdout == "mail.example.com \(Self.c4in6)\n", "\(stillServes)")
@@ -253,8 +265,6 @@ import Testing
         }
         let rig = demo.rig
         defer { rig.teardown() }
-        let daemon = try #require(demo.daemon)
-        try waitFor("mux", in: daemon)
         let servers = [try backend(rig, "2001:db8:2::10", 8000, name: "web", tls: false), try backend(rig, "2001:db8:2::10", 8001, name: "xmpp", tls: false)]
         defer { servers.forEach(rig.stop) }
 

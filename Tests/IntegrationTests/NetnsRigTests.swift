@@ -40,12 +40,11 @@ import Testing
             let a = try rig.start("gw", ["sleep", "600"], name: "sleep-a")
             let b = try rig.start("s4", ["sleep", "600"], name: "sleep-b")
             pids = [a.pid, b.pid]
-            // `ip netns exec` enters the namespace just after the spawn: give it a moment.
+            // `ip netns exec` enters the namespace just after the spawn.
             var inside = ""
-            for _ in 0..<100 {
+            try waitUntil("the process to enter a namespace", deadline: .seconds(2)) {
                 inside = try rig.checked("gw", ["ip", "netns", "identify", String(a.pid)]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-                if !inside.isEmpty { break }
-                usleep(20_000)
+                return !inside.isEmpty
             }
             #expect(inside == rig.ns("gw"), "the process runs inside gw")
             rig.stop(a)
@@ -70,15 +69,11 @@ import Testing
         defer { unlink(out); unlink(out + ".err") }
         let pid = try Spawn.start([path], stdout: out, stderr: out + ".err")
         var ready: [Substring] = []
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
+        // Its report, or its end: either way no more to wait for.
+        try? waitUntil("RigHold to report its rig", deadline: .seconds(30)) {
             let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) {
-                ready = line.split(separator: " ")
-                break
-            }
-            if Spawn.wait(pid, timeout: .zero) != nil { break }
-            usleep(20_000)
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) { ready = line.split(separator: " ") }
+            return !ready.isEmpty || Spawn.wait(pid, timeout: .zero) != nil
         }
         guard ready.count == 7, let sleeper = pid_t(ready[1]) else {
             Spawn.stop(pid)
@@ -103,7 +98,11 @@ import Testing
         let name = "\(NetnsRig.namePrefix)\(dead)-stale-gw"
         _ = try Spawn.run(["ip", "netns", "add", name], timeout: .seconds(10), scratch: NSTemporaryDirectory())
         let sleeper = try Spawn.start(["ip", "netns", "exec", name, "sleep", "600"], stdout: "/dev/null", stderr: "/dev/null")
-        usleep(200_000)
+        // Inside, or already gone with the namespace (reaped by a rig of a parallel test).
+        try waitUntil("the sleeper to enter \(name)", deadline: .seconds(5)) {
+            try Spawn.run(["ip", "netns", "identify", String(sleeper)], timeout: .seconds(10), scratch: NSTemporaryDirectory()).stdout.contains(name)
+                || Spawn.wait(sleeper, timeout: .zero) != nil
+        }
         // No check that it exists here: a rig built meanwhile by a test running in
         // parallel reaps it too, which is the same function at work.
         NetnsRig.reapStale()

@@ -1,3 +1,4 @@
+@testable import Configuration
 @testable import Controller
 @testable import Nftables
 import Foundation

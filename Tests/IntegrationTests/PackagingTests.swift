@@ -1,3 +1,4 @@
+import Configuration
 import Controller
 import Foundation
 import NetnsRig

@@ -92,11 +92,17 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         #expect(try ctl(rig, "apply", config).status == 0)
         let before = try snapshot(rig)
         let monitor = try rig.start("gw", ["nft", "monitor"], name: "monitor")
-        usleep(300_000)
+        // Changes of our own before and after: the monitor listened throughout.
+        var probes = 0
+        try waitUntil("nft monitor to report a change\n\(monitor.errors)", deadline: .seconds(10), poll: .milliseconds(50)) {
+            probes += 1
+            try rig.checked("gw", ["nft", "add", "table", "inet", "monitorready\(probes)"])
+            try rig.checked("gw", ["nft", "delete", "table", "inet", "monitorready\(probes)"])
+            return monitor.output.contains("monitorready")
+        }
         let second = try ctl(rig, "apply", config, ["--json"])
-        // A change of our own afterwards proves that the monitor was listening.
         try rig.checked("gw", ["nft", "add", "table", "inet", "monitorprobe"])
-        usleep(300_000)
+        try waitUntil("nft monitor to report the probe\n\(monitor.output)", deadline: .seconds(10)) { monitor.output.contains("monitorprobe") }
         rig.stop(monitor)
         #expect(second.status == 0)
         #expect(second.stdout.contains("\"nftTransaction\" : false"), "\(second)")
@@ -271,6 +277,7 @@ func tableJSON(_ rig: NetnsRig) throws -> String? {
         var seen: Set<String> = []
         for i in 0..<60 {
             let pid = try Spawn.start([binary, "apply", targets[(i + 1) % 2], "--netns", rig.ns("gw")], stdout: "/dev/null", stderr: "/dev/null")
+            // A random moment is what is tested: no condition to wait for.
             usleep(UInt32.random(in: 0...max(40_000, window)))
             kill(pid, SIGKILL)
             _ = Spawn.wait(pid, timeout: .seconds(10))

@@ -52,7 +52,11 @@ import Testing
         let download = try rig.start("c6", ["curl", "-sS", "--limit-rate", "500k", "-o", rig.scratch + "/got", "-g",
                                             "http://[\(s4old)]:8080/blob"], name: "download")
         let ping = try rig.start("p2", ["ping", "-6", "-n", "-c", "40", "-i", "0.25", "-W", "2", s4old], name: "ping-p2")
-        sleep(2)
+        // Both under way on the old prefix before it changes.
+        try waitUntil("the download and p2's ping on the old prefix\n\(download.errors)\n\(ping.output)", deadline: .seconds(10), poll: .milliseconds(100)) {
+            let got = (try? FileManager.default.attributesOfItem(atPath: rig.scratch + "/got")[.size] as? Int) ?? 0
+            return got >= 500_000 && ping.output.components(separatedBy: "icmp_seq=").count > 4
+        }
 
         // The renumbering: apply hands the new prefix over; the daemon restarts with it.
         let text = try String(contentsOfFile: demo.config, encoding: .utf8)
@@ -112,9 +116,12 @@ import Testing
         let routes4After = try rig.checked("gw", ["ip", "-4", "route", "show", "proto", "164"]).stdout
         #expect(!routes4After.contains(Self.oldPool) && routes4After.contains(Self.newPool), "\(routes4After)")
         #expect(try fetch(s4new).stdout.contains("hello from s4"))
-        sleep(2)  // the pool's state is saved every second
-        let moved = try poolOctet()
-        #expect(moved.map { (64..<128).contains($0) } == true, "c6 moved to the new pool \(Self.newPool): .\(moved ?? -1)")
+        // The pool's state is saved every second.
+        var moved: Int?
+        try waitUntil("c6's mapping in the new pool \(Self.newPool) in the state file: .\(moved ?? -1)", deadline: .seconds(5), poll: .milliseconds(100)) {
+            moved = try poolOctet()
+            return moved.map { (64..<128).contains($0) } == true
+        }
         #expect(try runProduct("sixgatectl", ["audit", demo.config, "--netns", gw]).status == 0)
         #expect(!(try runProduct("sixgatectl", ["status", demo.config]).stdout.contains("renumbering:")))
     }

@@ -52,8 +52,7 @@ struct SixBedFourNet {
                 """.write(toFile: config, atomically: true, encoding: .utf8)
             let applied = try runProduct("sixgatectl", ["apply", config, "--netns", rig.ns("gw")])
             guard applied.succeeded else { throw RigError.commandFailed(applied) }
-            let router = try rig.start("gw", [binDir + "/sixgated", "6bed4", "--config", config], name: "router")
-            try waitFor("6bed4 router ready", in: router)
+            let (router, _) = try rig.startNotifying("gw", [binDir + "/sixgated", "6bed4", "--config", config], name: "router", readyWithin: .seconds(10))
             var net = SixBedFourNet(rig: rig, router: router)
             for host in ["p1", "p2"] { net.peers[host] = try net.startPeer(host) }
             return net
@@ -66,7 +65,7 @@ struct SixBedFourNet {
     func startPeer(_ host: String) throws -> NetnsRig.Process {
         let p = try rig.start(host, [binDir + "/6bed4peer", "--server", "192.0.2.1", "--default-route", "--keepalive", "\(Self.keepalive)"],
                               name: "peer-\(host)-\(UUID().uuidString.prefix(4))")
-        try waitFor("address ", in: p)
+        try p.waitForLog("address ")
         return p
     }
 
@@ -82,8 +81,9 @@ struct SixBedFourNet {
     func routerCounters() throws -> [String: Int] {
         let before = router.errors.components(separatedBy: "6bed4 counters:").count
         kill(router.pid, SIGUSR1)
-        let deadline = ContinuousClock.now + .seconds(5)
-        while router.errors.components(separatedBy: "6bed4 counters:").count == before, ContinuousClock.now < deadline { usleep(20_000) }
+        try waitUntil("the router to log its counters\n\(router.errors)", deadline: .seconds(5)) {
+            router.errors.components(separatedBy: "6bed4 counters:").count > before
+        }
         let line = router.errors.components(separatedBy: "6bed4 counters:").last?.split(separator: "\n").first ?? ""
         return Dictionary(line.split(separator: " ").compactMap { kv -> (String, Int)? in
             let p = kv.split(separator: "=")
@@ -105,17 +105,6 @@ struct SixBedFourNet {
     }
 }
 
-func waitFor(_ text: String, in p: NetnsRig.Process, seconds: Int = 10) throws {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while !p.errors.contains(text), ContinuousClock.now < deadline { usleep(20_000) }
-    guard p.errors.contains(text) else { throw ProcessDidNotSay(text: text, log: p.errors) }
-}
-
-struct ProcessDidNotSay: Error, CustomStringConvertible {
-    let text: String, log: String
-    var description: String { "no \"\(text)\" in the log within the time allowed:\n\(log)" }
-}
-
 @Suite(.serialized) struct SixBedFourIntegrationTests {
     /// A peer finds the router by name: `sixgatectl publish` of the router's
     /// config, served by NSD, gives 6bed4.example.test; the router's AAAA
@@ -131,7 +120,7 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         defer { net.rig.stop(nsd) }
         let peer = try net.rig.start("p1", [binDir + "/6bed4peer", "--server", "6bed4.example.test", "--resolver", "192.0.2.11", "--device", "6bed4n"], name: "peer-by-name")
         defer { net.rig.stop(peer) }
-        try waitFor("address ", in: peer)
+        try peer.waitForLog("address ")
         #expect(peer.errors.contains("router 192.0.2.1:25790, from 6bed4.example.test A 192.0.2.1 (its AAAA \(SixBedFourNet.prefix):: embeds no endpoint)"), "\(peer.errors)")
     }
 
@@ -166,8 +155,12 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         let direct = try net.ping("p1", p2.address, count: 10)
         #expect(direct.succeeded && direct.stdout.contains("10 received"), "\(direct)")
         let after = try net.routerCounters()["relayed"] ?? -2
+        // The peers' counters, for the message below.
+        let logged = net.peers.mapValues { $0.errors.components(separatedBy: "counters:").count }
         for p in net.peers.values { kill(p.pid, SIGUSR1) }
-        usleep(200_000)
+        try waitUntil("the peers to log their counters", deadline: .seconds(5)) {
+            net.peers.allSatisfy { $0.value.errors.components(separatedBy: "counters:").count > logged[$0.key]! }
+        }
         let ct = try net.rig.run("nat", ["conntrack", "-L"]).stdout
         #expect(before == after, "the router relayed nothing while the peers talked: \(before) -> \(after)\n\(net.peers["p1"]!.errors)\n\(net.peers["p2"]!.errors)\n\(ct)")
 
@@ -195,11 +188,11 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
         // comes from, so it cannot stay the same); the router sees a source
         // that no longer matches and answers with a corrective RA.
         let pinger = try net.rig.start("p2", ["ping", "-6", "-n", "-i", "0.2", "-W", "1", "2001:db8:2::2"], name: "pinger")
-        usleep(500_000)
+        try waitUntil("a reply to p2's steady ping\n\(pinger.output)", deadline: .seconds(5)) { pinger.output.contains("icmp_seq=") }
         try net.rig.checked("nat", ["nft", "flush chain ip nat post; add rule ip nat post oifname eth0 meta l4proto udp masquerade to :20000-20999"])
         try net.rig.checked("nat", ["conntrack", "-F"])
-        let deadline = ContinuousClock.now + .seconds(SixBedFourNet.keepalive)
-        while net.address("p2")?.address == old.address, ContinuousClock.now < deadline { usleep(50_000) }
+        // Within a keepalive: p2 learns its new address from the corrective RA.
+        try waitUntil("p2's new address", deadline: .seconds(SixBedFourNet.keepalive), poll: .milliseconds(50)) { net.address("p2")?.address != old.address }
         let new = try #require(net.address("p2"))
         #expect(new.address != old.address && new.endpoint.hasPrefix("198.51.100.2:20"), "\(old) -> \(new)")
         let r = try net.ping("p2", "2001:db8:2::2")
@@ -217,8 +210,12 @@ struct ProcessDidNotSay: Error, CustomStringConvertible {
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(pkt, ('192.0.2.1', 25790))
             """
         try net.rig.checked("p1", ["python3", "-c", script])
-        usleep(200_000)
-        #expect((try net.routerCounters()["drop.spoofed_source"] ?? 0) == spoofed + 1)
+        var dropped = spoofed
+        try waitUntil("the router to count the spoofed datagram: \(dropped), \(spoofed) before", deadline: .seconds(5), poll: .milliseconds(50)) {
+            dropped = try net.routerCounters()["drop.spoofed_source"] ?? 0
+            return dropped > spoofed
+        }
+        #expect(dropped == spoofed + 1)
     }
 
     @Test func peerAndRouterExitCleanly() throws {

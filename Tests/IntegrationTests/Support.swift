@@ -53,3 +53,12 @@ extension NetnsRig {
 /// Where the gateway of `rig` keeps its state, for a config whose state_dir
 /// is the rig's `scratch/state`: each network namespace has its own.
 func gatewayState(_ rig: NetnsRig) -> String { rig.scratch + "/state/netns/" + rig.ns("gw") }
+
+/// Waits until the translator's state file holds `client`'s pool mapping:
+/// the translator saves the pool's state every second.
+func waitForSavedMapping(_ rig: NetnsRig, client: String = "2001:db8:1::2", deadline: Duration = .seconds(5)) throws {
+    let file = gatewayState(rig) + "/pool4.state"
+    try waitUntil("\(client)'s pool mapping in \(file)", deadline: deadline, poll: .milliseconds(100)) {
+        ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").contains { $0.hasPrefix(client + " ") }
+    }
+}

@@ -56,10 +56,8 @@ struct TranslatorGateway {
     }
 
     static func startTranslator(_ rig: NetnsRig, _ config: String) throws -> NetnsRig.Process {
-        let p = try rig.start("gw", [binDir + "/sixgated", "translate", "--config", config], name: "translator-\(UUID().uuidString.prefix(6))")
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !p.errors.contains("translator ready"), ContinuousClock.now < deadline { usleep(20_000) }
-        guard p.errors.contains("translator ready") else { throw TranslatorDidNotStart(log: p.errors) }
+        let (p, _) = try rig.startNotifying("gw", [binDir + "/sixgated", "translate", "--config", config], name: "translator-\(UUID().uuidString.prefix(6))",
+                                            readyWithin: .seconds(10))
         // The datapath asked for is the one that runs.
         if p.errors.contains("datapath = kernel"), !p.errors.contains("translator ready: kernel (tc-BPF") { throw TranslatorDidNotStart(log: p.errors) }
         return p
@@ -69,8 +67,18 @@ struct TranslatorGateway {
     func udpEcho(_ host: String, _ address: String, port: Int) throws -> NetnsRig.Process {
         let family = address.contains(":") ? "AF_INET6" : "AF_INET"
         let p = try rig.start(host, ["python3", "-c", "import socket; s=socket.socket(socket.\(family), socket.SOCK_DGRAM); s.bind(('\(address)', \(port)))\nwhile True:\n d,a=s.recvfrom(4000); s.sendto(d[::-1], a)"], name: "udp-\(host)")
-        usleep(300_000)
+        try rig.waitForListener(host, port: port, udp: true, of: p)
         return p
+    }
+
+    /// The mappings the translator has mirrored into the kernel datapath's
+    /// pool map (its IPv6 side), as bpftool reads the pinned map.
+    func kernelPoolMappings() throws -> Int {
+        let pins = try FileManager.default.contentsOfDirectory(atPath: rig.bpfDir + "/sixgate").map { rig.bpfDir + "/sixgate/" + $0 }
+        guard let map = pins.first.map({ $0 + "/pool6" }) else { return 0 }
+        let dump = try Spawn.run(["bpftool", "-j", "map", "dump", "pinned", map], timeout: .seconds(10), scratch: rig.scratch)
+        guard dump.succeeded else { throw RigError.commandFailed(dump) }
+        return (try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [Any])?.count ?? 0
     }
 
     func udpAsk(_ host: String, _ address: String, port: Int, message: String) throws -> String {
@@ -82,7 +90,7 @@ struct TranslatorGateway {
 
 struct TranslatorDidNotStart: Error, CustomStringConvertible {
     let log: String
-    var description: String { "sixgated translate did not report ready within 10 s:\n\(log)" }
+    var description: String { "sixgated translate does not run the datapath its config asks for:\n\(log)" }
 }
 
 extension TranslatorGateway {
@@ -102,7 +110,7 @@ extension TranslatorGateway {
                 c.sendall(h.hexdigest().encode()); c.close()
             """
         let p = try rig.start(host, ["python3", "-c", script], name: "sink-\(host)")
-        usleep(400_000)
+        try rig.waitForListener(host, port: port, of: p)
         return p
     }
 
@@ -113,7 +121,7 @@ extension TranslatorGateway {
             import socket, hashlib, os
             import time
             d = os.urandom(\(size))
-            for i in range(50):  # the sink may still be starting
+            for i in range(50):  # refused? asked again every 0.1 s: a poll until the sink accepts, not a pause
                 try:
                     s = socket.socket(socket.\(family)); s.settimeout(30); s.connect(('\(address)', \(port))); break
                 except OSError:
@@ -202,7 +210,9 @@ extension TranslatorGateway {
         // c6's pool mapping first (made by the userspace translator, then
         // mirrored into the kernel's map), so that the burst finds it.
         _ = try g.rig.run("c6", ["ping", "-6", "-n", "-c", "1", "-W", "2", TranslatorGateway.s4in6])
-        usleep(200_000)
+        if datapath == "kernel" {
+            try waitUntil("c6's pool mapping in the kernel's map", deadline: .seconds(5)) { try g.kernelPoolMappings() > 0 }
+        }
         let count = 20000
         for (client, destination, server, address) in [("c6", TranslatorGateway.s4in6, "s4", "203.0.113.2"),
                                                         ("c4", TranslatorGateway.s6eam, "s6", "2001:db8:2::2")] {
@@ -222,7 +232,7 @@ extension TranslatorGateway {
                 except socket.timeout: pass
                 print(len(seen), bad, flush=True)
                 """], name: "burst-\(server)")
-            usleep(300_000)
+            try g.rig.waitForListener(server, port: 9100, udp: true, of: receiver)
             try g.rig.checked(client, ["python3", "-c", """
                 import socket, time
                 s = socket.socket(socket.\(destination.contains(":") ? "AF_INET6" : "AF_INET"), socket.SOCK_DGRAM)
@@ -293,9 +303,10 @@ extension TranslatorGateway {
         let g = try TranslatorGateway.start(datapath)
         defer { g.rig.teardown() }
         let (dir, sha) = try g.rig.blob(size: 3 << 20)
-        _ = try g.rig.httpServer("s4", "203.0.113.2", dir: dir)
+        let server = try g.rig.httpServer("s4", "203.0.113.2", dir: dir)
         let download = try g.rig.start("c6", ["sh", "-c", "curl -sS --max-time 40 --limit-rate 600K http://[\(TranslatorGateway.s4in6)]:8080/blob | sha256sum"], name: "slow-download")
-        usleep(1_500_000)
+        // The server logs the request once it answers: the download is under way.
+        try server.waitForLog("GET /blob")
         #expect(isAlive(download.pid), "the download is still running when the translator stops")
         g.rig.stop(g.translator)
         let state = try String(contentsOfFile: gatewayState(g.rig) + "/pool4.state", encoding: .utf8)

@@ -8,7 +8,8 @@ do {
     let rig = try NetnsRig.standard()
     let sleeper = try rig.start("s6", ["sleep", "600"], name: "sleeper")
     FileHandle.standardOutput.write(Data("ready \(sleeper.pid) \(rig.hosts.map(rig.ns).joined(separator: " "))\n".utf8))
-    while true { sleep(60) }
+    // Until a signal: the rig tears everything down and exits then.
+    while true { pause() }
 } catch {
     FileHandle.standardError.write(Data("rig-hold: \(error)\n".utf8))
     exit(1)

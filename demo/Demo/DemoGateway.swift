@@ -16,6 +16,8 @@ public final class DemoGateway {
     public let rig: NetnsRig
     public let config: String
     public private(set) var daemon: NetnsRig.Process?
+    /// The daemon's $NOTIFY_SOCKET: it reports READY=1 there, as to systemd.
+    public private(set) var notify: NotifySocket?
     /// What the last `sixgatectl apply` said it changed.
     public private(set) var applyReport = ""
     let bin: String
@@ -90,7 +92,7 @@ public final class DemoGateway {
             for host in ["c4", "p2"] {
                 let peer = try rig.start(host, [bin + "/6bed4peer", "--server", "198.51.100.1", "--default-route", "--keepalive", "5"], name: "peer-\(host)")
                 peers[host] = peer
-                try wait(for: ": address ", in: peer)
+                try peer.waitForLog(": address ", deadline: .seconds(15))
             }
         } catch {
             rig.teardown()
@@ -116,21 +118,17 @@ public final class DemoGateway {
         }
     }
 
-    func wait(for text: String, in p: NetnsRig.Process, seconds: Int = 15) throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while !p.errors.contains(text), ContinuousClock.now < deadline { usleep(50_000) }
-        guard p.errors.contains(text) else { throw Failure(description: "no \"\(text)\" within \(seconds) s:\n\(p.errors)") }
-    }
-
     /// The boot path of sixgate.service again: `sixgatectl apply` (ExecStartPre),
-    /// then `sixgated run` until it is ready.
+    /// then `sixgated run` until it is ready: READY=1 on its notify socket,
+    /// as systemd (Type=notify) hears it.
     public func startDaemon() throws -> NetnsRig.Process {
         let applied = try Spawn.run([bin + "/sixgatectl", "apply", config, "--netns", rig.ns("gw")], timeout: .seconds(30), scratch: rig.scratch)
         guard applied.succeeded else { throw Failure(description: "sixgatectl apply failed:\n\(applied)") }
         applyReport = applied.stdout
-        let daemon = try rig.start("gw", daemonWrapper + [bin + "/sixgated", "run", "--config", config], name: "sixgated-\(UUID().uuidString.prefix(4))")
+        let (daemon, notify) = try rig.startNotifying("gw", daemonWrapper + [bin + "/sixgated", "run", "--config", config],
+                                                      name: "sixgated-\(UUID().uuidString.prefix(4))")
         self.daemon = daemon
-        try wait(for: Self.ready, in: daemon)
+        self.notify = notify
         return daemon
     }
 
@@ -158,18 +156,15 @@ public final class DemoGateway {
 
     func routerCounter(_ name: String) throws -> Int { try counters("6bed4")[name] ?? -1 }
 
-    static let ready = "ready: translator, dns64, 6bed4"
-
-    /// How often the running daemon has become ready: once per start or restart.
-    public var readies: Int { (daemon?.errors.components(separatedBy: Self.ready).count ?? 1) - 1 }
+    /// How often the running daemon has reported READY=1: once per start,
+    /// and once per restart (a reload re-executes the same process).
+    public var readies: Int { notify?.readies ?? 0 }
 
     /// Waits until the daemon has become ready `count` times (or `seconds`
     /// have passed) and says how often it has.
     @discardableResult
     public func waitForReady(_ count: Int, seconds: Int) -> Int {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while readies < count, ContinuousClock.now < deadline { usleep(50_000) }
-        return readies
+        notify?.wait(for: "READY=1", count: count, deadline: .seconds(seconds), process: daemon) ?? 0
     }
 
     /// c6 fetching s4's page through the translator.

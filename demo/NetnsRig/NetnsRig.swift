@@ -144,9 +144,8 @@ public final class NetnsRig: Sendable {
         }
         try conf.write(toFile: dir + "/nsd.conf", atomically: true, encoding: .utf8)
         let p = try start(host, ["nsd", "-d", "-c", dir + "/nsd.conf"], name: "nsd-\(host)")
-        for _ in 0..<100 {
-            if try run(host, ["dig", "+time=1", "+tries=1", "@\(address)", zones.first?.name ?? ".", "SOA"]).stdout.contains("status: NOERROR") { break }
-            usleep(100_000)
+        try waitUntil("NSD in \(host) to answer for \(zones.first?.name ?? ".")\n\(p.errors)", deadline: .seconds(20), poll: .milliseconds(50)) {
+            try run(host, ["dig", "+time=1", "+tries=1", "@\(address)", zones.first?.name ?? ".", "SOA"]).stdout.contains("status: NOERROR")
         }
         return p
     }
@@ -169,23 +168,26 @@ public final class NetnsRig: Sendable {
         try conf.write(toFile: dir + "/unbound.conf", atomically: true, encoding: .utf8)
         try checked(host, ["unbound-checkconf", dir + "/unbound.conf"])
         let p = try start(host, ["unbound", "-d", "-c", dir + "/unbound.conf"], name: "unbound-\(host)")
-        for _ in 0..<100 {
-            if try run(host, ["dig", "+time=1", "+tries=1", "@\(address)", stubs.first?.zone ?? ".", "SOA"]).stdout.contains("status: NOERROR") { break }
-            usleep(100_000)
+        try waitUntil("Unbound in \(host) to answer for \(stubs.first?.zone ?? ".")\n\(p.errors)", deadline: .seconds(20), poll: .milliseconds(50)) {
+            try run(host, ["dig", "+time=1", "+tries=1", "@\(address)", stubs.first?.zone ?? ".", "SOA"]).stdout.contains("status: NOERROR")
         }
         return p
     }
 
-    /// Serves `dir` over HTTP on `address` port 8080 in `host`, and waits until it answers.
+    /// Serves `dir` over HTTP on `address` port 8080 in `host`, once it listens.
     public func httpServer(_ host: String, _ address: String, dir: String) throws -> Process {
         let p = try start(host, ["python3", "-m", "http.server", "8080", "--bind", address, "--directory", dir], name: "http-\(host)")
-        let family = address.contains(":") ? "AF_INET6" : "AF_INET"
-        let probe = "import socket,sys; s=socket.socket(socket.\(family)); s.settimeout(0.5); sys.exit(s.connect_ex(('\(address)', 8080)))"
-        for _ in 0..<100 {
-            if try run(host, ["python3", "-c", probe]).succeeded { break }
-            usleep(50_000)
-        }
+        try waitForListener(host, port: 8080, of: p)
         return p
+    }
+
+    /// Waits until a socket in `host` listens on TCP `port` (with `udp`: is
+    /// bound to UDP `port`), as `ss` lists them; `of` is the process that
+    /// is to open it, whose log the failure shows.
+    public func waitForListener(_ host: String, port: Int, udp: Bool = false, of p: Process? = nil, deadline: Duration = .seconds(10)) throws {
+        try waitUntil("a \(udp ? "UDP" : "TCP") socket on port \(port) in \(host)\n\(p?.errors ?? "")", deadline: deadline) {
+            try run(host, ["ss", "-Hn", udp ? "-ua" : "-tl", "sport = :\(port)"]).stdout.contains(":\(port) ")
+        }
     }
 
     /// Runs `argv` inside `host` and returns its output, whatever its exit status.
@@ -212,10 +214,11 @@ public final class NetnsRig: Sendable {
     }
 
     /// Starts `argv` in `host` and returns at once. `ip netns exec` execs the
-    /// command, so the PID is the command's own.
-    public func start(_ host: String, _ argv: [String], name: String) throws -> Process {
+    /// command, so the PID is the command's own. `environment` is added to
+    /// the runner's.
+    public func start(_ host: String, _ argv: [String], name: String, environment: [String: String] = [:]) throws -> Process {
         let out = "\(scratch)/\(name).out", err = "\(scratch)/\(name).err"
-        let pid = try Spawn.start(["ip", "netns", "exec", ns(host)] + argv, stdout: out, stderr: err)
+        let pid = try Spawn.start(["ip", "netns", "exec", ns(host)] + argv, stdout: out, stderr: err, environment: environment)
         state.withLock { $0.processes.append(pid) }
         return Process(pid: pid, stdoutPath: out, stderrPath: err)
     }

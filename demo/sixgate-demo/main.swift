@@ -36,7 +36,8 @@ do {
         print("e.g. ip netns exec \(demo.rig.ns("c6")) dig @2001:db8:1::1 www.example.org AAAA")
         print("     \(bin)/sixgatectl status \(demo.config)")
         print("Ctrl-C tears it down.")
-        while true { sleep(60) }
+        // Until a signal: the rig tears everything down and exits then.
+        while true { pause() }
     }
     demo.rig.teardown()
     exit(failed == 0 ? 0 : 1)

@@ -40,7 +40,8 @@ public enum RigError: Error, CustomStringConvertible {
 /// posix_spawn with stdout and stderr sent to files, so that a chatty child can
 /// never block on a full pipe, and with the PID ours to wait for and to kill.
 public enum Spawn {
-    public static func start(_ argv: [String], stdout: String, stderr: String) throws -> pid_t {
+    /// `environment` is added to the runner's own (a name in both takes its value from here).
+    public static func start(_ argv: [String], stdout: String, stderr: String, environment: [String: String] = [:]) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -57,22 +58,30 @@ public enum Spawn {
         let cargs = argv.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
+        let rc: Int32
+        if environment.isEmpty {
+            rc = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
+        } else {
+            var merged = ProcessInfo.processInfo.environment
+            merged.merge(environment) { _, new in new }
+            let cenv = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { cenv.forEach { free($0) } }
+            rc = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, cenv)
+        }
         guard rc == 0 else { throw RigError.spawnFailed(argv, rc) }
         return pid
     }
 
     /// Waits for `pid`; nil when it is still running at the deadline.
     public static func wait(_ pid: pid_t, timeout: Duration) -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        var status: Int32 = 0
-        while true {
+        var code: Int32?
+        try? waitUntil("process \(pid) to exit", deadline: timeout, poll: .milliseconds(2)) {
+            var status: Int32 = 0
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { return exitCode(status) }
-            if r < 0 { return errno == ECHILD ? -1 : nil }
-            if ContinuousClock.now >= deadline { return nil }
-            usleep(2_000)
+            if r == pid { code = exitCode(status) } else if r < 0, errno == ECHILD { code = -1 }
+            return code != nil || r < 0
         }
+        return code
     }
 
     /// SIGTERM, a grace period, then SIGKILL; always reaped.
