@@ -37,7 +37,7 @@ let package = Package(
         // The tc-BPF translator: loading, attaching, its maps.
         .target(name: "TCBPF", dependencies: ["CBPF", "Packet"], plugins: ["BPFObjectPlugin"]),
         // A TUN device's queues: the translator's and the 6bed4 router's and peer's datapaths.
-        .target(name: "Tun", dependencies: ["CNetlink", "Packet"]),
+        .target(name: "Tun", dependencies: ["CNetlink", "Packet", "Common"]),
         // The RFC 7915 engine, the EAM table, the pool and the datapath contract: no I/O.
         .target(name: "Translator", dependencies: ["Packet"]),
         // The implementations of the contract, and the factory that picks one.
@@ -46,12 +46,12 @@ let package = Package(
             name: "DNS64",
             dependencies: ["Packet", "CNetlink", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink"]),
+        .target(name: "SixBedFour", dependencies: ["Packet", "Tun", "CNetlink", "Common"]),
         // The multiplexer's peeks at the first bytes of a connection (TLS server_name, HTTP Host) and its routes by name.
         .target(name: "CMux"),
         .target(name: "Mux", dependencies: ["CMux", "Packet"]),
-        // What the programs share beyond packets: the version (with the commit VersionPlugin records)
-        // and a difference between the live system and the config.
+        // What the programs share beyond packets: the version (with the commit VersionPlugin records),
+        // a difference between the live system and the config, and the descriptors a reload hands across exec.
         .target(name: "Common", plugins: ["VersionPlugin"]),
         // rtnetlink: namespaces, links, addresses, routes, rules, sysctls (libnl-route).
         .target(name: "Netlink", dependencies: ["CNetlink", "Packet"]),
@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
         .testTarget(name: "ControllerTests", dependencies: ["Configuration", "ControlProtocol", "Controller", "Netlink", "Common", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
-        .testTarget(name: "TunTests", dependencies: ["Tun", "Packet"]),
+        .testTarget(name: "TunTests", dependencies: ["Tun", "Packet", "Common"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
         .target(name: "Demo", dependencies: ["NetnsRig"], path: "demo/Demo"),

@@ -1,3 +1,4 @@
+import Common
 import ControlProtocol
 import Configuration
 import ArgumentParser

@@ -1,3 +1,4 @@
+import Common
 import Controller
 import Foundation
 import Glibc

@@ -1,6 +1,6 @@
+@testable import Common
 import Glibc
 import Testing
-@testable import Tun
 
 /// Handover's state is the process's own (read from SIXGATE_FDS once, and
 /// armed for good): each test that changes it runs in a process of its own
