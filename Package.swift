@@ -61,18 +61,19 @@ let package = Package(
         .target(name: "Configuration", dependencies: ["Packet", "Translator", "DNS64", "SixBedFour", "Mux", "TOMLKit"]),
         // The typed, versioned messages between sixgatectl and sixgated, and both ends of the control socket.
         .target(name: "ControlProtocol", dependencies: ["Configuration", "Common", "Packet", "Translator"]),
+        // The controller's core: desired state, plan, apply, audit, remove, verify, prefix history, state directory.
         .target(
-            name: "Controller",
+            name: "Reconcile",
             dependencies: ["Packet", "Translator", "TCBPF", "DNS64", "SixBedFour", "Mux", "CNetlink", "Common", "Netlink", "Nftables", "Configuration", "ControlProtocol"]
         ),
         .executableTarget(
             name: "sixgatectl",
-            dependencies: ["Controller", "Configuration", "ControlProtocol", "Common", "Netlink", "Packet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Reconcile", "Configuration", "ControlProtocol", "Common", "Netlink", "Packet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "sixgated",
             dependencies: [
-                "Controller", "Configuration", "ControlProtocol", "Common", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", "Mux", .product(name: "NIOPosix", package: "swift-nio"),
+                "Reconcile", "Configuration", "ControlProtocol", "Common", "Translator", "Datapaths", "DNS64", "SixBedFour", "Tun", "CProcess", "Mux", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -104,13 +105,13 @@ let package = Package(
         .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Configuration", "ControlProtocol", "Controller", "Netlink", "Common", "SixBedFour"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Configuration", "ControlProtocol", "Reconcile", "Netlink", "Common", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
         .testTarget(name: "TunTests", dependencies: ["Tun", "Packet", "Common"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
         .target(name: "Demo", dependencies: ["NetnsRig"], path: "demo/Demo"),
         .executableTarget(name: "sixgate-demo", dependencies: ["Demo", "NetnsRig"], path: "demo/sixgate-demo"),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Configuration", "Controller", "Demo"], exclude: ["Fixtures"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsRig", "Configuration", "Reconcile", "Demo"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,7 +1,7 @@
 import Common
 import Configuration
 import ArgumentParser
-import Controller
+import Reconcile
 import Packet
 import Foundation
 

@@ -3,7 +3,7 @@ import Configuration
 import Common
 import Netlink
 import ArgumentParser
-import Controller
+import Reconcile
 import Foundation
 
 /// Options shared by the commands that read or change kernel state.
@@ -114,7 +114,7 @@ struct Apply: ParsableCommand {
         try reporting("apply") {
             let (config, lock) = try options.target(loaded, .exclusive)
             let r = try options.reconciler()
-            let plan: Controller.Plan
+            let plan: Reconcile.Plan
             do {
                 plan = try r.plan(config)
             } catch {

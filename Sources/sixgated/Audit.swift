@@ -1,6 +1,6 @@
 import Configuration
 import Common
-import Controller
+import Reconcile
 import Foundation
 import Glibc
 import Logging

@@ -1,5 +1,5 @@
 import ControlProtocol
-import Controller
+import Reconcile
 import Foundation
 import Glibc
 import Packet

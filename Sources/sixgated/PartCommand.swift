@@ -1,6 +1,6 @@
 import Configuration
 import ArgumentParser
-import Controller
+import Reconcile
 import Foundation
 import Glibc
 import ServiceLifecycle

@@ -1,7 +1,7 @@
 import Common
 import ControlProtocol
 import Configuration
-import Controller
+import Reconcile
 import Foundation
 import Logging
 import Packet

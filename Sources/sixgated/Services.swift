@@ -2,7 +2,7 @@ import Common
 import ControlProtocol
 import Configuration
 import ArgumentParser
-import Controller
+import Reconcile
 import Datapaths
 import DNS64
 import Dispatch

@@ -2,7 +2,7 @@ import Common
 import Configuration
 import ArgumentParser
 import CProcess
-import Controller
+import Reconcile
 import Dispatch
 import Foundation
 import Glibc

@@ -1,5 +1,5 @@
 import Common
-import Controller
+import Reconcile
 import Foundation
 import Glibc
 import Logging

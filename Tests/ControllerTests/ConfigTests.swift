@@ -1,5 +1,5 @@
 import Configuration
-import Controller
+import Reconcile
 import Foundation
 import Packet
 import Testing

@@ -1,6 +1,6 @@
 import ControlProtocol
 import Common
-import Controller
+import Reconcile
 import Foundation
 import Packet
 import Testing

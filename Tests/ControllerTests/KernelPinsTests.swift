@@ -1,4 +1,4 @@
-import Controller
+import Reconcile
 import Foundation
 import Testing
 

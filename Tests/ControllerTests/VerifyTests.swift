@@ -1,5 +1,5 @@
 @testable import Configuration
-@testable import Controller
+@testable import Reconcile
 import ControlProtocol
 import Packet
 import SixBedFour

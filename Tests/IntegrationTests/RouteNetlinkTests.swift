@@ -4,7 +4,7 @@ import NetnsRig
 import Packet
 import Testing
 
-@testable import Controller
+@testable import Reconcile
 @testable import Netlink
 
 /// RouteNetlink and Sysctl against the real kernel, inside the rig's gw namespace,
