@@ -100,14 +100,16 @@ let package = Package(
 
         // Test support: builds the namespace topology of the integration tests (c6, c4, gw, s6, s4).
         .target(name: "NetnsRig", path: "demo/NetnsRig"),
+        // Test packets that the translator's, the TUN's and 6bed4's tests build and check.
+        .target(name: "TestPackets", dependencies: ["Packet"], path: "Tests/TestPackets"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "MuxTests", dependencies: ["Mux"], exclude: ["openssl-hello.hex"]),
-        .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "Tun"]),
-        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF"]),
+        .testTarget(name: "SixBedFourTests", dependencies: ["SixBedFour", "TestPackets"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "Tun", "TCBPF", "TestPackets"]),
         .testTarget(name: "DNS64Tests", dependencies: ["DNS64"]),
         .testTarget(name: "ControllerTests", dependencies: ["Configuration", "ControlProtocol", "Reconcile", "Netlink", "Common", "SixBedFour"]),
         .testTarget(name: "CNetlinkTests", dependencies: ["CNetlink"]),
-        .testTarget(name: "TunTests", dependencies: ["Tun", "Packet", "Common"]),
+        .testTarget(name: "TunTests", dependencies: ["Tun", "Packet", "Common", "TestPackets"]),
         .executableTarget(name: "RigHold", dependencies: ["NetnsRig"], path: "Tests/RigHold"),
         // `make demo`: the seed's scenarios on a live gateway, printed; IntegrationTests asserts them.
         .target(name: "Demo", dependencies: ["NetnsRig"], path: "demo/Demo"),

@@ -1,3 +1,4 @@
+import TestPackets
 import Packet
 @testable import SixBedFour
 import Testing

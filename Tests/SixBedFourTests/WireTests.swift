@@ -1,3 +1,4 @@
+import TestPackets
 import Packet
 import SixBedFour
 import Testing
@@ -7,14 +8,6 @@ func hex(_ s: String) -> [UInt8] {
     return stride(from: 0, to: d.count, by: 2).map { UInt8(String(decoding: d[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
 }
 
-/// Runs `body` on a zeroed 2048-byte buffer and returns the first `n` bytes, n being what body returns.
-func written(_ body: (UnsafeMutableRawPointer) -> Int) -> [UInt8] {
-    let p = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 8)
-    defer { p.deallocate() }
-    p.initializeMemory(as: UInt8.self, repeating: 0, count: 2048)
-    let n = body(p)
-    return Array(UnsafeRawBufferPointer(start: p, count: n))
-}
 
 /// `bytes` with its ICMPv6 checksum recomputed, after a test changed a field.
 func resealed(_ bytes: [UInt8]) -> [UInt8] {
@@ -27,10 +20,6 @@ func resealed(_ bytes: [UInt8]) -> [UInt8] {
     return b
 }
 
-func withPacket<T>(_ bytes: [UInt8], _ body: (UnsafeMutableRawPointer, Int) -> T) -> T {
-    var b = bytes
-    return b.withUnsafeMutableBytes { body($0.baseAddress!, $0.count) }
-}
 
 func ep(_ a: String, _ port: UInt16) -> UDPEndpoint { UDPEndpoint(address: IPv4Address(a)!, port: port) }
 

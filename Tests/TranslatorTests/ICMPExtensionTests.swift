@@ -1,3 +1,4 @@
+import TestPackets
 import Packet
 import Testing
 @testable import Translator

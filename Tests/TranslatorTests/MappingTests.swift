@@ -1,3 +1,4 @@
+import TestPackets
 import Foundation
 import Packet
 import Testing

@@ -1,3 +1,4 @@
+import TestPackets
 import Tun
 import Foundation
 import Packet

@@ -1,3 +1,4 @@
+import TestPackets
 import Glibc
 import Packet
 import Testing

@@ -1,3 +1,4 @@
+import TestPackets
 import Packet
 import Testing
 import Tun
